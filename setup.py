@@ -1,0 +1,56 @@
+"""mf: dense metric depth from a camera and a sparse LiDAR (Modality Forcing), for ROS 2.
+
+One setup.py serves both ways of installing:
+- colcon on a robot (ament_python package ``mf_ros``; dependencies come from package.xml),
+- pip in a plain virtual environment (``make demo`` / ``make test``; dependencies below).
+"""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "mf_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Dense metric depth from camera + sparse LiDAR with a Modality Forcing diffusion transformer",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["mf_core", "mf_core.*", "mf_ros", "mf_ros.*", "training", "training.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
+    ],
+    install_requires=[
+        # torch is not pinned here: GPU users bring their own build (the Makefile pins the CPU wheel).
+        "torch>=2.4",
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        "rosbags>=0.10",
+        "transforms3d>=0.4",
+        "safetensors>=0.4",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+        "tensorboard>=2.14",
+    ],
+    extras_require={
+        # Real ROS 2 Jazzy Python wheels for machines without a ROS install (a robot uses its system rclpy).
+        "ros": ["ros-jazzy-rclpy[fastrtps]", "ros-sensor-msgs==5.3.6"],
+        # Ray casting for the synthetic camera + LiDAR scene generator.
+        "sim": ["open3d-cpu>=0.18"],
+        # Independent decoders and tools used by the test suite.
+        "dev": ["pytest>=7", "mcap>=1.1", "mcap-ros2-support>=0.5", "ruff>=0.5"],
+        # Reference implementations compared against in `mf bench model`.
+        "bench": ["diffusers>=0.30"],
+    },
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "mf = training.cli:main",
+        ],
+    },
+)

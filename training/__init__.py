@@ -1,0 +1,1 @@
+"""training: bags -> samples, synthetic scenes, training, evaluation and benchmarks."""

@@ -1,0 +1,1 @@
+"""One module per ``mf`` subcommand (see training/cli.py)."""

@@ -1,0 +1,35 @@
+"""``mf bench NAME``: run one benchmark and print its JSON report.
+
+Each benchmark lives in ``training/bench/<name>.py`` and defines
+``add_arguments(parser)`` and ``run(args) -> dict`` (the report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+
+BENCHMARKS: dict[str, str] = {
+    "geometry": "LiDAR projection and PointCloud2 building vs a plain numpy copy",
+    "sim": "synthetic scene generation rate (frames/s)",
+    "model": "model forward/backward throughput and i2d latency, vs diffusers SD3 blocks",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+    for name, help_text in BENCHMARKS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--out", help="also write the JSON report to this file")
+        importlib.import_module(f"training.bench.{name}").add_arguments(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = importlib.import_module(f"training.bench.{args.benchmark}").run(args)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text + "\n")
+    return 0

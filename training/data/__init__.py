@@ -1,0 +1,1 @@
+"""Training data: bags, sample folders and real datasets -> :class:`training.data.sample.Sample`."""
