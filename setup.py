@@ -29,6 +29,7 @@ setup(
         # torch is not pinned here: GPU users bring their own build (the Makefile pins the CPU wheel).
         "torch>=2.4",
         "numpy>=1.24",
+        "scipy>=1.10",
         "opencv-python-headless>=4.8",
         "rosbags>=0.10",
         "transforms3d>=0.4",

@@ -1,7 +1,8 @@
 """``mf bench NAME``: run one benchmark and print its JSON report.
 
 Each benchmark lives in ``training/bench/<name>.py`` and defines
-``add_arguments(parser)`` and ``run(args) -> dict`` (the report).
+``add_arguments(parser)`` and ``run(args) -> dict`` (the report). Benchmark modules
+import their heavy dependencies inside ``run`` so building this parser stays cheap.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "geometry": "LiDAR projection and PointCloud2 building vs a plain numpy copy",
     "sim": "synthetic scene generation rate (frames/s)",
     "model": "model forward/backward throughput and i2d latency, vs diffusers SD3 blocks",
+    "eval": "per-frame time of each baseline and model mode at 640x480",
 }
 
 

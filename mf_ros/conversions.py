@@ -1,0 +1,525 @@
+"""Image / CameraInfo / PointCloud2 / TF messages <-> numpy, for rclpy AND rosbags messages.
+
+Both message kinds share field names, so decoders only read attributes (duck typing).
+Encoders build messages through a :class:`MessageFactory`: :class:`RosbagsMessages`
+(rosbags typestore classes, used offline and for bags) or :class:`RclpyMessages`
+(generated rclpy classes, imported lazily). This module imports no rclpy.
+
+The ROS-message wire formats (row ``step``, PointField offsets, packed RGB) are decoded
+here by hand with numpy views because no maintained, ROS-free library does it
+(sensor_msgs_py and cv_bridge need a ROS install; see docs ROS.md).
+"""
+
+from __future__ import annotations
+
+import array
+import functools
+import importlib
+from typing import Any, NamedTuple, Protocol
+
+import cv2
+import numpy as np
+import transforms3d.quaternions as tq
+from rosbags.typesys import Stores, get_typestore
+
+from mf_core.camera import PinholeCamera
+from mf_core.errors import InputError
+
+# ---------------------------------------------------------------------------- factories
+
+
+class MessageFactory(Protocol):
+    """Builds messages of one flavour (rclpy or rosbags) by ROS type name."""
+
+    def message(self, msgtype: str, **fields: Any) -> Any:
+        """A message of ``msgtype`` (e.g. ``"sensor_msgs/msg/Image"``) with every field given."""
+
+    def uint8_array(self, data: np.ndarray) -> Any:
+        """The value for a ``uint8[]`` field holding the bytes of the contiguous array ``data``."""
+
+    def float64_array(self, values: np.ndarray) -> Any:
+        """The value for a ``float64[]`` or ``float64[N]`` field."""
+
+
+class RosbagsMessages:
+    """Messages as rosbags dataclasses from a typestore (no ROS needed)."""
+
+    def __init__(self, typestore: Any) -> None:
+        self.typestore = typestore
+
+    def message(self, msgtype: str, **fields: Any) -> Any:
+        """A rosbags message of ``msgtype``; unknown types raise InputError."""
+        try:
+            cls = self.typestore.types[msgtype]
+        except KeyError:
+            raise InputError(f"message type {msgtype!r} is not in the rosbags typestore; "
+                             "register it or use a typestore that has it") from None
+        return cls(**fields)
+
+    def uint8_array(self, data: np.ndarray) -> np.ndarray:
+        """A flat uint8 view of ``data`` (no copy; rosbags serialises numpy arrays directly)."""
+        return np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+
+    def float64_array(self, values: np.ndarray) -> np.ndarray:
+        """``values`` as a flat float64 numpy array."""
+        return np.asarray(values, dtype=np.float64).reshape(-1)
+
+
+class RclpyMessages:
+    """Messages as rclpy-generated classes (``sensor_msgs.msg.Image`` ...), imported on first use."""
+
+    def message(self, msgtype: str, **fields: Any) -> Any:
+        """An rclpy message of ``msgtype``; a package that is not installed raises InputError."""
+        return _rclpy_class(msgtype)(**fields)
+
+    def uint8_array(self, data: np.ndarray) -> array.array:
+        """``array.array('B')`` filled with one memcpy: the rclpy setter accepts it without a per-item check."""
+        out = array.array("B")
+        out.frombytes(np.ascontiguousarray(data).reshape(-1).view(np.uint8))
+        return out
+
+    def float64_array(self, values: np.ndarray) -> array.array:
+        """``array.array('d')``, accepted by rclpy for both bounded and fixed-size float64 fields."""
+        out = array.array("d")
+        out.frombytes(np.ascontiguousarray(values, dtype=np.float64).reshape(-1))
+        return out
+
+
+@functools.cache
+def _rclpy_class(msgtype: str) -> type:
+    package, kind, name = _split_msgtype(msgtype)
+    try:
+        module = importlib.import_module(f"{package}.{kind}")
+    except ImportError:
+        raise InputError(f"ROS package {package!r} is not installed for rclpy, so {msgtype} cannot be built; "
+                         f"install it (e.g. ros-jazzy-{package.replace('_', '-')}) or source a ROS install") from None
+    return getattr(module, name)
+
+
+def _split_msgtype(msgtype: str) -> tuple[str, str, str]:
+    parts = msgtype.split("/")
+    if len(parts) != 3:
+        raise InputError(f"message type {msgtype!r} must look like 'package/msg/Name'")
+    return parts[0], parts[1], parts[2]
+
+
+@functools.cache
+def rosbags_messages() -> RosbagsMessages:
+    """The default factory: rosbags classes from the ROS 2 Jazzy typestore."""
+    return RosbagsMessages(get_typestore(Stores.ROS2_JAZZY))
+
+
+def _factory(messages: MessageFactory | None) -> MessageFactory:
+    return rosbags_messages() if messages is None else messages
+
+
+# ------------------------------------------------------------------------------- stamps
+
+NS_PER_S = 1_000_000_000
+
+
+def stamp_to_ns(stamp: Any) -> int:
+    """``builtin_interfaces/Time`` (sec, nanosec) -> integer nanoseconds."""
+    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
+
+
+def ns_to_stamp(stamp_ns: int, messages: MessageFactory | None = None) -> Any:
+    """Integer nanoseconds -> ``builtin_interfaces/Time``; negative stamps raise InputError."""
+    stamp_ns = int(stamp_ns)
+    if stamp_ns < 0:
+        raise InputError(f"stamp must be >= 0 ns, got {stamp_ns}")
+    sec, nanosec = divmod(stamp_ns, NS_PER_S)
+    return _factory(messages).message("builtin_interfaces/msg/Time", sec=sec, nanosec=nanosec)
+
+
+def make_header(stamp_ns: int, frame_id: str, messages: MessageFactory | None = None) -> Any:
+    """``std_msgs/Header`` with the given stamp (ns) and frame."""
+    m = _factory(messages)
+    return m.message("std_msgs/msg/Header", stamp=ns_to_stamp(stamp_ns, m), frame_id=frame_id)
+
+
+def header_stamp_ns(msg: Any) -> int:
+    """Stamp of a stamped message's header in nanoseconds."""
+    return stamp_to_ns(msg.header.stamp)
+
+
+# ------------------------------------------------------------------------------- images
+
+# Bytes per pixel of each supported colour encoding (all uint8 channels).
+COLOR_ENCODINGS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+# Element type (little-endian form) of each supported depth encoding.
+DEPTH_ENCODINGS: dict[str, str] = {"32FC1": "<f4", "16UC1": "<u2"}
+MM_PER_M = 1000.0
+
+
+def _byte_view(data: Any) -> np.ndarray:
+    """(n,) uint8 view of a message's ``uint8[]`` field (numpy, array.array, bytes) without copying."""
+    if isinstance(data, np.ndarray):
+        return data.reshape(-1).view(np.uint8)
+    return np.frombuffer(data, dtype=np.uint8)
+
+
+def _image_pixels(msg: Any, element: np.dtype, channels: int) -> np.ndarray:
+    """(H, W, C) view of an Image's pixels honouring step and is_bigendian; checks sizes."""
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    element = element.newbyteorder(">" if msg.is_bigendian else "<")
+    row_bytes = width * channels * element.itemsize
+    if height <= 0 or width <= 0:
+        raise InputError(f"{msg.encoding} image has size {width}x{height}; both must be positive")
+    if step < row_bytes:
+        raise InputError(f"{msg.encoding} image step {step} is smaller than width*bytes_per_pixel = {row_bytes}; "
+                         "the publisher filled step wrongly")
+    data = _byte_view(msg.data)
+    if data.size != step * height:
+        raise InputError(f"{msg.encoding} image data has {data.size} bytes but step*height = {step}*{height} = "
+                         f"{step * height}; the message is truncated or its step/height are wrong")
+    # (H, W, C) strided view: rows are `step` apart, trailing row padding is skipped.
+    return np.ndarray((height, width, channels), dtype=element, buffer=data,
+                      strides=(step, channels * element.itemsize, element.itemsize))
+
+
+def image_to_rgb(msg: Any) -> np.ndarray:
+    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> (H, W, 3) uint8 RGB (a new array)."""
+    channels = COLOR_ENCODINGS.get(msg.encoding)
+    if channels is None:
+        raise InputError(f"colour image encoding {msg.encoding!r} is not supported; "
+                         f"publish one of {sorted(COLOR_ENCODINGS)}")
+    pixels = _image_pixels(msg, np.dtype(np.uint8), channels)  # (H, W, C)
+    if msg.encoding == "mono8":
+        return np.repeat(pixels, 3, axis=2)
+    order = [2, 1, 0] if msg.encoding.startswith("bgr") else [0, 1, 2]
+    return np.ascontiguousarray(pixels[:, :, order])
+
+
+def image_to_depth(msg: Any) -> np.ndarray:
+    """Depth Image -> (H, W) float32 metres, NaN = no value.
+
+    32FC1 is metres (non-finite or <= 0 -> NaN); 16UC1 is millimetres (0 -> NaN).
+    """
+    element = DEPTH_ENCODINGS.get(msg.encoding)
+    if element is None:
+        raise InputError(f"depth image encoding {msg.encoding!r} is not supported; "
+                         f"publish one of {sorted(DEPTH_ENCODINGS)} (REP 118: 32FC1 metres)")
+    raw = _image_pixels(msg, np.dtype(element), 1)[:, :, 0]  # (H, W)
+    depth = raw.astype(np.float32)
+    if msg.encoding == "16UC1":
+        depth /= np.float32(MM_PER_M)
+    depth[~(depth > 0) | ~np.isfinite(depth)] = np.nan
+    return depth
+
+
+def _image_message(pixels: np.ndarray, encoding: str, stamp_ns: int, frame_id: str,
+                   messages: MessageFactory | None) -> Any:
+    """Image message from (H, W[, C]) little-endian/uint8 pixels, rows packed (step = W*C*itemsize)."""
+    m = _factory(messages)
+    height, width = pixels.shape[:2]
+    return m.message("sensor_msgs/msg/Image", header=make_header(stamp_ns, frame_id, m), height=height,
+                     width=width, encoding=encoding, is_bigendian=0, step=pixels[0].nbytes,
+                     data=m.uint8_array(pixels))
+
+
+def rgb_to_image(rgb: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = "rgb8",
+                 messages: MessageFactory | None = None) -> Any:
+    """(H, W, 3) uint8 RGB -> Image in ``encoding`` rgb8, bgr8 or mono8 (grey via OpenCV weights).
+
+    For mono8 an (H, W) uint8 array is taken as already grey.
+    """
+    if encoding not in ("rgb8", "bgr8", "mono8"):
+        raise InputError(f"cannot write colour image encoding {encoding!r}; use rgb8, bgr8 or mono8")
+    rgb = np.asarray(rgb)
+    grey_given = encoding == "mono8" and rgb.ndim == 2
+    if rgb.dtype != np.uint8 or not (grey_given or (rgb.ndim == 3 and rgb.shape[2] == 3)):
+        raise InputError(f"image must be (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+    if encoding == "bgr8":
+        pixels = np.ascontiguousarray(rgb[:, :, ::-1])
+    elif encoding == "mono8":
+        pixels = rgb if grey_given else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    else:
+        pixels = rgb
+    return _image_message(pixels, encoding, stamp_ns, frame_id, messages)
+
+
+def depth_to_image(depth: np.ndarray, stamp_ns: int, frame_id: str, encoding: str = "32FC1",
+                   messages: MessageFactory | None = None) -> Any:
+    """(H, W) metres -> depth Image; non-finite or <= 0 is "no value".
+
+    32FC1 (REP 118) writes NaN for no value; 16UC1 writes rounded millimetres and 0 for
+    no value, and also for depths beyond 65.535 m that 16 bits cannot hold.
+    """
+    depth = np.asarray(depth)
+    if depth.ndim != 2 or depth.dtype.kind != "f":
+        raise InputError(f"depth must be an (H, W) float array in metres, got {depth.shape} {depth.dtype}")
+    valid = np.isfinite(depth) & (depth > 0)  # (H, W)
+    if encoding == "32FC1":
+        pixels = np.where(valid, depth, np.nan).astype("<f4")
+    elif encoding == "16UC1":
+        mm = np.rint(np.where(valid, depth, 0.0) * MM_PER_M)
+        pixels = np.where(mm <= np.iinfo(np.uint16).max, mm, 0).astype("<u2")
+    else:
+        raise InputError(f"cannot write depth encoding {encoding!r}; use one of {sorted(DEPTH_ENCODINGS)}")
+    return _image_message(pixels, encoding, stamp_ns, frame_id, messages)
+
+
+# --------------------------------------------------------------------------- CameraInfo
+
+
+def camera_info_to_camera(msg: Any) -> PinholeCamera:
+    """sensor_msgs/CameraInfo -> PinholeCamera (K, D, distortion model, size).
+
+    An all-zero D is read as an ideal pinhole (``distortion_model="none"``). Binning and
+    ROI are not applied: the camera describes the full-resolution image.
+    """
+    k = np.asarray(msg.k, dtype=np.float64)
+    if k.size != 9:
+        raise InputError(f"camera_info K has {k.size} values, expected 9 (row-major 3x3)")
+    d = tuple(float(v) for v in msg.d)
+    if not any(d):
+        model, d = "none", ()
+    else:
+        model = msg.distortion_model
+    return PinholeCamera(int(msg.width), int(msg.height), float(k[0]), float(k[4]), float(k[2]), float(k[5]),
+                         model, d)
+
+
+def camera_to_camera_info(camera: PinholeCamera, stamp_ns: int, frame_id: str,
+                          messages: MessageFactory | None = None) -> Any:
+    """PinholeCamera -> CameraInfo with K, D, R = identity and P = [K | 0].
+
+    An ideal pinhole is written as plumb_bob with five zero coefficients (what ROS tools expect).
+    """
+    m = _factory(messages)
+    if camera.is_distorted:
+        model, d = camera.distortion_model, np.asarray(camera.distortion)
+    else:
+        model, d = "plumb_bob", np.zeros(5)
+    p = np.hstack([camera.K, np.zeros((3, 1))])  # (3, 4)
+    roi = m.message("sensor_msgs/msg/RegionOfInterest", x_offset=0, y_offset=0, height=0, width=0,
+                    do_rectify=False)
+    return m.message("sensor_msgs/msg/CameraInfo", header=make_header(stamp_ns, frame_id, m),
+                     height=camera.height, width=camera.width, distortion_model=model,
+                     d=m.float64_array(d), k=m.float64_array(camera.K), r=m.float64_array(np.eye(3)),
+                     p=m.float64_array(p), binning_x=0, binning_y=0, roi=roi)
+
+
+# --------------------------------------------------------------------------- PointCloud2
+
+# sensor_msgs/PointField datatype constants -> numpy element type (little-endian form).
+POINTFIELD_DTYPES: dict[int, str] = {1: "i1", 2: "u1", 3: "<i2", 4: "<u2", 5: "<i4", 6: "<u4", 7: "<f4", 8: "<f8"}
+FLOAT32 = 7
+
+
+def pointcloud2_dtype(msg: Any) -> np.dtype:
+    """Structured numpy dtype of one point: every field at its offset, itemsize = point_step."""
+    order = ">" if msg.is_bigendian else "<"
+    names, formats, offsets = [], [], []
+    for f in msg.fields:
+        if f.datatype not in POINTFIELD_DTYPES:
+            raise InputError(f"PointCloud2 field {f.name!r} has unknown datatype {f.datatype}; "
+                             "expected 1..8 (INT8..FLOAT64)")
+        element = np.dtype(POINTFIELD_DTYPES[f.datatype]).newbyteorder(order)
+        count = max(int(f.count), 1)
+        fmt = element if count == 1 else np.dtype((element, (count,)))
+        if f.offset + fmt.itemsize > msg.point_step:
+            raise InputError(f"PointCloud2 field {f.name!r} at offset {f.offset} ({fmt.itemsize} bytes) does not fit "
+                             f"in point_step {msg.point_step}")
+        names.append(f.name)
+        formats.append(fmt)
+        offsets.append(int(f.offset))
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": int(msg.point_step)})
+
+
+def pointcloud2_points(msg: Any) -> np.ndarray:
+    """(H, W) structured view of a PointCloud2's points (no copy); checks the data length."""
+    dtype = pointcloud2_dtype(msg)
+    height, width = int(msg.height), int(msg.width)
+    row_step, point_step = int(msg.row_step), int(msg.point_step)
+    if row_step < width * point_step:
+        raise InputError(f"PointCloud2 row_step {row_step} is smaller than width*point_step = "
+                         f"{width}*{point_step}; the publisher filled row_step wrongly")
+    data = _byte_view(msg.data)
+    if data.size != row_step * height:
+        raise InputError(f"PointCloud2 data has {data.size} bytes but row_step*height = {row_step}*{height} = "
+                         f"{row_step * height} (width*height*point_step = {width * height * point_step}); "
+                         "the message is truncated or its sizes are wrong")
+    return np.ndarray((height, width), dtype=dtype, buffer=data, strides=(row_step, point_step))
+
+
+def pointcloud2_fields(msg: Any, names: list[str] | tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Named fields of a PointCloud2 as flat native-endian arrays, each (H*W,) (or (H*W, count))."""
+    points = pointcloud2_points(msg)  # (H, W) structured
+    missing = [n for n in names if n not in points.dtype.names]
+    if missing:
+        raise InputError(f"PointCloud2 has no field(s) {missing}; it has {list(points.dtype.names)}")
+    out = {}
+    for name in names:
+        column = points[name].reshape(points.size, *points.dtype[name].shape)
+        out[name] = column.astype(column.dtype.newbyteorder("="))
+    return out
+
+
+def pointcloud2_to_xyz(msg: Any, drop_invalid: bool = True) -> np.ndarray:
+    """PointCloud2 -> (N, 3) float32 x, y, z; ``drop_invalid`` removes points with a non-finite coordinate.
+
+    With ``drop_invalid=False`` N = height*width in row-major order (reshape to (H, W, 3)
+    for an organized cloud).
+    """
+    fields = pointcloud2_fields(msg, ("x", "y", "z"))
+    xyz = np.stack([fields["x"], fields["y"], fields["z"]], axis=1).astype(np.float32)  # (N, 3)
+    return xyz[np.isfinite(xyz).all(axis=1)] if drop_invalid else xyz
+
+
+def unpack_rgb(packed: np.ndarray) -> np.ndarray:
+    """(N,) packed ``rgb`` values (float32 or uint32 holding 0x00RRGGBB bits) -> (N, 3) uint8 RGB."""
+    bits = np.ascontiguousarray(packed).view(np.uint32)  # (N,)
+    return np.stack([(bits >> 16) & 0xFF, (bits >> 8) & 0xFF, bits & 0xFF], axis=1).astype(np.uint8)
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 RGB -> (...) float32 whose bits are 0x00RRGGBB (the PCL/RViz ``rgb`` field)."""
+    rgb = rgb.astype(np.uint32)
+    return ((rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]).view(np.float32)
+
+
+def pointcloud2_rgb(msg: Any) -> np.ndarray:
+    """(N, 3) uint8 colours of a cloud with a packed ``rgb`` (or ``rgba``) field, row-major."""
+    names = pointcloud2_points(msg).dtype.names
+    name = "rgb" if "rgb" in names else "rgba"
+    return unpack_rgb(pointcloud2_fields(msg, (name,))[name])
+
+
+def _cloud_message(columns: dict[str, np.ndarray], stamp_ns: int, frame_id: str,
+                   messages: MessageFactory | None) -> Any:
+    """Cloud of float32 fields packed back to back (point_step = 4 * len(columns)).
+
+    Each column is (N,) or (H, W) float32; (H, W) makes an organized cloud.
+    """
+    m = _factory(messages)
+    first = next(iter(columns.values()))
+    shape = first.shape if first.ndim == 2 else (1, first.shape[0])  # (H, W)
+    names = list(columns)
+    packed = np.empty(shape + (len(names),), dtype="<f4")  # (H, W, F): one point per (h, w)
+    for i, name in enumerate(names):
+        packed[..., i] = columns[name].reshape(shape)
+    fields = [m.message("sensor_msgs/msg/PointField", name=n, offset=4 * i, datatype=FLOAT32, count=1)
+              for i, n in enumerate(names)]
+    xyz_finite = np.isfinite(packed[..., :3]).all()
+    point_step = 4 * len(names)
+    return m.message("sensor_msgs/msg/PointCloud2", header=make_header(stamp_ns, frame_id, m),
+                     height=shape[0], width=shape[1], fields=fields, is_bigendian=False,
+                     point_step=point_step, row_step=point_step * shape[1], data=m.uint8_array(packed),
+                     is_dense=bool(first.ndim == 1 and xyz_finite))
+
+
+def _check_points(points: np.ndarray) -> np.ndarray:
+    points = np.asarray(points)
+    if points.ndim not in (2, 3) or points.shape[-1] != 3 or points.dtype.kind != "f":
+        raise InputError(f"points must be float (N, 3) or organized (H, W, 3), got {points.shape} {points.dtype}")
+    return points
+
+
+def _check_per_point(name: str, values: np.ndarray, points: np.ndarray, trailing: tuple[int, ...]) -> np.ndarray:
+    values = np.asarray(values)
+    if values.shape != points.shape[:-1] + trailing:
+        raise InputError(f"{name} must have shape {points.shape[:-1] + trailing} to match points {points.shape}, "
+                         f"got {values.shape}")
+    return values
+
+
+def xyz_to_pointcloud2(points: np.ndarray, stamp_ns: int, frame_id: str, intensity: np.ndarray | None = None,
+                       messages: MessageFactory | None = None) -> Any:
+    """Points -> PointCloud2 with float32 x, y, z (point_step 12) [+ intensity at 12, point_step 16].
+
+    ``points`` is (N, 3) for an unorganized cloud or (H, W, 3) for an organized one
+    (height=H, width=W, is_dense=False, NaN marks invalid points); ``intensity`` is (N,) / (H, W).
+    """
+    points = _check_points(points)
+    columns = {"x": points[..., 0], "y": points[..., 1], "z": points[..., 2]}
+    if intensity is not None:
+        columns["intensity"] = _check_per_point("intensity", intensity, points, ())
+    return _cloud_message(columns, stamp_ns, frame_id, messages)
+
+
+def xyzrgb_to_pointcloud2(points: np.ndarray, rgb: np.ndarray, stamp_ns: int, frame_id: str,
+                          messages: MessageFactory | None = None) -> Any:
+    """Coloured points -> PointCloud2 x, y, z float32 at 0/4/8 and packed ``rgb`` float32 at 12, point_step 16.
+
+    Args:
+        points: (H, W, 3) float metres for an organized cloud (e.g. a back-projected
+            depth image; NaN = invalid pixel, is_dense=False), or (N, 3) unorganized.
+        rgb: uint8 RGB with the same leading shape, (H, W, 3) or (N, 3).
+        stamp_ns: header stamp in nanoseconds.
+        frame_id: header frame (the camera optical frame for a depth cloud).
+        messages: factory for rclpy or rosbags messages (default: rosbags).
+    """
+    points = _check_points(points)
+    rgb = _check_per_point("rgb", rgb, points, (3,))
+    if rgb.dtype != np.uint8:
+        raise InputError(f"rgb must be uint8, got {rgb.dtype}")
+    columns = {"x": points[..., 0], "y": points[..., 1], "z": points[..., 2], "rgb": pack_rgb(rgb)}
+    return _cloud_message(columns, stamp_ns, frame_id, messages)
+
+
+# ----------------------------------------------------------------------------------- TF
+
+
+class TfEdge(NamedTuple):
+    """One transform of a TF tree: ``T_parent_from_child`` maps child-frame points into the parent frame."""
+
+    parent: str
+    child: str
+    stamp_ns: int
+    T_parent_from_child: np.ndarray  # (4, 4) float64
+
+
+def transform_to_matrix(transform: Any) -> np.ndarray:
+    """geometry_msgs/Transform -> (4, 4) float64; the quaternion (x, y, z, w) is normalised."""
+    t, q = transform.translation, transform.rotation
+    quat_wxyz = np.array([q.w, q.x, q.y, q.z], dtype=np.float64)
+    norm = np.linalg.norm(quat_wxyz)
+    values = np.array([t.x, t.y, t.z, *quat_wxyz])
+    if not np.isfinite(values).all() or norm < 1e-6:
+        raise InputError(f"transform has a non-finite value or a zero quaternion (t={values[:3]}, "
+                         f"q_wxyz={quat_wxyz}); publish a unit quaternion")
+    out = np.eye(4)
+    out[:3, :3] = tq.quat2mat(quat_wxyz / norm)
+    out[:3, 3] = values[:3]
+    return out
+
+
+def matrix_to_transform(T: np.ndarray, messages: MessageFactory | None = None) -> Any:
+    """(4, 4) rigid transform -> geometry_msgs/Transform; a non-rigid matrix raises InputError."""
+    m = _factory(messages)
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape != (4, 4) or not np.isfinite(T).all():
+        raise InputError(f"transform must be a finite 4x4 matrix, got shape {T.shape}")
+    R = T[:3, :3]
+    if not (np.allclose(R @ R.T, np.eye(3), atol=1e-6) and np.linalg.det(R) > 0
+            and np.allclose(T[3], [0, 0, 0, 1])):
+        raise InputError("transform is not rigid: its 3x3 block must be a rotation and its last row 0 0 0 1")
+    w, x, y, z = tq.mat2quat(R)
+    return m.message("geometry_msgs/msg/Transform",
+                     translation=m.message("geometry_msgs/msg/Vector3", x=T[0, 3], y=T[1, 3], z=T[2, 3]),
+                     rotation=m.message("geometry_msgs/msg/Quaternion", x=x, y=y, z=z, w=w))
+
+
+def transform_stamped_to_edge(msg: Any) -> TfEdge:
+    """geometry_msgs/TransformStamped -> TfEdge(header.frame_id, child_frame_id, stamp, T_parent_from_child)."""
+    return TfEdge(msg.header.frame_id, msg.child_frame_id, header_stamp_ns(msg), transform_to_matrix(msg.transform))
+
+
+def tf_message_to_edges(msg: Any) -> list[TfEdge]:
+    """tf2_msgs/TFMessage -> one TfEdge per transform, in message order."""
+    return [transform_stamped_to_edge(t) for t in msg.transforms]
+
+
+def edge_to_transform_stamped(edge: TfEdge, messages: MessageFactory | None = None) -> Any:
+    """TfEdge -> geometry_msgs/TransformStamped (header.frame_id = parent, child_frame_id = child)."""
+    m = _factory(messages)
+    return m.message("geometry_msgs/msg/TransformStamped", header=make_header(edge.stamp_ns, edge.parent, m),
+                     child_frame_id=edge.child, transform=matrix_to_transform(edge.T_parent_from_child, m))
+
+
+def edges_to_tf_message(edges: list[TfEdge], messages: MessageFactory | None = None) -> Any:
+    """TfEdges -> tf2_msgs/TFMessage (e.g. for /tf_static)."""
+    m = _factory(messages)
+    return m.message("tf2_msgs/msg/TFMessage", transforms=[edge_to_transform_stamped(e, m) for e in edges])
