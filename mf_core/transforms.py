@@ -16,6 +16,8 @@ from mf_core.errors import InputError
 
 # Below this norm a quaternion carries no rotation we could recover.
 _MIN_QUATERNION_NORM = 1e-9
+# How far R^T R of an accepted rotation block may be from the identity (see validate).
+_ORTHONORMAL_TOLERANCE = 1e-3
 
 
 def _unit_quaternion(wxyz: Sequence[float]) -> np.ndarray:
@@ -71,7 +73,8 @@ def to_quaternion(T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def validate(T: np.ndarray, name: str = "transform") -> np.ndarray:
     """``T`` as a float64 (4, 4) rigid transform; InputError when it is not one.
 
-    Accepts a rotation that is orthonormal to 1e-6 and a last row of (0, 0, 0, 1).
+    Accepts a rotation block orthonormal to 1e-3 (tracked poses, e.g. 7-Scenes' KinectFusion,
+    stray up to 4e-4) and a last row of (0, 0, 0, 1).
     """
     M = np.asarray(T, dtype=np.float64)
     if M.shape != (4, 4) or not np.all(np.isfinite(M)):
@@ -79,7 +82,7 @@ def validate(T: np.ndarray, name: str = "transform") -> np.ndarray:
     if not np.allclose(M[3], (0.0, 0.0, 0.0, 1.0)):
         raise InputError(f"{name} last row must be (0, 0, 0, 1), got {M[3].tolist()}")
     R = M[:3, :3]
-    if not np.allclose(R.T @ R, np.eye(3), atol=1e-6) or np.linalg.det(R) < 0:
+    if not np.allclose(R.T @ R, np.eye(3), atol=_ORTHONORMAL_TOLERANCE) or np.linalg.det(R) < 0:
         raise InputError(f"{name} rotation block is not a proper rotation (R^T R != I or det < 0)")
     return M
 

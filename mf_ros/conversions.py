@@ -19,9 +19,9 @@ from typing import Any, NamedTuple, Protocol
 
 import cv2
 import numpy as np
-import transforms3d.quaternions as tq
 from rosbags.typesys import Stores, get_typestore
 
+from mf_core import transforms
 from mf_core.camera import PinholeCamera
 from mf_core.errors import InputError
 
@@ -70,10 +70,17 @@ class RclpyMessages:
 
     def message(self, msgtype: str, **fields: Any) -> Any:
         """An rclpy message of ``msgtype``; a package that is not installed raises InputError."""
-        return _rclpy_class(msgtype)(**fields)
+        # Large uint8[] fields are set after construction: __init__ would copy them twice
+        # (array.array() in __init__, then again in the setter), the setter alone once.
+        arrays = {name: value for name, value in fields.items() if isinstance(value, array.array)}
+        msg = _rclpy_class(msgtype)(**{name: value for name, value in fields.items() if name not in arrays})
+        for name, value in arrays.items():
+            setattr(msg, name, value)
+        return msg
 
     def uint8_array(self, data: np.ndarray) -> array.array:
-        """``array.array('B')`` filled with one memcpy: the rclpy setter accepts it without a per-item check."""
+        """``array.array('B')`` filled with one memcpy; the generated setter takes it as is when
+        ROS_PYTHON_CHECK_FIELDS=1 and with one more memcpy otherwise (bytes would be checked item by item)."""
         out = array.array("B")
         out.frombytes(np.ascontiguousarray(data).reshape(-1).view(np.uint8))
         return out
@@ -81,7 +88,7 @@ class RclpyMessages:
     def float64_array(self, values: np.ndarray) -> array.array:
         """``array.array('d')``, accepted by rclpy for both bounded and fixed-size float64 fields."""
         out = array.array("d")
-        out.frombytes(np.ascontiguousarray(values, dtype=np.float64).reshape(-1))
+        out.frombytes(np.ascontiguousarray(values, dtype=np.float64).reshape(-1).view(np.uint8))
         return out
 
 
@@ -204,7 +211,7 @@ def image_to_depth(msg: Any) -> np.ndarray:
     depth = raw.astype(np.float32)
     if msg.encoding == "16UC1":
         depth /= np.float32(MM_PER_M)
-    depth[~(depth > 0) | ~np.isfinite(depth)] = np.nan
+    depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
     return depth
 
 
@@ -363,21 +370,18 @@ def pointcloud2_to_xyz(msg: Any, drop_invalid: bool = True) -> np.ndarray:
     With ``drop_invalid=False`` N = height*width in row-major order (reshape to (H, W, 3)
     for an organized cloud).
     """
-    fields = pointcloud2_fields(msg, ("x", "y", "z"))
-    xyz = np.stack([fields["x"], fields["y"], fields["z"]], axis=1).astype(np.float32)  # (N, 3)
-    return xyz[np.isfinite(xyz).all(axis=1)] if drop_invalid else xyz
+    fields = pointcloud2_fields(msg, ("x", "y", "z"))  # each (N,)
+    columns = [fields[axis].astype(np.float32, copy=False) for axis in "xyz"]
+    if drop_invalid:
+        keep = np.isfinite(columns[0]) & np.isfinite(columns[1]) & np.isfinite(columns[2])  # (N,)
+        columns = [column[keep] for column in columns]
+    return np.stack(columns, axis=1)  # (N, 3)
 
 
 def unpack_rgb(packed: np.ndarray) -> np.ndarray:
     """(N,) packed ``rgb`` values (float32 or uint32 holding 0x00RRGGBB bits) -> (N, 3) uint8 RGB."""
     bits = np.ascontiguousarray(packed).view(np.uint32)  # (N,)
     return np.stack([(bits >> 16) & 0xFF, (bits >> 8) & 0xFF, bits & 0xFF], axis=1).astype(np.uint8)
-
-
-def pack_rgb(rgb: np.ndarray) -> np.ndarray:
-    """(..., 3) uint8 RGB -> (...) float32 whose bits are 0x00RRGGBB (the PCL/RViz ``rgb`` field)."""
-    rgb = rgb.astype(np.uint32)
-    return ((rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]).view(np.float32)
 
 
 def pointcloud2_rgb(msg: Any) -> np.ndarray:
@@ -387,27 +391,28 @@ def pointcloud2_rgb(msg: Any) -> np.ndarray:
     return unpack_rgb(pointcloud2_fields(msg, (name,))[name])
 
 
-def _cloud_message(columns: dict[str, np.ndarray], stamp_ns: int, frame_id: str,
-                   messages: MessageFactory | None) -> Any:
-    """Cloud of float32 fields packed back to back (point_step = 4 * len(columns)).
+def _float32_cloud(points: np.ndarray, extra: int) -> np.ndarray:
+    """(H, W, 3 + extra) little-endian float32 point buffer (N points -> H=1) with x, y, z filled in."""
+    shape = points.shape[:2] if points.ndim == 3 else (1, points.shape[0])  # (H, W)
+    packed = np.empty((*shape, 3 + extra), dtype="<f4")  # one point per (h, w), fields back to back
+    points = points.reshape(*shape, 3)
+    for axis in range(3):  # one column at a time: 2x faster than copying (..., 3) blocks (measured)
+        packed[..., axis] = points[..., axis]
+    return packed
 
-    Each column is (N,) or (H, W) float32; (H, W) makes an organized cloud.
-    """
+
+def _cloud_message(packed: np.ndarray, names: list[str], organized: bool, stamp_ns: int, frame_id: str,
+                   messages: MessageFactory | None) -> Any:
+    """PointCloud2 of an (H, W, F) float32 buffer whose F fields are ``names`` (offsets 0, 4, ...)."""
     m = _factory(messages)
-    first = next(iter(columns.values()))
-    shape = first.shape if first.ndim == 2 else (1, first.shape[0])  # (H, W)
-    names = list(columns)
-    packed = np.empty(shape + (len(names),), dtype="<f4")  # (H, W, F): one point per (h, w)
-    for i, name in enumerate(names):
-        packed[..., i] = columns[name].reshape(shape)
+    height, width, _ = packed.shape
     fields = [m.message("sensor_msgs/msg/PointField", name=n, offset=4 * i, datatype=FLOAT32, count=1)
               for i, n in enumerate(names)]
-    xyz_finite = np.isfinite(packed[..., :3]).all()
     point_step = 4 * len(names)
     return m.message("sensor_msgs/msg/PointCloud2", header=make_header(stamp_ns, frame_id, m),
-                     height=shape[0], width=shape[1], fields=fields, is_bigendian=False,
-                     point_step=point_step, row_step=point_step * shape[1], data=m.uint8_array(packed),
-                     is_dense=bool(first.ndim == 1 and xyz_finite))
+                     height=height, width=width, fields=fields, is_bigendian=False,
+                     point_step=point_step, row_step=point_step * width, data=m.uint8_array(packed),
+                     is_dense=bool(not organized and np.isfinite(packed[..., :3]).all()))
 
 
 def _check_points(points: np.ndarray) -> np.ndarray:
@@ -433,10 +438,13 @@ def xyz_to_pointcloud2(points: np.ndarray, stamp_ns: int, frame_id: str, intensi
     (height=H, width=W, is_dense=False, NaN marks invalid points); ``intensity`` is (N,) / (H, W).
     """
     points = _check_points(points)
-    columns = {"x": points[..., 0], "y": points[..., 1], "z": points[..., 2]}
-    if intensity is not None:
-        columns["intensity"] = _check_per_point("intensity", intensity, points, ())
-    return _cloud_message(columns, stamp_ns, frame_id, messages)
+    if intensity is None:
+        return _cloud_message(_float32_cloud(points, 0), ["x", "y", "z"], points.ndim == 3, stamp_ns, frame_id,
+                              messages)
+    intensity = _check_per_point("intensity", intensity, points, ())
+    packed = _float32_cloud(points, 1)  # (H, W, 4)
+    packed[..., 3] = intensity.reshape(packed.shape[:2])
+    return _cloud_message(packed, ["x", "y", "z", "intensity"], points.ndim == 3, stamp_ns, frame_id, messages)
 
 
 def xyzrgb_to_pointcloud2(points: np.ndarray, rgb: np.ndarray, stamp_ns: int, frame_id: str,
@@ -455,8 +463,14 @@ def xyzrgb_to_pointcloud2(points: np.ndarray, rgb: np.ndarray, stamp_ns: int, fr
     rgb = _check_per_point("rgb", rgb, points, (3,))
     if rgb.dtype != np.uint8:
         raise InputError(f"rgb must be uint8, got {rgb.dtype}")
-    columns = {"x": points[..., 0], "y": points[..., 1], "z": points[..., 2], "rgb": pack_rgb(rgb)}
-    return _cloud_message(columns, stamp_ns, frame_id, messages)
+    packed = _float32_cloud(points, 1)  # (H, W, 4)
+    # Write the rgb field's bytes directly: little-endian 0x00RRGGBB is the byte sequence B, G, R, 0.
+    rgb_bytes = packed[..., 3:].view(np.uint8)  # (H, W, 4)
+    rgb = rgb.reshape(*packed.shape[:2], 3)
+    for channel in range(3):
+        rgb_bytes[..., 2 - channel] = rgb[..., channel]
+    rgb_bytes[..., 3] = 0
+    return _cloud_message(packed, ["x", "y", "z", "rgb"], points.ndim == 3, stamp_ns, frame_id, messages)
 
 
 # ----------------------------------------------------------------------------------- TF
@@ -474,32 +488,17 @@ class TfEdge(NamedTuple):
 def transform_to_matrix(transform: Any) -> np.ndarray:
     """geometry_msgs/Transform -> (4, 4) float64; the quaternion (x, y, z, w) is normalised."""
     t, q = transform.translation, transform.rotation
-    quat_wxyz = np.array([q.w, q.x, q.y, q.z], dtype=np.float64)
-    norm = np.linalg.norm(quat_wxyz)
-    values = np.array([t.x, t.y, t.z, *quat_wxyz])
-    if not np.isfinite(values).all() or norm < 1e-6:
-        raise InputError(f"transform has a non-finite value or a zero quaternion (t={values[:3]}, "
-                         f"q_wxyz={quat_wxyz}); publish a unit quaternion")
-    out = np.eye(4)
-    out[:3, :3] = tq.quat2mat(quat_wxyz / norm)
-    out[:3, 3] = values[:3]
-    return out
+    return transforms.from_ros_quaternion((q.x, q.y, q.z, q.w), (t.x, t.y, t.z))
 
 
 def matrix_to_transform(T: np.ndarray, messages: MessageFactory | None = None) -> Any:
     """(4, 4) rigid transform -> geometry_msgs/Transform; a non-rigid matrix raises InputError."""
     m = _factory(messages)
-    T = np.asarray(T, dtype=np.float64)
-    if T.shape != (4, 4) or not np.isfinite(T).all():
-        raise InputError(f"transform must be a finite 4x4 matrix, got shape {T.shape}")
-    R = T[:3, :3]
-    if not (np.allclose(R @ R.T, np.eye(3), atol=1e-6) and np.linalg.det(R) > 0
-            and np.allclose(T[3], [0, 0, 0, 1])):
-        raise InputError("transform is not rigid: its 3x3 block must be a rotation and its last row 0 0 0 1")
-    w, x, y, z = tq.mat2quat(R)
+    (w, x, y, z), t = transforms.to_quaternion(T)
     return m.message("geometry_msgs/msg/Transform",
-                     translation=m.message("geometry_msgs/msg/Vector3", x=T[0, 3], y=T[1, 3], z=T[2, 3]),
-                     rotation=m.message("geometry_msgs/msg/Quaternion", x=x, y=y, z=z, w=w))
+                     translation=m.message("geometry_msgs/msg/Vector3", x=float(t[0]), y=float(t[1]), z=float(t[2])),
+                     rotation=m.message("geometry_msgs/msg/Quaternion", x=float(x), y=float(y), z=float(z),
+                                        w=float(w)))
 
 
 def transform_stamped_to_edge(msg: Any) -> TfEdge:

@@ -104,6 +104,14 @@ class SampleFolderWriter:
                             (json.dumps(calib, indent=2) + "\n").encode())
         self.written += 1
 
+    def summary(self) -> str:
+        """``wrote N samples to DIR``, plus a warning line when depths were clipped."""
+        text = f"wrote {self.written} samples to {self.folder}"
+        if self.clipped_pixels:
+            text += (f"\nwarning: {self.clipped_pixels} depth pixels beyond {MAX_DEPTH_M:.2f} m were clipped to "
+                     f"{MAX_DEPTH_M:.2f} m (the 16-bit PNG limit)")
+        return text
+
 
 def write_sample_folder(folder: str | os.PathLike, samples, image_format: str = "png") -> SampleFolderWriter:
     """Write every sample of an iterable; returns the writer with its counts."""

@@ -9,13 +9,14 @@ import numpy as np
 import open3d as o3d
 
 from training.sim.shapes import Mesh
+from training.sim.trajectory import GroundPath
 
 
 class Pattern(IntEnum):
     """Procedural texture of a material, evaluated at the 3D hit point (see shading.py)."""
 
     CHECKER = 0  # 3D checkerboard of cells ``scale`` metres wide
-    STRIPES = 1  # stripes ``scale`` metres wide across the horizontal axes
+    STRIPES = 1  # parity of the x and y cells: stripes on upright faces, checker on level ones
     TILES = 2  # each cell of ``scale`` metres gets its own random blend of the two colours
     BANDS = 3  # horizontal bands ``scale`` metres high (storeys, shelves, siding)
 
@@ -50,10 +51,11 @@ class Scene:
     def __init__(self, raycaster: o3d.t.geometry.RaycastingScene, materials: list[Material], triangles: int):
         self._raycaster = raycaster
         self.triangles = triangles
-        self.color_a = np.array([m.color_a for m in materials], np.float32)  # (G, 3)
-        self.color_b = np.array([m.color_b for m in materials], np.float32)  # (G, 3)
+        # Per-geometry tables, one contiguous row per channel so shading gathers with take().
+        self.color_a = np.array([m.color_a for m in materials], np.float32).T.copy()  # (3, G)
+        self.color_b = np.array([m.color_b for m in materials], np.float32).T.copy()  # (3, G)
         self.pattern = np.array([m.pattern for m in materials], np.int64)  # (G,)
-        self.scale = np.array([m.scale for m in materials], np.float32)  # (G,)
+        self.inv_scale = np.array([1.0 / m.scale for m in materials], np.float32)  # (G,) cells per metre
 
     @property
     def geometries(self) -> int:
@@ -87,3 +89,42 @@ class SceneBuilder:
     def build(self) -> Scene:
         """The finished scene; the builder must not be used afterwards."""
         return Scene(self._raycaster, self._materials, self._triangles)
+
+
+def random_material(rng: np.random.Generator, base: tuple[float, float, float],
+                    patterns: tuple[Pattern, ...], scale: tuple[float, float]) -> Material:
+    """A material near colour ``base``: jittered hue, a second colour for the pattern, random cell size."""
+    color_a = np.clip(np.asarray(base) * rng.uniform(0.75, 1.25, 3), 0.02, 1.0)
+    color_b = np.clip(color_a * rng.uniform(0.35, 0.8) + rng.uniform(0.0, 0.15, 3), 0.02, 1.0)
+    return Material(tuple(color_a.tolist()), tuple(color_b.tolist()),
+                    patterns[rng.integers(len(patterns))], float(rng.uniform(*scale)))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A generated world: what to ray cast, where the carrier goes, and how it is lit."""
+
+    scene: Scene
+    path: GroundPath
+    sun: tuple[float, float, float]  # unit vector towards the directional light, world frame
+    ambient: float  # share of light that reaches every surface regardless of orientation
+
+
+
+def place_rays(directions: np.ndarray, world_from_sensor: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Fill ``out`` (N, 6) float32 with rays from a sensor at pose ``world_from_sensor`` (4x4).
+
+    ``directions`` (3, N) float32 are in the sensor frame; their lengths are kept, so hit distances
+    come back in the same units (z-depth for z = 1 camera rays, metres for unit LiDAR rays).
+    Returns the world directions as a contiguous (3, N) float32 array.
+    """
+    rotation = world_from_sensor[:3, :3].astype(np.float32)
+    # Row by row in float32: cheaper than a (3, 3) @ (3, N) matmul plus a transposed copy.
+    world = np.empty_like(directions)  # (3, N)
+    for k in range(3):
+        np.multiply(directions[0], rotation[k, 0], out=world[k])
+        world[k] += rotation[k, 1] * directions[1]
+        world[k] += rotation[k, 2] * directions[2]
+        out[:, 3 + k] = world[k]
+    out[:, :3] = world_from_sensor[:3, 3].astype(np.float32)
+    return world

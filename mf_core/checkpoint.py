@@ -1,0 +1,128 @@
+"""Model checkpoints: ``model.safetensors`` weights + ``config.json`` (model config and metadata).
+
+Loading parses JSON and safetensors only, so a checkpoint can never execute code. Files
+are written atomically (temp file + ``os.replace``), so a crash leaves the old file intact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from mf_core.errors import InputError
+from mf_core.model.config import ModelConfig
+from mf_core.model.dit import ModalityForcingDiT
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+
+
+def atomic_write(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_model(
+    directory: str | Path,
+    model: ModalityForcingDiT,
+    metadata: dict | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """Save ``model`` to ``directory`` (created); floating weights cast to ``dtype`` if given.
+
+    ``metadata`` (JSON-able: step, data, losses...) is stored in config.json beside the
+    model config and returned by :func:`load_model`. Returns the directory.
+    """
+    directory = Path(directory)
+    state = {
+        name: (t.to(dtype) if dtype is not None and t.is_floating_point() else t).detach().cpu().contiguous()
+        for name, t in model.state_dict().items()
+    }
+    config = {"model": model.config.to_dict(), "metadata": metadata or {}}
+    # Weights first, config last: a config.json always describes complete weights.
+    atomic_write(directory / WEIGHTS_FILE, save_safetensors(state, metadata={"format": "pt"}))
+    atomic_write(directory / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())
+    return directory
+
+
+def read_checkpoint_config(directory: str | Path) -> tuple[ModelConfig, dict]:
+    """(model config, metadata) from a checkpoint folder's config.json, without loading weights."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise InputError(f"{path} not found: pass a checkpoint folder written by save_model (mf train)")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path} is not valid JSON ({exc}); the checkpoint is corrupt, re-save it") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise InputError(f"{path} has no 'model' config object; it was not written by save_model")
+    return ModelConfig.from_dict(data["model"]), dict(data.get("metadata") or {})
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise InputError(f"{path} not found: the checkpoint folder is incomplete")
+    try:
+        return load_safetensors(path.read_bytes())
+    except (SafetensorError, ValueError) as exc:
+        raise InputError(f"{path} is not a readable safetensors file ({exc}); the checkpoint is corrupt") from exc
+
+
+def _check_shapes(model: ModalityForcingDiT, state: dict[str, torch.Tensor], source: Path) -> None:
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    found = {name: tuple(t.shape) for name, t in state.items()}
+    problems = [f"missing {n}" for n in sorted(expected.keys() - found.keys())]
+    problems += [f"unexpected {n}" for n in sorted(found.keys() - expected.keys())]
+    problems += [
+        f"{n}: file {found[n]} vs model {expected[n]}"
+        for n in sorted(expected.keys() & found.keys())
+        if found[n] != expected[n]
+    ]
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; ... ({len(problems)} in all)" if len(problems) > 5 else "")
+        raise InputError(
+            f"weights in {source} do not fit model {model.config.name!r} ({shown}); "
+            "the weights and config.json are from different model sizes"
+        )
+
+
+def load_model(
+    directory: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> tuple[ModalityForcingDiT, dict]:
+    """Load a checkpoint folder: (model in eval mode on ``device``, metadata dict).
+
+    ``dtype`` (default float32) applies to all weights except the depth head, which stays
+    float32. Weights that do not fit the config, or corrupt files, raise InputError.
+    """
+    directory = Path(directory)
+    config, metadata = read_checkpoint_config(directory)
+    state = _read_weights(directory / WEIGHTS_FILE)
+    # Pixel models are built on the meta device (no init cost) and take the loaded tensors;
+    # a VAE model needs its frozen VAE really loaded, so it is built for real.
+    build_on_meta = config.image_tokenizer == "pixel"
+    with torch.device("meta") if build_on_meta else contextlib.nullcontext():
+        model = ModalityForcingDiT(config)
+    _check_shapes(model, state, directory / WEIGHTS_FILE)
+    model.load_state_dict(state, strict=True, assign=build_on_meta)
+    model.to(device).to_dtype(dtype or torch.float32)
+    return model.eval(), metadata

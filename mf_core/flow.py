@@ -1,0 +1,285 @@
+"""Per-modality flow matching: time density, training mix, noising and the training losses.
+
+Each modality (image, depth) has its own time t in [0, 1]; t = 0 is clean data, t = 1 pure
+noise, and x_t = (1 - t) * x0 + t * noise (METHOD.md, "Flow matching, per modality").
+The image head predicts the velocity noise - x0; the depth head predicts clean depth x0 in
+model space (see :mod:`mf_core.depth_codec`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mf_core.errors import InputError
+
+# Training modes drawn per sample.
+JOINT, I2D, D2I = 0, 1, 2
+
+
+def shift_time(t: torch.Tensor, mu: float = 1.1, sigma: float = 1.0) -> torch.Tensor:
+    """Shifted time t' = e^mu / (e^mu + (1/t - 1)^sigma), biased toward noise for mu > 0.
+
+    Written as e^mu t^sigma / (e^mu t^sigma + (1 - t)^sigma), which is the same function
+    but exact at t = 0 and t = 1 (no division by zero). Any shape; values in [0, 1].
+    """
+    t = t.clamp(0.0, 1.0)
+    tilted = torch.exp(torch.tensor(mu, dtype=t.dtype, device=t.device)) * t.pow(sigma)
+    return tilted / (tilted + (1 - t).pow(sigma))
+
+
+@dataclass(frozen=True)
+class TrainingMix:
+    """How each training sample's two times are drawn, and how LiDAR input is split.
+
+    Attributes:
+        p_i2d: probability that the image is held clean (t_img = 0): image -> depth.
+        p_d2i: probability that the depth is held clean (t_depth = 0): depth -> image.
+            The rest (1 - p_i2d - p_d2i) noise both modalities.
+        joint_times: "independent" (default: the paper does not say, independence covers
+            every pair of times the samplers visit) or "tied" (t_depth = t_img).
+        density: "uniform" (u ~ U(0, 1)) or "logit_normal" (u = sigmoid(N(0, 1))), then shifted.
+        mu, sigma: the time shift (METHOD.md: mu = 1.1, sigma = 1).
+        sparse_input_fraction: LiDAR-conditioned models only: the fraction of each sweep's
+            points given as input; the others stay as depth targets.
+        sparse_drop_prob: probability of giving no LiDAR input at all to a sample, so the
+            conditioned model still works monocular.
+        context_drop_prob: probability of zeroing a sample's context, which teaches the
+            unconditional prediction that classifier-free guidance needs (sampler: zero context).
+    """
+
+    p_i2d: float = 0.2
+    p_d2i: float = 0.2
+    joint_times: str = "independent"
+    density: str = "uniform"
+    mu: float = 1.1
+    sigma: float = 1.0
+    sparse_input_fraction: float = 0.5
+    sparse_drop_prob: float = 0.2
+    context_drop_prob: float = 0.1
+
+    def __post_init__(self) -> None:
+        if min(self.p_i2d, self.p_d2i) < 0 or self.p_i2d + self.p_d2i > 1:
+            raise InputError(f"p_i2d={self.p_i2d}, p_d2i={self.p_d2i}: need both >= 0 with a sum <= 1")
+        if self.joint_times not in ("independent", "tied"):
+            raise InputError(f"joint_times must be 'independent' or 'tied', got {self.joint_times!r}")
+        if self.density not in ("uniform", "logit_normal"):
+            raise InputError(f"density must be 'uniform' or 'logit_normal', got {self.density!r}")
+        if self.sigma <= 0:
+            raise InputError(f"time shift sigma must be positive, got {self.sigma}")
+        for name in ("sparse_input_fraction", "sparse_drop_prob", "context_drop_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise InputError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights and forms of the loss terms.
+
+    Attributes:
+        depth_loss: "l1" (default; METHOD.md), "l2" or "huber", on x0 in model space.
+        huber_delta: the Huber transition, in model-space units (range 2).
+        image_weight, depth_weight: multipliers of the two flow-matching terms.
+        distill_hi, distill_lo: self-distillation weight lambda_hi * t_depth + lambda_lo * (1 - t_depth);
+            only used when a teacher is given. The paper gives no values; these are our start.
+    """
+
+    depth_loss: str = "l1"
+    huber_delta: float = 0.05
+    image_weight: float = 1.0
+    depth_weight: float = 1.0
+    distill_hi: float = 1.0
+    distill_lo: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.depth_loss not in ("l1", "l2", "huber"):
+            raise InputError(f"depth_loss must be 'l1', 'l2' or 'huber', got {self.depth_loss!r}")
+        if self.huber_delta <= 0:
+            raise InputError(f"huber_delta must be positive, got {self.huber_delta}")
+
+
+def sample_times(n: int, mix: TrainingMix, generator: torch.Generator, device: torch.device | str = "cpu"
+                 ) -> torch.Tensor:
+    """n times from the shifted density of ``mix``. Returns (n,) float32 in [0, 1]."""
+    if mix.density == "uniform":
+        u = torch.rand(n, generator=generator, device=device)  # (n,)
+    else:
+        u = torch.sigmoid(torch.randn(n, generator=generator, device=device))  # (n,)
+    return shift_time(u, mix.mu, mix.sigma)
+
+
+def sample_training_times(n: int, mix: TrainingMix, generator: torch.Generator, device: torch.device | str = "cpu"
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw each sample's mode (JOINT, I2D, D2I) and its two times.
+
+    Returns mode (n,) int64, t_img (n,) and t_depth (n,) float32; the clean modality's time is 0.
+    """
+    u = torch.rand(n, generator=generator, device=device)  # (n,)
+    mode = torch.full((n,), JOINT, dtype=torch.int64, device=device)
+    mode[u < mix.p_i2d] = I2D
+    mode[(u >= mix.p_i2d) & (u < mix.p_i2d + mix.p_d2i)] = D2I
+    t_img = sample_times(n, mix, generator, device)  # (n,)
+    t_depth = t_img.clone() if mix.joint_times == "tied" else sample_times(n, mix, generator, device)
+    t_img = torch.where(mode == I2D, 0.0, t_img)
+    t_depth = torch.where(mode == D2I, 0.0, t_depth)
+    return mode, t_img, t_depth
+
+
+def noise_sample(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, valid: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+    """x_t = (1 - t) x0 + t noise per sample; pixels where ``valid`` is False get pure noise.
+
+    x0, noise: (B, C, H, W); t: (B,); valid: optional (B, 1, H, W) bool. Returns (B, C, H, W).
+    """
+    t4 = t.view(-1, 1, 1, 1).to(x0.dtype)
+    x_t = (1 - t4) * x0 + t4 * noise  # (B, C, H, W)
+    if valid is None:
+        return x_t
+    return torch.where(valid, x_t, noise)
+
+
+def split_sparse_input(sweep_mask: torch.Tensor, mix: TrainingMix, generator: torch.Generator) -> torch.Tensor:
+    """Choose which LiDAR pixels are model input (the rest stay targets), dropping whole samples.
+
+    sweep_mask: (B, 1, H, W) bool. Returns the input mask (B, 1, H, W) bool, a subset of it.
+    """
+    device = sweep_mask.device
+    keep_point = torch.rand(sweep_mask.shape, generator=generator, device=device) < mix.sparse_input_fraction
+    keep_sample = torch.rand(sweep_mask.shape[0], generator=generator, device=device) >= mix.sparse_drop_prob
+    return sweep_mask & keep_point & keep_sample.view(-1, 1, 1, 1)
+
+
+def drop_context(context: torch.Tensor | None, mix: TrainingMix, generator: torch.Generator
+                 ) -> torch.Tensor | None:
+    """Zero each sample's (B, L, D) context with probability ``mix.context_drop_prob``; None stays None."""
+    if context is None:
+        return None
+    keep = torch.rand(context.shape[0], generator=generator, device=context.device) >= mix.context_drop_prob
+    return torch.where(keep.view(-1, 1, 1), context, 0.0)
+
+
+def _masked_mean_per_sample(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of (B, C, H, W) ``values`` over ``mask`` per sample -> (B,); 0 for an empty mask.
+
+    torch.where (not multiplication) keeps the masked-out entries out of the graph, so they
+    get exactly zero gradient even where ``values`` is inf or NaN.
+    """
+    mask = mask.expand_as(values)
+    total = torch.where(mask, values, 0.0).sum(dim=(1, 2, 3))  # (B,)
+    return total / mask.sum(dim=(1, 2, 3)).clamp(min=1)
+
+
+def _weighted_mean(per_sample: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Mean of (B,) ``per_sample`` with (B,) weights; 0 (still in the graph) when all weights are 0."""
+    return (per_sample * weight).sum() / weight.sum().clamp(min=1e-8)
+
+
+def _depth_error(pred: torch.Tensor, target: torch.Tensor, config: LossConfig) -> torch.Tensor:
+    if config.depth_loss == "l1":
+        return (pred - target).abs()
+    if config.depth_loss == "l2":
+        return (pred - target).square()
+    return F.huber_loss(pred, target, reduction="none", delta=config.huber_delta)
+
+
+def _check_batch(batch: dict[str, torch.Tensor]) -> None:
+    missing = [k for k in ("image", "depth", "depth_valid") if k not in batch]
+    if missing:
+        raise InputError(f"training batch is missing {missing}: need image, depth (encoded), depth_valid")
+    b, _, h, w = batch["image"].shape
+    if batch["image"].shape[1] != 3:
+        raise InputError(f"batch image must be (B, 3, H, W), got {tuple(batch['image'].shape)}")
+    for key in ("depth", "depth_valid", "sparse_depth", "sparse_mask"):
+        if key in batch and tuple(batch[key].shape) != (b, 1, h, w):
+            raise InputError(f"batch {key} must be {(b, 1, h, w)} like the image, got {tuple(batch[key].shape)}")
+
+
+def flow_matching_losses(
+    model: nn.Module,
+    batch: dict[str, torch.Tensor],
+    mix: TrainingMix,
+    generator: torch.Generator,
+    teacher: nn.Module | None = None,
+    config: LossConfig | None = None,
+) -> dict[str, torch.Tensor]:
+    """One training step's losses for a Modality Forcing model.
+
+    Args:
+        model: called as ``model(image, depth, t_image, t_depth, context=, sparse_depth=, sparse_mask=)``
+            returning ``image_velocity`` (B,3,H,W) and ``depth_x0`` (B,1,H,W).
+        batch: ``image`` (B,3,H,W) pixels in [-1, 1] (a VAE model encodes them here);
+            ``depth`` (B,1,H,W) encoded (mf_core.depth_codec);
+            ``depth_valid`` (B,1,H,W) bool; optional ``context`` (B,L,D); for LiDAR-conditioned
+            models optional ``sparse_depth``/``sparse_mask`` (B,1,H,W), the encoded sweep to split
+            into input and target points (default: the supervision depth itself).
+        mix: how modes and times are drawn.
+        generator: seeds modes, times, noise and the LiDAR split.
+        teacher: optional frozen model for the self-distillation term on the image velocity.
+        config: loss forms and weights.
+
+    Returns:
+        dict of scalars: ``loss`` (the total to backpropagate), ``image_velocity``, ``depth_x0``,
+        ``distill`` (when a teacher is given); detached logs ``frac_i2d``, ``frac_d2i``,
+        ``frac_joint``, ``t_img_mean``, ``t_depth_mean``, ``depth_valid_frac``.
+    """
+    config = config or LossConfig()
+    _check_batch(batch)
+    with torch.no_grad():  # identity for pixel tokens; a frozen VAE otherwise
+        image = model.encode_image(batch["image"])  # (B, C, h, w)
+    depth = batch["depth"].float()  # (B, 1, H, W)
+    valid = batch["depth_valid"].bool()  # (B, 1, H, W)
+    device = image.device
+    b = image.shape[0]
+
+    mode, t_img, t_depth = sample_training_times(b, mix, generator, device)  # (B,) each
+    image_noise = torch.randn(image.shape, generator=generator, device=device, dtype=image.dtype)
+    depth_noise = torch.randn(depth.shape, generator=generator, device=device)
+    image_t = noise_sample(image, image_noise, t_img)  # (B, 3, H, W)
+    depth_t = noise_sample(depth, depth_noise, t_depth, valid)  # (B, 1, H, W)
+
+    inputs = {"context": drop_context(batch.get("context"), mix, generator)}
+    target_mask = valid
+    if getattr(model.config, "depth_conditioned", False):
+        sweep = batch.get("sparse_depth", depth)
+        sweep_mask = batch.get("sparse_mask", valid).bool()
+        given = split_sparse_input(sweep_mask, mix, generator)  # (B, 1, H, W)
+        inputs["sparse_depth"] = torch.where(given, sweep.float(), 0.0)
+        inputs["sparse_mask"] = given
+        # Points given as input would be trivially copied: supervise the held-out ones.
+        target_mask = valid & ~given
+
+    out = model(image_t, depth_t, t_img, t_depth, **inputs)
+
+    image_noised = (mode != I2D).float()  # (B,)
+    depth_noised = (mode != D2I).float()  # (B,)
+    image_target = image_noise - image  # (B, 3, H, W)
+    image_mse = (out.image_velocity.float() - image_target.float()).square().mean(dim=(1, 2, 3))  # (B,)
+    depth_err = _depth_error(out.depth_x0.float(), depth, config)  # (B, 1, H, W)
+    depth_per_sample = _masked_mean_per_sample(depth_err, target_mask)  # (B,)
+    has_target = (target_mask.sum(dim=(1, 2, 3)) > 0).float()  # (B,)
+
+    losses = {
+        "image_velocity": _weighted_mean(image_mse, image_noised),
+        "depth_x0": _weighted_mean(depth_per_sample, depth_noised * has_target),
+    }
+    total = config.image_weight * losses["image_velocity"] + config.depth_weight * losses["depth_x0"]
+    if teacher is not None:
+        with torch.no_grad():
+            teacher_velocity = teacher(image_t, depth_t, t_img, t_depth, **inputs).image_velocity.float()
+        distill_mse = (out.image_velocity.float() - teacher_velocity).square().mean(dim=(1, 2, 3))  # (B,)
+        weight = config.distill_hi * t_depth + config.distill_lo * (1 - t_depth)  # (B,)
+        losses["distill"] = (weight * distill_mse).mean()
+        total = total + losses["distill"]
+    losses["loss"] = total
+    logs = {
+        "frac_i2d": (mode == I2D).float().mean(),
+        "frac_d2i": (mode == D2I).float().mean(),
+        "frac_joint": (mode == JOINT).float().mean(),
+        "t_img_mean": t_img.mean(),
+        "t_depth_mean": t_depth.mean(),
+        "depth_valid_frac": valid.float().mean(),
+    }
+    return losses | {k: v.detach() for k, v in logs.items()}

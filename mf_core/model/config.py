@@ -1,0 +1,118 @@
+"""Model configuration and the size registry: one string names a model everywhere.
+
+``MODEL_SIZES`` scales down the released Modality Forcing layout (FLUX.2 [klein] plus a
+depth stream: 8 joint + 24 single + 4 depth-decoder blocks, width 4096, 32 heads).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from mf_core.errors import InputError
+
+IMAGE_TOKENIZERS = ("pixel", "vae")
+ROPE_AXES = 4  # (modality, row, col, context index), as in FLUX.2's 4-axis position ids
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Hyper-parameters of one :class:`~mf_core.model.dit.ModalityForcingDiT`."""
+
+    name: str = "custom"
+    patch_size: int = 8  # pixels per token side; 8 keeps small CPU images (64x80) at 8x10 tokens
+    width: int = 256  # hidden size
+    heads: int = 4  # 64-dim heads, the usual SDPA-friendly size
+    n_joint: int = 2  # multi-stream blocks (own weights per stream, one joint attention)
+    n_single: int = 4  # shared single-stream blocks (per-token modulation)
+    n_dec: int = 1  # depth-only decoder blocks before the fp32 depth head
+    mlp_ratio: float = 3.0  # gated-SiLU MLP hidden = ratio * width, as released
+    qk_norm: bool = True  # RMSNorm on queries and keys keeps attention logits bounded in bf16
+    time_mixing: bool = True  # zero-gated cross-stream timestep mixing (starts as a no-op)
+    context_dim: int = 0  # 0 = no context stream
+    depth_conditioned: bool = False  # extra always-clean input: encoded sparse depth + mask
+    image_tokenizer: str = "pixel"  # "pixel" (dependency-free default) | "vae" (frozen, local folder)
+    vae_path: str | None = None  # local diffusers AutoencoderKL folder, only for image_tokenizer="vae"
+    rope_theta: float = 10000.0  # RoPE base; grids here are < 100 tokens a side, the classic base suffices
+    timestep_dim: int = 256  # sinusoidal features per timestep before the MLP (DiT / FLUX)
+    norm_eps: float = 1e-6  # LayerNorm / RMSNorm epsilon, as in DiT and FLUX
+
+    def __post_init__(self) -> None:
+        for key in ("patch_size", "width", "heads", "timestep_dim"):
+            if getattr(self, key) < 1:
+                raise InputError(f"model {key} must be >= 1, got {getattr(self, key)}")
+        for key in ("n_joint", "n_single", "n_dec", "context_dim"):
+            if getattr(self, key) < 0:
+                raise InputError(f"model {key} must be >= 0, got {getattr(self, key)}")
+        if self.n_joint + self.n_single == 0:
+            raise InputError("a model needs at least one joint or single block (n_joint + n_single >= 1)")
+        if self.width % self.heads:
+            raise InputError(f"width {self.width} is not divisible by heads {self.heads}")
+        if self.head_dim % (2 * ROPE_AXES):
+            raise InputError(
+                f"head size width/heads = {self.head_dim} must be a multiple of {2 * ROPE_AXES} "
+                f"(RoPE splits it over {ROPE_AXES} axes of rotation pairs); change width or heads"
+            )
+        if self.mlp_ratio <= 0:
+            raise InputError(f"mlp_ratio must be positive, got {self.mlp_ratio}")
+        if self.image_tokenizer not in IMAGE_TOKENIZERS:
+            raise InputError(
+                f"unknown image_tokenizer {self.image_tokenizer!r}; use one of {list(IMAGE_TOKENIZERS)}"
+            )
+        if self.image_tokenizer == "vae" and not self.vae_path:
+            raise InputError('image_tokenizer="vae" needs vae_path: a local diffusers AutoencoderKL folder')
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    @property
+    def mlp_hidden(self) -> int:
+        return int(self.width * self.mlp_ratio)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (written beside checkpoints)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys raise InputError."""
+        _check_keys(data)
+        try:
+            return cls(**data)
+        except TypeError as exc:  # a value of the wrong type, e.g. width "256"
+            raise InputError(f"bad model config {data}: {exc}") from exc
+
+    def updated(self, **overrides) -> ModelConfig:
+        """A copy with ``overrides`` applied; unknown keys raise InputError listing the valid ones."""
+        _check_keys(overrides)
+        return dataclasses.replace(self, **overrides)
+
+
+def _check_keys(keys) -> None:
+    valid = {f.name for f in dataclasses.fields(ModelConfig)}
+    unknown = sorted(set(keys) - valid)
+    if unknown:
+        raise InputError(f"unknown model setting(s) {unknown}; valid ones are {sorted(valid)}")
+
+
+MODEL_SIZES: dict[str, ModelConfig] = {
+    # Trains on 2 CPU cores in minutes at 64x80 .. 128x160.
+    "MF-XS": ModelConfig("MF-XS", patch_size=8, width=192, heads=3, n_joint=2, n_single=2, n_dec=1),
+    # From S up, 16-pixel tokens: the token grid of the paper's 16x-compressing VAE.
+    "MF-S": ModelConfig("MF-S", patch_size=16, width=384, heads=6, n_joint=4, n_single=8, n_dec=2),
+    "MF-B": ModelConfig("MF-B", patch_size=16, width=768, heads=12, n_joint=3, n_single=8, n_dec=2),
+    "MF-L": ModelConfig("MF-L", patch_size=16, width=1024, heads=16, n_joint=6, n_single=12, n_dec=3),
+    # The released 8/24/4 layout halved, width 2048: ~1.3B parameters.
+    "MF-XL": ModelConfig("MF-XL", patch_size=16, width=2048, heads=16, n_joint=4, n_single=12, n_dec=2),
+}
+
+
+def get_model_config(name: str, **overrides) -> ModelConfig:
+    """The registry entry ``name`` with ``overrides`` applied (e.g. ``context_dim=768``).
+
+    Unknown names or override keys raise InputError listing the valid ones.
+    """
+    if name not in MODEL_SIZES:
+        raise InputError(f"unknown model {name!r}; choose one of {list(MODEL_SIZES)}")
+    return MODEL_SIZES[name].updated(**overrides)

@@ -1,0 +1,212 @@
+"""DepthEstimator: image (+ LiDAR) in, depth (+ confidence) out. The one inference entry point.
+
+Nodes, offline tools and evaluation all call :meth:`DepthEstimator.predict`; it owns the
+pre-processing (resize to the processing resolution), the sampler call per mode, the metric
+alignment to LiDAR and the way back to the caller's resolution.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import nn
+
+from mf_core.align import MIN_POINTS, Alignment, align_to_lidar
+from mf_core.checkpoint import load_model
+from mf_core.depth_codec import decode_depth, encode_depth
+from mf_core.errors import InputError
+from mf_core.resize import processing_shape, resize_dense_depth, resize_image, resize_sparse_depth
+from mf_core.sampling import sample, time_grid
+
+MODES = ("i2d", "i2d-aligned", "guided", "conditioned")
+LIDAR_MODES = ("i2d-aligned", "guided", "conditioned")
+
+# Confidence = edge term x (LiDAR agreement x LiDAR proximity when LiDAR is given):
+# - edge: exp(-|grad log depth| / EDGE_SCALE); a 5% depth change per pixel marks a depth
+#   discontinuity, where predictions and resampling mix foreground and background.
+# - agreement: exp(-r / RESIDUAL_SCALE), r the relative residual |aligned - lidar| / lidar of
+#   the nearest LiDAR point: where the prediction disagrees with the sensor nearby, trust it less.
+# - proximity: exp(-distance / (PROXIMITY_FRACTION * image diagonal)) to the nearest LiDAR
+#   point: far from every measurement (sky, above the top beam) the metric scale is extrapolated.
+EDGE_SCALE = 0.05
+RESIDUAL_SCALE = 0.05
+PROXIMITY_FRACTION = 0.05
+
+
+@dataclass(frozen=True)
+class DepthResult:
+    """One frame's estimate at the caller's resolution.
+
+    Attributes:
+        depth: (H, W) float32; metres when ``metric``, else relative depth with unit mean.
+            0 where an alignment gives no positive depth.
+        confidence: (H, W) float32 in [0, 1]; see the module constants for how it is made.
+        metric: True when aligned to LiDAR.
+        scale, shift: the alignment (1, 0 when not metric).
+        timings: milliseconds per stage: preprocess, model, align, postprocess, total.
+        alignment: the full fit (inliers, residual statistics), None when not metric.
+    """
+
+    depth: np.ndarray
+    confidence: np.ndarray
+    metric: bool
+    scale: float
+    shift: float
+    timings: dict[str, float] = field(default_factory=dict)
+    alignment: Alignment | None = None
+
+
+def _lidar_points(sparse_depth: np.ndarray) -> np.ndarray:
+    return np.isfinite(sparse_depth) & (sparse_depth > 0)
+
+
+def _confidence(depth: np.ndarray, sparse_depth: np.ndarray | None) -> np.ndarray:
+    """(H, W) confidence in [0, 1] of ``depth`` (see the module constants); 0 where depth is 0."""
+    valid = depth > 0
+    log_depth = np.log(np.where(valid, depth, 1.0))
+    grad_rows, grad_cols = np.gradient(log_depth)
+    confidence = np.exp(-np.hypot(grad_rows, grad_cols) / EDGE_SCALE)  # (H, W)
+    if sparse_depth is not None:
+        points = _lidar_points(sparse_depth)
+        residual = np.abs(depth[points] - sparse_depth[points]) / sparse_depth[points]  # (N,)
+        residual_image = np.zeros(depth.shape)
+        residual_image[points] = residual
+        # Distance to, and index of, the nearest LiDAR pixel for every pixel.
+        distance, (rows, cols) = ndimage.distance_transform_edt(~points, return_indices=True)
+        diagonal = float(np.hypot(*depth.shape))
+        confidence *= np.exp(-residual_image[rows, cols] / RESIDUAL_SCALE)
+        confidence *= np.exp(-distance / (PROXIMITY_FRACTION * diagonal))
+    return np.where(valid, confidence, 0.0).astype(np.float32)
+
+
+class DepthEstimator:
+    """Dense depth from an RGB image and optional sparse LiDAR depth, with one trained model.
+
+    Args:
+        model: a Modality Forcing model (``mf_core.model``); put in eval mode on ``device``.
+        device: torch device for inference.
+        processing_size: resolution the model runs at: None (the input size), an int (the
+            longer side) or (height, width); always rounded to multiples of the patch size.
+    """
+
+    def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
+                 processing_size: int | tuple[int, int] | None = None) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.processing_size = processing_size
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None,
+                        processing_size: int | tuple[int, int] | None = None) -> DepthEstimator:
+        """Load a checkpoint folder (``mf_core.checkpoint``; ``dtype`` default float32) and wrap it."""
+        model, _ = load_model(path, device, dtype)
+        return cls(model, device, processing_size)
+
+    def _check_inputs(self, image: np.ndarray, sparse_depth: np.ndarray | None, mode: str, steps: int) -> None:
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            got = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
+            raise InputError(f"image must be an (H, W, 3) uint8 RGB array, got {got}")
+        if mode not in MODES:
+            raise InputError(f"unknown mode {mode!r}; use one of {MODES}")
+        time_grid(steps)  # validates steps
+        if mode == "conditioned" and not self.model.config.depth_conditioned:
+            raise InputError("mode 'conditioned' needs a LiDAR-conditioned checkpoint (depth_conditioned=True); "
+                             "use 'guided' or 'i2d-aligned' with this one")
+        if sparse_depth is None:
+            if mode in LIDAR_MODES:
+                raise InputError(f"mode {mode!r} needs sparse_depth (LiDAR depth in metres); use 'i2d' without it")
+            return
+        if not isinstance(sparse_depth, np.ndarray) or sparse_depth.shape != image.shape[:2]:
+            got = sparse_depth.shape if isinstance(sparse_depth, np.ndarray) else type(sparse_depth).__name__
+            raise InputError(f"sparse_depth must be an (H, W) array matching the image {image.shape[:2]}, got {got}")
+        count = int(_lidar_points(sparse_depth).sum())
+        if mode in LIDAR_MODES and count < MIN_POINTS:
+            raise InputError(f"too few LiDAR points in the image: {count}, need at least {MIN_POINTS} "
+                             "(check the extrinsic and time sync, or use mode 'i2d')")
+
+    def _relative_lidar(self, first: np.ndarray, sparse: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """LiDAR moved into a relative prediction's frame, encoded, at its inlier pixels only.
+
+        first, sparse: (h, w). Returns encoded depth and mask, each (1, 1, h, w).
+        """
+        fit = align_to_lidar(first, sparse)
+        rows, cols = np.nonzero(_lidar_points(sparse))
+        rows, cols = rows[fit.inliers], cols[fit.inliers]
+        relative = np.zeros(sparse.shape, dtype=np.float32)
+        relative[rows, cols] = fit.to_relative(sparse[rows, cols])
+        relative_t = torch.from_numpy(relative)[None, None]  # (1, 1, h, w)
+        mask = relative_t > 0  # a fit can map a point to no positive relative depth
+        encoded, _ = encode_depth(relative_t, mask, scale=torch.ones(1))
+        return encoded, mask
+
+    def predict(self, image: np.ndarray, sparse_depth: np.ndarray | None = None, mode: str = "i2d-aligned",
+                steps: int = 1, seed: int = 0) -> DepthResult:
+        """Estimate depth for one frame.
+
+        Args:
+            image: (H, W, 3) uint8 RGB.
+            sparse_depth: (H, W) float32 LiDAR depth in metres, 0 (or NaN) = no point; mode "i2d"
+                does not use it.
+            mode: "i2d" (relative, unit mean), "i2d-aligned" (metric by robust alignment to LiDAR),
+                "guided" (LiDAR-guided sampling, then alignment) or "conditioned" (LiDAR-conditioned
+                checkpoint, then alignment).
+            steps: sampler steps, 1..50; 1 is one deterministic forward pass.
+            seed: seeds the sampler noise.
+
+        Returns:
+            DepthResult at the caller's (H, W).
+        """
+        start = time.perf_counter()
+        self._check_inputs(image, sparse_depth, mode, steps)
+        height, width = image.shape[:2]
+        ph, pw = processing_shape(height, width, self.model.config.patch_size, self.processing_size)
+        pixels = torch.from_numpy(resize_image(image, pw, ph)).permute(2, 0, 1)[None]  # (1, 3, ph, pw) uint8
+        image_t = pixels.float() / 127.5 - 1.0  # (1, 3, ph, pw) in [-1, 1]
+        sparse = None if sparse_depth is None else resize_sparse_depth(sparse_depth, pw, ph)  # (ph, pw)
+        timings = {"preprocess": time.perf_counter() - start}
+
+        start = time.perf_counter()
+        options: dict = {}
+        decode_scale: torch.Tensor | float = 1.0
+        if mode == "guided":
+            first = sample(self.model, "i2d", image=image_t, steps=1,
+                           generator=torch.Generator().manual_seed(seed)).depth
+            options["lidar_depth"], options["lidar_mask"] = self._relative_lidar(
+                decode_depth(first)[0, 0].cpu().numpy(), sparse)
+        elif mode == "conditioned":
+            sparse_t = torch.from_numpy(sparse)[None, None]  # (1, 1, ph, pw)
+            options["sparse_mask"] = sparse_t > 0
+            options["sparse_depth"], decode_scale = encode_depth(sparse_t, options["sparse_mask"])
+        out = sample(self.model, "i2d", image=image_t, steps=steps,
+                     generator=torch.Generator().manual_seed(seed), **options)
+        relative = decode_depth(out.depth, decode_scale)[0, 0].cpu().numpy()  # (ph, pw)
+        timings["model"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        depth = resize_dense_depth(relative, width, height)  # (H, W)
+        alignment = None
+        if mode != "i2d":
+            alignment = align_to_lidar(depth, sparse_depth)
+            depth = alignment.apply(depth)
+        timings["align"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        confidence = _confidence(depth, sparse_depth if alignment is not None else None)
+        timings["postprocess"] = time.perf_counter() - start
+        timings = {k: 1000.0 * v for k, v in timings.items()}
+        timings["total"] = sum(timings.values())
+        return DepthResult(
+            depth=depth,
+            confidence=confidence,
+            metric=alignment is not None,
+            scale=alignment.scale if alignment else 1.0,
+            shift=alignment.shift if alignment else 0.0,
+            timings=timings,
+            alignment=alignment,
+        )

@@ -1,0 +1,210 @@
+"""rosbag2 reading (MCAP and sqlite3) and writing (MCAP) through rosbags; imports no rclpy.
+
+Messages read here are rosbags dataclasses built from the bag's own embedded type
+definitions, so :mod:`mf_ros.conversions` decodes them like rclpy messages.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, NamedTuple
+
+from rosbags.highlevel import AnyReader, AnyReaderError
+from rosbags.interfaces import Connection, Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+from rosbags.rosbag2 import ReaderError, StoragePlugin, Writer, WriterError
+from rosbags.serde import SerdeError
+
+from mf_core.errors import InputError
+from mf_ros.conversions import rosbags_messages
+
+# What rosbags, the MCAP / sqlite3 layers and the CDR decoder raise for a truncated, corrupt or
+# foreign file (measured: AnyReaderError "File end magic is invalid", UnicodeDecodeError, ...).
+_READ_ERRORS = (AnyReaderError, ReaderError, SerdeError, OSError, EOFError, KeyError, ValueError, struct.error)
+STORAGE_PLUGINS = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
+STATIC_TOPICS = ("/tf_static",)
+
+
+class BagMessage(NamedTuple):
+    """One deserialised message: topic, ROS type name, log time (ns) and the rosbags message."""
+
+    topic: str
+    msgtype: str
+    stamp_ns: int
+    msg: Any
+
+
+class BagTopic(NamedTuple):
+    """One topic of a bag with its message type and message count."""
+
+    topic: str
+    msgtype: str
+    count: int
+
+
+def _bad_bag(path: Path, err: BaseException) -> InputError:
+    return InputError(f"cannot read bag {path}: {type(err).__name__}: {err}. Pass a rosbag2 directory "
+                      "(with metadata.yaml) or a .mcap/.db3 file; if it was cut short (recorder killed, "
+                      "copy interrupted), re-record it or salvage an MCAP with `mcap recover`")
+
+
+@contextmanager
+def _opened_reader(path: Path) -> Iterator[AnyReader]:
+    """An open AnyReader for ``path``; errors while opening or reading become InputError."""
+    if not path.exists():
+        raise InputError(f"bag {path} does not exist; pass a rosbag2 directory or a .mcap/.db3 file")
+    try:
+        reader = AnyReader([path], default_typestore=rosbags_messages().typestore)
+        reader.open()
+    except _READ_ERRORS as err:
+        raise _bad_bag(path, err) from err
+    try:
+        yield reader
+    except InputError:
+        raise
+    except _READ_ERRORS as err:
+        raise _bad_bag(path, err) from err
+    finally:
+        reader.close()
+
+
+def read_messages(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
+    """Yield the messages of a bag (directory, .mcap or .db3) in log-time order.
+
+    ``topics`` limits the topics read; a topic that is not in the bag raises InputError.
+    Corrupt or truncated files raise InputError naming the file, also mid-iteration.
+    """
+    path = Path(path)
+    with _opened_reader(path) as reader:
+        connections = reader.connections
+        if topics is not None:
+            wanted = set(topics)
+            missing = sorted(wanted - {c.topic for c in connections})
+            if missing:
+                raise InputError(f"bag {path} has no topic(s) {missing}; it has "
+                                 f"{sorted({c.topic for c in connections})}")
+            connections = [c for c in connections if c.topic in wanted]
+        for connection, stamp_ns, raw in reader.messages(connections=connections):
+            yield BagMessage(connection.topic, connection.msgtype, stamp_ns,
+                             reader.deserialize(raw, connection.msgtype))
+
+
+def bag_topics(path: str | Path) -> list[BagTopic]:
+    """Topics of a bag with their message type and count, sorted by topic name."""
+    path = Path(path)
+    with _opened_reader(path) as reader:
+        return sorted(BagTopic(name, info.msgtype or "", info.msgcount) for name, info in reader.topics.items())
+
+
+def bag_time_range(path: str | Path) -> tuple[int, int]:
+    """(first, last) message log time of a bag in nanoseconds; an empty bag raises InputError."""
+    path = Path(path)
+    with _opened_reader(path) as reader:
+        if reader.message_count == 0:
+            raise InputError(f"bag {path} has no messages")
+        # rosbags reports end_time one nanosecond after the last message.
+        return reader.start_time, reader.end_time - 1
+
+
+def offered_qos(topic: str) -> Qos:
+    """QoS recorded as the offered profile: what `ros2 bag play` republishes with.
+
+    Reliable matches both reliable and best-effort subscribers; /tf_static is also
+    transient-local (latched) with depth 1, as tf2 expects.
+    """
+    static = topic in STATIC_TOPICS
+    never = QosTime(0, 0)  # 0 = rmw default (no deadline / lifespan / lease)
+    return Qos(QosHistory.KEEP_LAST, 1 if static else 10, QosReliability.RELIABLE,
+               QosDurability.TRANSIENT_LOCAL if static else QosDurability.VOLATILE,
+               never, never, QosLiveliness.AUTOMATIC, never, False)
+
+
+class BagWriter:
+    """Context manager writing a rosbag2 bag (version 9; MCAP by default) with the ROS 2 Jazzy typestore.
+
+    >>> with BagWriter("out_bag") as bag:
+    ...     bag.write("/camera/image", image_msg, stamp_ns)
+    """
+
+    def __init__(self, path: str | Path, overwrite: bool = False,
+                 storage: Literal["mcap", "sqlite3"] = "mcap") -> None:
+        self.path = Path(path)
+        if storage not in STORAGE_PLUGINS:
+            raise InputError(f"bag storage {storage!r} is not supported; use one of {sorted(STORAGE_PLUGINS)}")
+        self.storage = storage
+        self.overwrite = overwrite
+        self.typestore = rosbags_messages().typestore
+        self._writer: Writer | None = None
+        self._connections: dict[str, Connection] = {}
+
+    def __enter__(self) -> BagWriter:
+        self._remove_existing()
+        writer = Writer(self.path, version=9, storage_plugin=STORAGE_PLUGINS[self.storage])
+        try:
+            writer.open()
+        except (OSError, WriterError) as err:
+            raise InputError(f"cannot create bag {self.path}: {err}; choose a writable directory") from err
+        self._writer = writer
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+
+    def _remove_existing(self) -> None:
+        if not self.path.exists():
+            return
+        if not self.overwrite:
+            raise InputError(f"bag {self.path} already exists; choose another path or pass overwrite=True")
+        if not self.path.is_dir() or not (self.path / "metadata.yaml").exists():
+            raise InputError(f"{self.path} exists and is not a rosbag2 directory; refusing to delete it")
+        shutil.rmtree(self.path)
+
+    def _open_writer(self) -> Writer:
+        if self._writer is None:
+            raise InputError(f"bag {self.path} is not open; use BagWriter as a context manager (with ...)")
+        return self._writer
+
+    def add_topic(self, topic: str, msgtype: str) -> None:
+        """Declare ``topic`` with ROS type ``msgtype`` (e.g. ``sensor_msgs/msg/Image``); must precede its writes."""
+        writer = self._open_writer()
+        if topic in self._connections:
+            raise InputError(f"topic {topic} was already added to bag {self.path}")
+        if msgtype not in self.typestore.types:
+            raise InputError(f"message type {msgtype!r} is unknown to the ROS 2 Jazzy typestore; check the spelling "
+                             "(package/msg/Name)")
+        self._connections[topic] = writer.add_connection(topic, msgtype, typestore=self.typestore,
+                                                         offered_qos_profiles=[offered_qos(topic)])
+
+    def _connection(self, topic: str) -> Connection:
+        if topic not in self._connections:
+            raise InputError(f"topic {topic} was not added to bag {self.path}; call add_topic(topic, msgtype) first")
+        return self._connections[topic]
+
+    def write(self, topic: str, msg: Any, stamp_ns: int) -> None:
+        """Serialise a rosbags message to CDR and write it at log time ``stamp_ns``.
+
+        The topic is added on first use with the message's own type.
+        """
+        if not hasattr(msg, "__msgtype__"):
+            raise InputError(f"write() takes rosbags messages, got {type(msg).__name__}; for an rclpy message "
+                             "use write_raw(topic, rclpy.serialization.serialize_message(msg), stamp_ns)")
+        if topic not in self._connections:
+            self.add_topic(topic, msg.__msgtype__)
+        connection = self._connection(topic)
+        if msg.__msgtype__ != connection.msgtype:
+            raise InputError(f"topic {topic} holds {connection.msgtype}, got a {msg.__msgtype__}")
+        self.write_raw(topic, self.typestore.serialize_cdr(msg, connection.msgtype), stamp_ns)
+
+    def write_raw(self, topic: str, cdr: bytes | memoryview, stamp_ns: int) -> None:
+        """Write already serialised CDR bytes (e.g. from an rclpy ``raw=True`` subscription)."""
+        connection = self._connection(topic)
+        if stamp_ns < 0:
+            raise InputError(f"log time must be >= 0 ns, got {stamp_ns}")
+        self._open_writer().write(connection, int(stamp_ns), cdr)

@@ -1,0 +1,185 @@
+"""Per-modality flow matching: time density, training mix, noising and losses (with the real MF-XS)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from mf_core.errors import InputError
+from mf_core.flow import (
+    D2I,
+    I2D,
+    JOINT,
+    LossConfig,
+    TrainingMix,
+    flow_matching_losses,
+    noise_sample,
+    sample_times,
+    sample_training_times,
+    shift_time,
+    split_sparse_input,
+)
+from mf_core.model import build_model
+
+
+def _random_model(seed: int = 0, **overrides) -> torch.nn.Module:
+    """MF-XS with random weights everywhere (adaLN-Zero would make every output 0)."""
+    torch.manual_seed(seed)
+    model = build_model("MF-XS", **overrides)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.05)
+    return model
+
+
+def _batch(b: int = 4, h: int = 16, w: int = 24, seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    valid = torch.rand((b, 1, h, w), generator=generator) > 0.6
+    depth = torch.where(valid, torch.rand((b, 1, h, w), generator=generator) * 1.8 - 1, 0.0)
+    image = torch.rand((b, 3, h, w), generator=generator) * 2 - 1
+    return {"image": image, "depth": depth, "depth_valid": valid}
+
+
+def _capture_outputs(model: torch.nn.Module) -> dict:
+    """Forward hook that keeps the model's inputs and output, with gradients on the depth x0."""
+    seen: dict = {}
+
+    def hook(module, args, kwargs, output):
+        output.depth_x0.retain_grad()
+        seen.update(args=args, kwargs=kwargs, output=output)
+
+    model.register_forward_hook(hook, with_kwargs=True)
+    return seen
+
+
+def test_shift_time_formula_and_exact_endpoints():
+    t = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0])
+    shifted = shift_time(t, mu=1.1, sigma=1.0)
+    assert shifted[0] == 0 and shifted[-1] == 1
+    for value, expected in zip(shifted[1:-1].tolist(), [0.1, 0.5, 0.9], strict=True):
+        assert value == pytest.approx(math.exp(1.1) / (math.exp(1.1) + (1 / expected - 1)), rel=1e-6)
+    assert shift_time(torch.tensor([0.3]), mu=0.0).item() == pytest.approx(0.3)
+
+
+def test_shifted_density_is_biased_toward_noise():
+    generator = torch.Generator().manual_seed(0)
+    times = sample_times(200_000, TrainingMix(), generator)
+    # E[t'] for uniform t, by numerical integration of the same map.
+    grid = (torch.arange(100_000, dtype=torch.float64) + 0.5) / 100_000
+    expected = shift_time(grid, 1.1).mean().item()
+    assert times.mean().item() == pytest.approx(expected, abs=0.003)
+    assert times.mean() > 0.6
+    assert sample_times(100_000, TrainingMix(mu=0.0), generator).mean().item() == pytest.approx(0.5, abs=0.005)
+    logit_normal = sample_times(100_000, TrainingMix(density="logit_normal"), generator)
+    assert logit_normal.mean() > 0.6 and logit_normal.min() >= 0 and logit_normal.max() <= 1
+
+
+def test_training_mix_frequencies_and_clean_times():
+    generator = torch.Generator().manual_seed(1)
+    mode, t_img, t_depth = sample_training_times(40_000, TrainingMix(), generator)
+    assert (mode == I2D).float().mean().item() == pytest.approx(0.2, abs=0.01)
+    assert (mode == D2I).float().mean().item() == pytest.approx(0.2, abs=0.01)
+    assert torch.all(t_img[mode == I2D] == 0) and torch.all(t_depth[mode == D2I] == 0)
+    joint = mode == JOINT
+    assert torch.all(t_img[joint] > 0) and torch.all(t_depth[joint] > 0)
+    correlation = torch.corrcoef(torch.stack([t_img[joint], t_depth[joint]]))[0, 1]
+    assert abs(correlation.item()) < 0.03  # independent by default
+    _, t_img, t_depth = sample_training_times(1000, TrainingMix(joint_times="tied", p_i2d=0, p_d2i=0), generator)
+    assert torch.equal(t_img, t_depth)
+
+
+def test_invalid_mix_is_an_input_error():
+    with pytest.raises(InputError, match="sum <= 1"):
+        TrainingMix(p_i2d=0.7, p_d2i=0.5)
+    with pytest.raises(InputError, match="joint_times"):
+        TrainingMix(joint_times="sometimes")
+    with pytest.raises(InputError, match="depth_loss"):
+        LossConfig(depth_loss="l3")
+
+
+def test_invalid_depth_pixels_get_pure_noise():
+    batch = _batch()
+    noise = torch.randn(batch["depth"].shape)
+    t = torch.tensor([0.0, 0.3, 0.7, 1.0])
+    x_t = noise_sample(batch["depth"], noise, t, batch["depth_valid"])
+    valid = batch["depth_valid"]
+    assert torch.equal(x_t[~valid], noise[~valid])
+    expected = (1 - t.view(-1, 1, 1, 1)) * batch["depth"] + t.view(-1, 1, 1, 1) * noise
+    torch.testing.assert_close(x_t[valid], expected[valid])
+
+
+def test_depth_loss_value_and_zero_gradient_at_invalid_pixels():
+    model = _random_model()
+    seen = _capture_outputs(model)
+    batch = _batch()
+    mix = TrainingMix(p_i2d=1.0, p_d2i=0.0)  # depth noised for every sample
+    losses = flow_matching_losses(model, batch, mix, torch.Generator().manual_seed(0))
+    losses["loss"].backward()
+
+    valid, x0 = batch["depth_valid"], seen["output"].depth_x0
+    grad = x0.grad
+    assert torch.all(grad[~valid] == 0)
+    assert torch.count_nonzero(grad[valid]) == valid.sum()
+    per_sample = [(x0[i] - batch["depth"][i]).abs()[valid[i]].mean() for i in range(4)]
+    assert losses["depth_x0"].item() == pytest.approx(torch.stack(per_sample).mean().item(), rel=1e-5)
+    assert losses["image_velocity"].item() == 0.0  # image held clean in every sample
+    assert losses["frac_i2d"].item() == 1.0
+
+
+def test_each_loss_is_excluded_when_its_modality_is_clean():
+    batch = _batch()
+    model = _random_model()
+    losses = flow_matching_losses(model, batch, TrainingMix(p_i2d=0.0, p_d2i=1.0), torch.Generator().manual_seed(0))
+    assert losses["depth_x0"].item() == 0.0 and losses["image_velocity"].item() > 0
+    losses["loss"].backward()
+    # With depth clean everywhere, the depth-only decoder and head receive no gradient.
+    head = [p.grad for n, p in model.named_parameters() if n.startswith("depth_final")]
+    assert head and all(g is None or torch.all(g == 0) for g in head)
+
+
+def test_l2_and_huber_losses_and_self_distillation():
+    batch = _batch()
+    model, teacher = _random_model(0), _random_model(1)
+    mix = TrainingMix(p_i2d=0.0, p_d2i=0.0)
+    l1 = flow_matching_losses(model, batch, mix, torch.Generator().manual_seed(0))
+    l2 = flow_matching_losses(model, batch, mix, torch.Generator().manual_seed(0), config=LossConfig(depth_loss="l2"))
+    huber = flow_matching_losses(model, batch, mix, torch.Generator().manual_seed(0),
+                                 config=LossConfig(depth_loss="huber"))
+    assert l1["image_velocity"] == l2["image_velocity"]
+    assert len({l1["depth_x0"].item(), l2["depth_x0"].item(), huber["depth_x0"].item()}) == 3
+    distilled = flow_matching_losses(model, batch, mix, torch.Generator().manual_seed(0), teacher=teacher)
+    assert distilled["distill"].item() > 0
+    assert distilled["loss"].item() == pytest.approx(l1["loss"].item() + distilled["distill"].item(), rel=1e-5)
+    own = flow_matching_losses(model, batch, mix, torch.Generator().manual_seed(0), teacher=model)
+    assert own["distill"].item() == 0.0
+
+
+def test_sparse_split_and_conditioned_targets():
+    generator = torch.Generator().manual_seed(2)
+    sweep = torch.rand((200, 1, 8, 8), generator=generator) > 0.5
+    given = split_sparse_input(sweep, TrainingMix(sparse_input_fraction=0.5, sparse_drop_prob=0.25), generator)
+    assert torch.all(sweep | ~given)  # input points are sweep points
+    dropped = given.sum(dim=(1, 2, 3)) == 0
+    assert dropped.float().mean().item() == pytest.approx(0.25, abs=0.08)
+    kept_fraction = given[~dropped].sum() / sweep[~dropped].sum()
+    assert kept_fraction.item() == pytest.approx(0.5, abs=0.02)
+
+    model = _random_model(depth_conditioned=True)
+    seen = _capture_outputs(model)
+    batch = _batch()
+    mix = TrainingMix(p_i2d=1.0, p_d2i=0.0, sparse_drop_prob=0.0)
+    flow_matching_losses(model, batch, mix, torch.Generator().manual_seed(0))["loss"].backward()
+    mask = seen["kwargs"]["sparse_mask"]
+    assert mask.any() and torch.all(batch["depth_valid"] | ~mask)
+    torch.testing.assert_close(seen["kwargs"]["sparse_depth"][mask], batch["depth"][mask])
+    # Points given as input are not targets: no gradient there.
+    assert torch.all(seen["output"].depth_x0.grad[mask] == 0)
+
+
+def test_bad_batch_is_an_input_error():
+    batch = _batch()
+    del batch["depth_valid"]
+    with pytest.raises(InputError, match="depth_valid"):
+        flow_matching_losses(_random_model(), batch, TrainingMix(), torch.Generator())

@@ -1,0 +1,209 @@
+"""Rigid transforms and camera geometry (projection, z-buffer, rays, backprojection)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from mf_core.camera import PinholeCamera
+from mf_core.errors import InputError
+from mf_core.geometry import (
+    backproject_depth,
+    distort_normalized,
+    pixel_rays,
+    points_to_depth_map,
+    project_points,
+    undistort_pixels,
+)
+from mf_core.transforms import (
+    apply,
+    compose,
+    from_quaternion,
+    from_ros_quaternion,
+    invert,
+    to_quaternion,
+    validate,
+)
+
+CAM = PinholeCamera(width=100, height=80, fx=50.0, fy=40.0, cx=50.0, cy=40.0)
+# A 90-degree lens with barrel distortion (rational model, all 8 coefficients); its model
+# is monotonic out to radius 2.1, beyond the image corners (1.56), then folds back.
+WIDE = PinholeCamera(320, 240, 160.0, 160.0, 161.0, 119.0, "rational_polynomial",
+                     (-0.06, 0.004, 0.001, -0.0015, -0.0005, 0.02, 0.001, 0.0002))
+I4 = np.eye(4)
+
+
+# --- transforms -------------------------------------------------------------------------
+
+def test_quaternion_rotation_and_ros_order():
+    s = np.sqrt(0.5)
+    T = from_quaternion((s, 0.0, 0.0, s), (1.0, 2.0, 3.0))  # 90 degrees about z, then shift
+    np.testing.assert_allclose(apply(T, np.array([[1.0, 0.0, 0.0]])), [[1.0, 3.0, 3.0]], atol=1e-12)
+    np.testing.assert_allclose(from_ros_quaternion((0.0, 0.0, s, s), (1.0, 2.0, 3.0)), T)
+    np.testing.assert_allclose(from_quaternion((2 * s, 0.0, 0.0, 2 * s)), from_quaternion((s, 0, 0, s)))
+    q, t = to_quaternion(T)
+    np.testing.assert_allclose(q, (s, 0.0, 0.0, s), atol=1e-12)
+    np.testing.assert_allclose(t, (1.0, 2.0, 3.0))
+
+
+def test_invert_and_compose():
+    rng = np.random.default_rng(1)
+    T_ab = from_quaternion(rng.normal(size=4), rng.normal(size=3))
+    T_bc = from_quaternion(rng.normal(size=4), rng.normal(size=3))
+    p_c = rng.normal(size=(5, 3))
+    np.testing.assert_allclose(compose(T_ab, invert(T_ab)), I4, atol=1e-12)
+    np.testing.assert_allclose(invert(T_ab), np.linalg.inv(T_ab), atol=1e-12)
+    np.testing.assert_allclose(apply(compose(T_ab, T_bc), p_c), apply(T_ab, apply(T_bc, p_c)), atol=1e-12)
+
+
+def test_bad_transforms_are_input_errors():
+    with pytest.raises(InputError, match="all zero"):
+        from_quaternion((0.0, 0.0, 0.0, 0.0))
+    with pytest.raises(InputError, match="4 finite"):
+        from_quaternion((1.0, np.nan, 0.0, 0.0))
+    with pytest.raises(InputError, match="translation"):
+        from_quaternion((1.0, 0.0, 0.0, 0.0), (1.0, 2.0))
+    with pytest.raises(InputError, match="proper rotation"):
+        validate(np.diag([2.0, 1.0, 1.0, 1.0]))
+    with pytest.raises(InputError, match="proper rotation"):
+        project_points(np.ones((1, 3)), np.diag([1.0, 1.0, -1.0, 1.0]), CAM)
+    with pytest.raises(InputError, match="4x4"):
+        validate(np.eye(3))
+
+
+# --- projection -------------------------------------------------------------------------
+
+def test_projection_matches_hand_computed_pixels():
+    points = np.array([
+        [0.0, 0.0, 2.0],    # principal point: u = 50, v = 40
+        [1.0, 0.5, 2.0],    # u = 50 + 50 * 0.5 = 75, v = 40 + 40 * 0.25 = 50
+        [-1.0, -1.0, 1.0],  # u = 0, v = 0: the image corner, kept
+        [0.0, 0.0, -2.0],   # behind the camera
+        [3.0, 0.0, 1.0],    # u = 200: right of the image
+        [np.nan, 0.0, 1.0],
+        [1.0, 0.0, 1.0],    # u = 100 = width: just outside
+    ])
+    u, v, z, index = project_points(points, I4, CAM)
+    np.testing.assert_array_equal(index, [0, 1, 2])
+    np.testing.assert_allclose(u, [50.0, 75.0, 0.0])
+    np.testing.assert_allclose(v, [40.0, 50.0, 0.0])
+    np.testing.assert_allclose(z, [2.0, 2.0, 1.0])
+
+
+def test_projection_applies_the_extrinsic():
+    T_cam_from_lidar = from_quaternion((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, 1.0))  # lidar 1 m behind camera
+    u, v, z, index = project_points(np.array([[0.0, 0.0, 1.0], [0.0, 0.0, -0.5]]), T_cam_from_lidar, CAM)
+    np.testing.assert_allclose(np.c_[u, v], [[50.0, 40.0], [50.0, 40.0]])
+    np.testing.assert_array_equal(index, [0, 1])
+    np.testing.assert_allclose(z, [2.0, 0.5])
+
+
+def test_depth_map_floor_rule_and_nearest_wins():
+    points = np.array([
+        [0.436, 0.0, 2.0],  # u = 60.9 -> column 60 (floor, as the DGP references)
+        [0.43, 0.0, 5.0],   # u = 54.3, same row, farther
+        [0.215, 0.0, 5.0],  # u = 52.15 -> column 52
+        [0.205, 0.0, 4.0],  # u = 52.56 -> column 52, nearer: wins
+        [0.21, 0.0, 6.0],   # u = 51.75 -> column 51
+        [0.208, 0.0, 8.0],  # u = 51.3 -> column 51, farther: loses
+    ])
+    depth = points_to_depth_map(points, I4, CAM)
+    assert depth.shape == (80, 100) and depth.dtype == np.float32
+    assert set(np.flatnonzero(depth[40])) == {51, 52, 54, 60} and np.count_nonzero(depth) == 4
+    np.testing.assert_array_equal(depth[40, [51, 52, 54, 60]], [6.0, 4.0, 5.0, 2.0])
+    # Order of the input does not matter.
+    np.testing.assert_array_equal(points_to_depth_map(points[::-1], I4, CAM), depth)
+
+
+def test_empty_and_malformed_points():
+    assert not points_to_depth_map(np.zeros((0, 3)), I4, CAM).any()
+    with pytest.raises(InputError, match=r"\(N, 3\)"):
+        project_points(np.zeros((4, 2)), I4, CAM)
+
+
+def test_bad_camera_is_input_error():
+    with pytest.raises(InputError, match="focal length"):
+        PinholeCamera(100, 80, 0.0, 0.0, 50.0, 40.0)
+    with pytest.raises(InputError, match="PinholeCamera"):
+        points_to_depth_map(np.ones((1, 3)), I4, {"fx": 1.0})
+    with pytest.raises(InputError, match="camera is 80x100"):
+        backproject_depth(np.ones((40, 50), np.float32), CAM)
+
+
+# --- distortion -------------------------------------------------------------------------
+
+def test_forward_distortion_matches_opencv():
+    rng = np.random.default_rng(2)
+    points = np.c_[rng.uniform(-0.8, 0.8, (500, 2)), np.ones(500)] * rng.uniform(1, 20, (500, 1))
+    u, v, _, index = project_points(points, I4, WIDE)
+    assert index.size > 300
+    expected = cv2.projectPoints(points[index], np.zeros(3), np.zeros(3), WIDE.K, np.array(WIDE.distortion))[0]
+    np.testing.assert_allclose(np.c_[u, v], expected[:, 0], atol=1e-9)
+
+
+def test_points_far_outside_the_view_do_not_wrap_in():
+    # x/z = 3.3 is far outside this lens's field of view, but the polynomial folds it back:
+    x, _ = distort_normalized(np.array([3.3]), np.array([0.0]), WIDE)
+    assert 0 <= WIDE.fx * x[0] + WIDE.cx < WIDE.width  # the naive model puts it inside the image
+    u, _, _, _ = project_points(np.array([[3.3, 0.0, 1.0]]), I4, WIDE)
+    assert u.size == 0
+
+
+def test_distorted_round_trip_recovers_points():
+    rng = np.random.default_rng(3)
+    n = 3000
+    pixels = np.c_[rng.uniform(0, WIDE.width, n), rng.uniform(0, WIDE.height, n)]  # (n, 2)
+    xy = undistort_pixels(pixels, WIDE)  # (n, 2)
+    z = rng.uniform(0.5, 30.0, n)
+    points = np.c_[xy * z[:, None], z]  # (n, 3) whose distorted projections are ``pixels``
+    u, v, zp, index = project_points(points, I4, WIDE)
+    np.testing.assert_array_equal(index, np.arange(n))
+    np.testing.assert_allclose(np.c_[u, v], pixels, atol=1e-6)
+    np.testing.assert_allclose(zp, z)
+
+    depth = points_to_depth_map(points, I4, WIDE)
+    cloud = backproject_depth(depth, WIDE)  # (H, W, 3)
+    valid = depth > 0
+    assert np.isnan(cloud[~valid]).all() and not np.isnan(cloud[valid]).any()
+    # Each valid pixel holds the nearest point that landed in it ...
+    row, col = pixels[:, 1].astype(int), pixels[:, 0].astype(int)
+    nearest = np.full(depth.shape, np.inf)
+    np.minimum.at(nearest, (row, col), z)
+    np.testing.assert_allclose(depth[valid], nearest[valid], rtol=1e-6)
+    assert valid.sum() == np.isfinite(nearest).sum()
+    # ... and backprojects onto it to within the one-pixel footprint of the floor rule.
+    winner = z == nearest[row, col]
+    recovered = cloud[row[winner], col[winner]]  # (K, 3)
+    lateral = np.linalg.norm(recovered[:, :2] - points[winner, :2], axis=1)
+    # One pixel diagonal, divided by the smallest radial magnification in the image (0.65 at the corners).
+    footprint = np.hypot(1, 1) * z[winner] / WIDE.fx / 0.63
+    assert (lateral <= footprint).all()
+    # Reprojecting the backprojected points lands on the pixel centres (undistortion inverts distortion).
+    again = cv2.projectPoints(recovered.astype(np.float64), np.zeros(3), np.zeros(3), WIDE.K,
+                              np.array(WIDE.distortion))[0][:, 0]
+    np.testing.assert_allclose(again, np.c_[col[winner], row[winner]], atol=1e-3)
+
+
+# --- rays and backprojection -------------------------------------------------------------
+
+def test_pixel_rays_pinhole_and_cache():
+    rays = pixel_rays(CAM)
+    assert rays.shape == (80, 100, 3) and rays.dtype == np.float32
+    np.testing.assert_allclose(rays[40, 50], [0.0, 0.0, 1.0])
+    np.testing.assert_allclose(rays[0, 0], [-1.0, -1.0, 1.0])
+    assert pixel_rays(CAM) is rays and not rays.flags.writeable
+
+
+def test_backproject_invalid_depth_is_nan():
+    depth = np.full((80, 100), 2.0, np.float32)
+    depth[0, 0], depth[0, 1], depth[0, 2], depth[0, 3] = 0.0, np.nan, np.inf, -1.0
+    cloud = backproject_depth(depth, CAM)
+    assert cloud.shape == (80, 100, 3) and cloud.dtype == np.float32
+    assert np.isnan(cloud[0, :4]).all() and np.isfinite(cloud[0, 4:]).all()
+    np.testing.assert_allclose(cloud[40, 75], [1.0, 0.0, 2.0])
+    # Backprojection then projection is the identity on pixel centres.
+    points = cloud[1:].reshape(-1, 3)
+    u, v, _, _ = project_points(points, I4, CAM)
+    np.testing.assert_allclose(np.c_[u, v].reshape(79, 100, 2)[..., 0], np.tile(np.arange(100.0), (79, 1)),
+                               atol=1e-4)

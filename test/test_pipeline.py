@@ -1,0 +1,131 @@
+"""DepthEstimator end to end with a real (randomly initialised) MF-XS: shapes, units, modes, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mf_core.checkpoint import save_model
+from mf_core.errors import InputError
+from mf_core.model import build_model
+from mf_core.pipeline import DepthEstimator
+
+HEIGHT, WIDTH = 30, 45  # not multiples of the patch size: the pipeline resizes
+
+
+def _random_model(seed: int = 0, **overrides) -> torch.nn.Module:
+    """MF-XS with random weights everywhere (adaLN-Zero would make every output 0)."""
+    torch.manual_seed(seed)
+    model = build_model("MF-XS", **overrides)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.02)
+    return model
+
+
+@pytest.fixture(scope="module")
+def estimator() -> DepthEstimator:
+    return DepthEstimator(_random_model())
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+
+
+def _lidar_from(relative: np.ndarray, scale: float, shift: float, count: int = 300) -> np.ndarray:
+    """Sparse 'LiDAR' that is an exact affine function of a relative prediction at random pixels."""
+    rng = np.random.default_rng(1)
+    sparse = np.zeros(relative.shape, dtype=np.float32)
+    usable = np.flatnonzero(relative.ravel() > 0)
+    picked = rng.choice(usable, count, replace=False)
+    sparse.flat[picked] = scale * relative.flat[picked] + shift
+    return sparse
+
+
+def test_i2d_is_relative_at_the_caller_resolution(estimator, image):
+    result = estimator.predict(image, mode="i2d")
+    assert result.depth.shape == (HEIGHT, WIDTH) and result.depth.dtype == np.float32
+    assert result.confidence.shape == (HEIGHT, WIDTH) and result.confidence.dtype == np.float32
+    assert result.confidence.min() >= 0 and result.confidence.max() <= 1
+    assert not result.metric and (result.scale, result.shift) == (1.0, 0.0)
+    assert np.all(result.depth >= 0) and result.depth.std() > 0
+    assert set(result.timings) == {"preprocess", "model", "align", "postprocess", "total"}
+    assert np.array_equal(estimator.predict(image, mode="i2d").depth, result.depth)  # seeded
+
+
+def test_i2d_aligned_recovers_metric_scale(estimator, image):
+    relative = estimator.predict(image, mode="i2d").depth
+    sparse = _lidar_from(relative, scale=8.0, shift=1.5)
+    result = estimator.predict(image, sparse, mode="i2d-aligned")
+    assert result.metric
+    assert (result.scale, result.shift) == pytest.approx((8.0, 1.5), rel=1e-4)
+    points = sparse > 0
+    np.testing.assert_allclose(result.depth[points], sparse[points], rtol=1e-4)
+    assert result.alignment.inlier_fraction == 1.0
+
+
+def test_confidence_is_higher_near_agreeing_lidar(estimator, image):
+    relative = estimator.predict(image, mode="i2d").depth
+    sparse = _lidar_from(relative, scale=8.0, shift=1.5)
+    sparse[: HEIGHT // 2] = 0  # LiDAR only in the lower half
+    result = estimator.predict(image, sparse, mode="i2d-aligned")
+    assert result.confidence[-5:].mean() > result.confidence[:5].mean()
+    bad = sparse.copy()
+    bad[sparse > 0] *= np.random.default_rng(2).uniform(0.5, 1.5, np.count_nonzero(sparse))
+    assert estimator.predict(image, bad, mode="i2d-aligned").confidence.mean() < result.confidence.mean()
+
+
+def test_guided_pastes_lidar_and_stays_metric(estimator):
+    # At a multiple of the patch size no resampling blurs the pasted LiDAR values.
+    image = np.random.default_rng(3).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    relative = estimator.predict(image, mode="i2d").depth
+    sparse = _lidar_from(relative, scale=5.0, shift=0.5)
+    points = sparse > 0
+    sparse[points] *= np.random.default_rng(4).uniform(0.96, 1.04, np.count_nonzero(points))  # not affine
+    aligned = estimator.predict(image, sparse, mode="i2d-aligned")
+    guided = estimator.predict(image, sparse, mode="guided", steps=3)
+    assert guided.metric and guided.depth.shape == (32, 48)
+    aligned_error = np.abs(aligned.depth[points] - sparse[points]) / sparse[points]
+    guided_error = np.abs(guided.depth[points] - sparse[points]) / sparse[points]
+    assert np.median(aligned_error) > 0.01
+    assert np.median(guided_error) < 1e-3
+
+
+def test_processing_size_keeps_the_caller_resolution(image):
+    small = DepthEstimator(_random_model(), processing_size=16)
+    result = small.predict(image, mode="i2d")
+    assert result.depth.shape == (HEIGHT, WIDTH)
+
+
+def test_conditioned_mode(image):
+    relative = DepthEstimator(_random_model()).predict(image, mode="i2d").depth
+    sparse = _lidar_from(relative, scale=8.0, shift=1.5)
+    result = DepthEstimator(_random_model(depth_conditioned=True)).predict(image, sparse, mode="conditioned")
+    assert result.metric and result.depth.shape == (HEIGHT, WIDTH) and result.depth.max() > 0
+    with pytest.raises(InputError, match="depth_conditioned=True"):
+        DepthEstimator(_random_model()).predict(image, sparse, mode="conditioned")
+
+
+def test_from_checkpoint_matches_the_in_memory_model(tmp_path, estimator, image):
+    save_model(tmp_path / "ckpt", estimator.model)
+    loaded = DepthEstimator.from_checkpoint(tmp_path / "ckpt")
+    np.testing.assert_allclose(loaded.predict(image, mode="i2d").depth, estimator.predict(image, mode="i2d").depth,
+                               rtol=1e-5)
+
+
+def test_input_errors(estimator, image):
+    sparse = np.zeros((HEIGHT, WIDTH), dtype=np.float32)
+    cases = [
+        ((image.astype(np.float32),), {}, "uint8 RGB"),
+        ((image[..., 0],), {}, r"\(H, W, 3\)"),
+        ((image, sparse[:, :-1]), {}, "matching the image"),
+        ((image,), {"mode": "guided"}, "needs sparse_depth"),
+        ((image, sparse), {}, "too few LiDAR points"),
+        ((image,), {"mode": "depth"}, "unknown mode"),
+        ((image,), {"mode": "i2d", "steps": 0}, "steps must be"),
+    ]
+    for args, kwargs, message in cases:
+        with pytest.raises(InputError, match=message):
+            estimator.predict(*args, **kwargs)

@@ -1,0 +1,146 @@
+"""``mf bench geometry``: one-core timings of LiDAR projection and depth -> PointCloud2.
+
+(a) 130k LiDAR points -> 1920x1200 sparse depth map (z-buffer), all points in view
+    (the worst case for the z-buffer), for a pinhole and a distorted camera.
+(b) 640x480 depth map + image -> organized XYZRGB PointCloud2 (backproject_depth, then
+    mf_ros.conversions.xyzrgb_to_pointcloud2 with rosbags messages).
+
+Each timing is the median of ``--repeats`` runs and is also given as a ratio to a plain
+numpy copy of the bytes the operation must at least touch (its inputs plus its output),
+timed in the same run. Targets: (a) and (b) < 10 ms; ratio <= 5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+TARGET_MS = 10.0
+TARGET_COPY_RATIO = 5.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--points", type=int, default=130_000, help="LiDAR points for (a) (default 130000)")
+    parser.add_argument("--repeats", type=int, default=30, help="timed runs per measurement (default 30)")
+    parser.add_argument("--core", type=int, default=None,
+                        help="CPU core to pin to (default: the first core this process may use)")
+
+
+def _pin_one_core(core: int | None) -> list[int]:
+    """Run on one core with one thread in every pool we use; returns the affinity set."""
+    allowed = sorted(os.sched_getaffinity(0))
+    chosen = allowed[0] if core is None else core
+    if chosen not in allowed:
+        from mf_core.errors import InputError
+
+        raise InputError(f"--core {chosen} is not available to this process; choose one of {allowed}")
+    os.sched_setaffinity(0, {chosen})
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # effective only if numpy is not loaded yet
+    import cv2
+    import torch
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    return sorted(os.sched_getaffinity(0))
+
+
+def _median_ms(fn, repeats: int) -> float:
+    import numpy as np
+
+    fn()  # warm caches (pixel rays, allocator)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def _timing(fn, touched_bytes: int, repeats: int) -> dict:
+    """Median time of ``fn`` and of copying ``touched_bytes`` with numpy, and their ratio."""
+    import numpy as np
+
+    buffer = np.ones(touched_bytes, dtype=np.uint8)
+    ms = _median_ms(fn, repeats)
+    copy_ms = _median_ms(buffer.copy, repeats)
+    return {"median_ms": round(ms, 3), "copy_ms": round(copy_ms, 3), "copy_bytes": touched_bytes,
+            "ratio_to_copy": round(ms / copy_ms, 2), "meets_target_ms": ms < TARGET_MS,
+            "meets_target_ratio": ms / copy_ms <= TARGET_COPY_RATIO}
+
+
+def _machine(affinity: list[int]) -> dict:
+    import cv2
+    import numpy as np
+
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return {"cpu": model, "cpu_count": os.cpu_count(), "sched_getaffinity": affinity,
+            "python": platform.python_version(), "numpy": np.__version__, "opencv": cv2.__version__,
+            "platform": platform.platform()}
+
+
+def _lidar_case(n_points: int, repeats: int, distorted: bool) -> dict:
+    import numpy as np
+
+    from mf_core.camera import PinholeCamera
+    from mf_core.geometry import points_to_depth_map, undistort_pixels
+
+    camera = PinholeCamera(1920, 1200, 1000.0, 1000.0, 959.5, 599.5)
+    if distorted:
+        camera = PinholeCamera(1920, 1200, 1000.0, 1000.0, 959.5, 599.5, "plumb_bob",
+                               (-0.05, 0.01, 0.0005, -0.0005, 0.0))
+    rng = np.random.default_rng(0)
+    pixels = np.c_[rng.uniform(0, camera.width, n_points), rng.uniform(0, camera.height, n_points)]  # (N, 2)
+    depth = rng.uniform(1.0, 80.0, n_points)  # (N,)
+    points = np.c_[undistort_pixels(pixels, camera) * depth[:, None], depth]  # (N, 3) all in view
+    T = np.eye(4)
+    result = _timing(lambda: points_to_depth_map(points, T, camera), points.nbytes + 4 * 1920 * 1200, repeats)
+    result["points_in_image"] = n_points
+    result["filled_pixels"] = int(np.count_nonzero(points_to_depth_map(points, T, camera)))
+    return result
+
+
+def _cloud_case(repeats: int) -> dict:
+    import numpy as np
+
+    from mf_core.camera import PinholeCamera
+    from mf_core.geometry import backproject_depth
+    from mf_ros.conversions import xyzrgb_to_pointcloud2
+
+    camera = PinholeCamera(640, 480, 525.0, 525.0, 319.5, 239.5)
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(0.5, 10.0, (480, 640)).astype(np.float32)  # (H, W)
+    depth[rng.random(depth.shape) < 0.05] = 0.0  # a few holes -> NaN points
+    image = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)  # (H, W, 3)
+
+    def build():
+        return xyzrgb_to_pointcloud2(backproject_depth(depth, camera), image, 0, "camera_optical_frame")
+
+    cloud = build()
+    result = _timing(build, depth.nbytes + image.nbytes + len(cloud.data), repeats)
+    result["point_step"] = int(cloud.point_step)
+    return result
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Time (a) LiDAR -> depth map and (b) depth + image -> PointCloud2 on one core."""
+    from mf_core.errors import InputError
+
+    if args.points <= 0 or args.repeats <= 0:
+        raise InputError("--points and --repeats must be positive")
+    affinity = _pin_one_core(args.core)
+    return {
+        "benchmark": "geometry",
+        "machine": _machine(affinity),
+        "repeats": args.repeats,
+        "targets": {"median_ms": TARGET_MS, "ratio_to_copy": TARGET_COPY_RATIO},
+        "lidar_to_depth_1920x1200": _lidar_case(args.points, args.repeats, distorted=False),
+        "lidar_to_depth_1920x1200_plumb_bob": _lidar_case(args.points, args.repeats, distorted=True),
+        "depth_to_xyzrgb_pointcloud2_640x480": _cloud_case(args.repeats),
+    }

@@ -1,0 +1,231 @@
+"""``mf bench model``: DiT throughput (forward, forward+backward) and i2d latency, vs diffusers SD3.
+
+The baseline is diffusers' ``SD3Transformer2DModel`` (all joint MM-DiT blocks) with our
+width, heads and total block count, fed the same number of tokens: N image tokens plus N
+context tokens where ours has N image plus N depth tokens. diffusers is imported inside
+the benchmark only. On CUDA both run under bf16 autocast and MFU is reported against the
+device's dense bf16 peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from mf_core.errors import InputError
+from mf_core.model import build_model, count_parameters, get_model_config
+from mf_core.model.config import ModelConfig
+from mf_core.sampling import sample
+
+# Dense bf16 peak FLOP/s by CUDA device-name fragment (vendor data sheets), for MFU.
+PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 70e12, "4090": 165e12}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", default="MF-XS,MF-S,MF-B", help="comma-separated registry names")
+    parser.add_argument("--resolutions", default="256x320,480x640", help="comma-separated HxW")
+    parser.add_argument("--batch", type=int, default=1, help="samples per forward")
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs per measurement (median)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the diffusers SD3 comparison")
+    parser.add_argument("--latency-size", default="MF-S", help="model for the i2d latency")
+    parser.add_argument("--latency-resolution", default="256x320", help="HxW for the i2d latency")
+    parser.add_argument("--steps", default="1,4,50", help="comma-separated i2d step counts")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError as exc:
+        raise InputError(f"resolution {text!r} must look like 256x320 (HxW)") from exc
+    return h, w
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def _median_seconds(fn: Callable[[], None], device: torch.device, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        _synchronize(device)
+        start = time.perf_counter()
+        fn()
+        _synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+class Workload:
+    """A model and its inputs; ``forward()`` runs inference, ``train_step()`` forward + backward."""
+
+    def __init__(self, model: nn.Module, call: Callable[[nn.Module], torch.Tensor], device: torch.device):
+        self.model, self.call, self.device = model, call, device
+
+    def forward(self) -> None:
+        with torch.no_grad(), _autocast(self.device):
+            self.call(self.model)
+
+    def train_step(self) -> None:
+        with _autocast(self.device):
+            loss = self.call(self.model).float().square().mean()
+        loss.backward()
+        self.model.zero_grad(set_to_none=True)
+
+    def flops(self, build_on_meta: Callable[[], Workload]) -> tuple[float, float]:
+        """(forward, forward + backward) FLOPs per call, counted on a meta-device copy."""
+        with torch.device("meta"):
+            meta = build_on_meta()
+            with FlopCounterMode(display=False) as counter:
+                meta.call(meta.model)
+            forward = counter.get_total_flops()
+            with FlopCounterMode(display=False) as counter:
+                meta.call(meta.model).float().square().mean().backward()
+        return float(forward), float(counter.get_total_flops())
+
+
+def ours(config: ModelConfig, batch: int, h: int, w: int, device: torch.device) -> Workload:
+    """Our DiT on joint-mode inputs (both modalities noised)."""
+    model = build_model(config).to(device)
+    image, depth = torch.randn(batch, 3, h, w, device=device), torch.randn(batch, 1, h, w, device=device)
+    t = torch.rand(batch, device=device)
+
+    def call(m: nn.Module) -> torch.Tensor:
+        out = m(image, depth, t, t)
+        return torch.cat([out.image_velocity.float(), out.depth_x0], dim=1)  # (B, 4, H, W)
+
+    return Workload(model, call, device)
+
+
+def sd3_baseline(config: ModelConfig, batch: int, h: int, w: int, device: torch.device) -> Workload:
+    """diffusers SD3 MM-DiT with our width/heads/depth: N image tokens + N context tokens."""
+    from diffusers import SD3Transformer2DModel
+
+    p = config.patch_size
+    grid = max(h, w) // p
+    model = SD3Transformer2DModel(
+        sample_size=grid,
+        patch_size=p,
+        in_channels=3,
+        out_channels=3,
+        num_layers=config.n_joint + config.n_single + config.n_dec,
+        attention_head_dim=config.head_dim,
+        num_attention_heads=config.heads,
+        joint_attention_dim=config.width,
+        caption_projection_dim=config.width,
+        pooled_projection_dim=config.width,
+        pos_embed_max_size=grid,
+        qk_norm="rms_norm" if config.qk_norm else None,
+    ).to(device)
+    n_tokens = (h // p) * (w // p)
+    image = torch.randn(batch, 3, h, w, device=device)
+    context = torch.randn(batch, n_tokens, config.width, device=device)
+    pooled = torch.randn(batch, config.width, device=device)
+    t = torch.rand(batch, device=device) * 1000
+
+    def call(m: nn.Module) -> torch.Tensor:
+        return m(hidden_states=image, encoder_hidden_states=context, pooled_projections=pooled, timestep=t).sample
+
+    return Workload(model, call, device)
+
+
+def _peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAK_BF16_FLOPS.items() if key in name), None)
+
+
+def measure(make: Callable[..., Workload], config: ModelConfig, batch: int, h: int, w: int,
+            device: torch.device, args: argparse.Namespace) -> dict:
+    """Throughput of one workload: samples/s and tokens/s for forward and forward+backward, FLOPs, MFU."""
+    workload = make(config, batch, h, w, device)
+    tokens = 2 * batch * (h // config.patch_size) * (w // config.patch_size)
+    flops = workload.flops(lambda: make(config, batch, h, w, torch.device("meta")))
+    peak = _peak_flops(device)
+    report = {"params": sum(p.numel() for p in workload.model.parameters())}
+    for (kind, fn), flop in zip((("forward", workload.forward), ("train", workload.train_step)), flops, strict=True):
+        seconds = _median_seconds(fn, device, args.repeats, args.warmup)
+        report[kind] = {
+            "samples_per_s": round(batch / seconds, 3),
+            "tokens_per_s": round(tokens / seconds, 1),
+            "gflop_per_call": round(flop / 1e9, 2),
+            "achieved_tflops": round(flop / seconds / 1e12, 4),
+            "mfu": round(flop / seconds / peak, 4) if peak else None,
+        }
+    del workload
+    return report
+
+
+def i2d_latency(config: ModelConfig, h: int, w: int, steps: list[int], device: torch.device,
+                args: argparse.Namespace) -> dict:
+    """Milliseconds for a full i2d Euler sampling (mf_core.sampling) of one image, per step count."""
+    model = build_model(config).to(device).eval()
+    image = torch.rand(1, 3, h, w, device=device) * 2 - 1
+    latency = {}
+    for n in steps:
+        def run_sampler(n: int = n) -> None:
+            with _autocast(device):
+                sample(model, "i2d", image=image, steps=n)
+
+        latency[str(n)] = round(1000 * _median_seconds(run_sampler, device, args.repeats, args.warmup), 1)
+    return latency
+
+
+def run(args: argparse.Namespace) -> dict:
+    device = torch.device(args.device)
+    sizes = [get_model_config(name.strip()) for name in args.sizes.split(",")]
+    resolutions = [_resolution(r) for r in args.resolutions.split(",")]
+    for config in sizes:
+        for h, w in resolutions:
+            if h % config.patch_size or w % config.patch_size:
+                raise InputError(f"{h}x{w} is not a multiple of {config.name}'s patch size {config.patch_size}")
+    torch.manual_seed(0)
+    rows = []
+    for config in sizes:
+        for h, w in resolutions:
+            print(f"bench model: {config.name} at {h}x{w}", file=sys.stderr, flush=True)
+            row = {"model": config.name, "resolution": f"{h}x{w}",
+                   "tokens": 2 * (h // config.patch_size) * (w // config.patch_size)}
+            row["ours"] = measure(ours, config, args.batch, h, w, device, args)
+            if not args.no_baseline:
+                row["sd3_joint_blocks"] = measure(sd3_baseline, config, args.batch, h, w, device, args)
+                row["speed_ratio_ours_over_sd3"] = {
+                    kind: round(row["ours"][kind]["samples_per_s"] / row["sd3_joint_blocks"][kind]["samples_per_s"], 3)
+                    for kind in ("forward", "train")
+                }
+                print(f"  ours / SD3 speed: {row['speed_ratio_ours_over_sd3']}", file=sys.stderr, flush=True)
+            rows.append(row)
+    latency_config = get_model_config(args.latency_size)
+    lh, lw = _resolution(args.latency_resolution)
+    steps = [int(s) for s in args.steps.split(",")]
+    print(f"bench model: i2d latency of {latency_config.name} at {lh}x{lw}", file=sys.stderr, flush=True)
+    return {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
+        "autocast": "bf16" if device.type == "cuda" else "off (fp32)",
+        "batch": args.batch,
+        "repeats": args.repeats,
+        "throughput": rows,
+        "i2d_latency_ms": {
+            "model": latency_config.name,
+            "params": count_parameters(latency_config),
+            "resolution": f"{lh}x{lw}",
+            "steps": i2d_latency(latency_config, lh, lw, steps, device, args),
+        },
+    }

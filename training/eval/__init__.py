@@ -1,0 +1,1 @@
+"""Evaluation: depth metrics, scoring protocols, classical baselines and the ``mf eval`` harness."""

@@ -1,0 +1,105 @@
+"""The evaluation loop: every method (model mode or baseline) goes through :func:`evaluate`."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from mf_core.camera import PinholeCamera
+from mf_core.errors import InputError
+from training.data.sample import Sample
+from training.eval.baselines import get_baseline
+from training.eval.metrics import depth_metrics, mean_metrics
+from training.eval.protocols import EvalProtocol
+from training.eval.report import frame_panel, summary, write_report
+from training.viz import save_png
+
+PredictFn = Callable[[np.ndarray, np.ndarray, PinholeCamera], np.ndarray]
+
+
+@dataclass(frozen=True)
+class EvalMethod:
+    """A depth method under evaluation: ``predict(image, fed_sparse, camera) -> (H, W) depth``."""
+
+    name: str  # written as "model" in metrics.json
+    mode: str | None  # the model mode; None for a baseline
+    metric: bool  # False when the output is relative depth (only the affine protocol can score it)
+    predict: PredictFn
+
+
+def baseline_method(name: str) -> EvalMethod:
+    """The registered baseline ``name`` as an EvalMethod (its output is in metres)."""
+    baseline = get_baseline(name)
+    return EvalMethod(f"baseline:{baseline.name}", None, True, baseline.complete)
+
+
+def model_method(checkpoint: str | Path, mode: str, steps: int = 1, seed: int = 0,
+                 processing_size: int | tuple[int, int] | None = None, device: str = "cpu") -> EvalMethod:
+    """A trained checkpoint run by ``DepthEstimator`` in ``mode``; mode "i2d" never sees the LiDAR."""
+    # Imported here: torch and the model load only when a checkpoint is evaluated.
+    from mf_core.pipeline import MODES, DepthEstimator
+
+    if mode not in MODES:
+        raise InputError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    estimator = DepthEstimator.from_checkpoint(checkpoint, device, processing_size=processing_size)
+
+    def predict(image: np.ndarray, sparse_depth: np.ndarray, camera: PinholeCamera) -> np.ndarray:
+        lidar = None if mode == "i2d" else sparse_depth
+        return estimator.predict(image, lidar, mode=mode, steps=steps, seed=seed).depth
+
+    return EvalMethod(str(checkpoint), mode, mode != "i2d", predict)
+
+
+def describe(method: EvalMethod, protocol: EvalProtocol) -> str:
+    """One line naming the method, mode, protocol and region (the metrics.md title)."""
+    mode = f", mode {method.mode}" if method.mode else ""
+    return f"mf eval: {method.name}{mode}, protocol {protocol.name}, region {protocol.region.name}"
+
+
+def evaluate(samples: Iterable[Sample], method: EvalMethod, protocol: EvalProtocol, out_dir: str | Path,
+             limit: int | None = None, progress: bool = True) -> dict:
+    """Score ``method`` on ``samples`` under ``protocol``; write metrics.json, metrics.md, panels/NAME.png.
+
+    Only the protocol's ``fed_sparse`` (a fresh copy, held-out points removed) reaches the
+    method. Returns the metrics.json content:
+    ``{"frames": [{"name", <metrics>, "runtime_s"}], "mean": {...}, "protocol", "mode", "model"}``.
+    """
+    if not method.metric and protocol.name != "affine":
+        raise InputError(f"mode {method.mode!r} gives relative depth (unit mean), which only --protocol affine "
+                         "can score; use --protocol affine, or a metric mode such as i2d-aligned")
+    if limit is not None and limit <= 0:
+        raise InputError(f"--limit must be a positive number of frames, got {limit}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(f"{out_dir} exists and is not a folder; choose another --out")
+    frames: list[dict] = []
+    for sample in tqdm(itertools.islice(samples, limit), total=limit, desc="eval", unit="frame",
+                       disable=not progress):
+        split = protocol.split(sample)
+        start = time.perf_counter()
+        raw = method.predict(sample.image, split.fed_sparse, sample.camera)
+        runtime = time.perf_counter() - start
+        if raw.shape != split.target.shape:
+            raise InputError(f"{method.name} returned depth of shape {raw.shape} for frame {sample.name!r}, "
+                             f"expected {split.target.shape}")
+        pred = protocol.finalize(raw, split)  # (H, W) metres as scored
+        frames.append({"name": sample.name, **depth_metrics(pred, split.target, split.score_mask),
+                       "runtime_s": runtime})
+        save_png(out_dir / "panels" / f"{sample.name}.png", frame_panel(sample.image, split, pred))
+    mean = {**mean_metrics(frames), "runtime_s": float(np.mean([f["runtime_s"] for f in frames]))}
+    report = {"frames": frames, "mean": mean, "protocol": protocol.name, "mode": method.mode, "model": method.name}
+    write_report(out_dir, report, describe(method, protocol))
+    return report
+
+
+def print_summary(report: dict, out_dir: str | Path) -> None:
+    """Print the summary table and where the files went."""
+    print(summary(report))
+    print(f"wrote {Path(out_dir) / 'metrics.json'}, metrics.md and {len(report['frames'])} panels under "
+          f"{Path(out_dir) / 'panels'}")

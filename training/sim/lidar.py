@@ -1,0 +1,43 @@
+"""Spinning multi-beam LiDAR: beam directions, range noise, max range, intensity.
+
+A sweep is cast as one instant from the LiDAR pose at the sweep's stamp: there is no motion
+distortion within a sweep (a real spinning sensor smears over its ~100 ms revolution).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def lidar_directions(beams: int, vfov_deg: tuple[float, float], horizontal_resolution: int) -> np.ndarray:
+    """(3, R*B) float32 unit directions in the LiDAR frame (x forward, y left, z up).
+
+    Ordered like a spinning sensor fires: azimuth columns counter-clockwise from +x, each
+    holding the ``beams`` elevations from ``vfov_deg[0]`` (lowest) to ``vfov_deg[1]``.
+    """
+    elevation = np.radians(np.linspace(vfov_deg[0], vfov_deg[1], beams))  # (B,)
+    azimuth = np.arange(horizontal_resolution) * (2 * np.pi / horizontal_resolution)  # (R,)
+    el, az = np.meshgrid(elevation, azimuth)  # (R, B) each
+    directions = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])  # (3, R, B)
+    return directions.reshape(3, -1).astype(np.float32)
+
+
+def intensity(reflectance: np.ndarray, cos_incidence: np.ndarray) -> np.ndarray:
+    """(N,) float32 return intensity 0..255: surface reflectance (N,) times incidence cosine (N,)."""
+    return np.float32(255.0) * reflectance * np.abs(cos_incidence)
+
+
+def sweep_points(directions: np.ndarray, ranges: np.ndarray, intensities: np.ndarray, max_range: float,
+                 range_noise: float, rng: np.random.Generator) -> np.ndarray:
+    """(M, 4) float32 [x, y, z, intensity] in the LiDAR frame from one sweep.
+
+    ``ranges`` (N,) are true distances along the unit ``directions`` (3, N) (inf = no return).
+    Gaussian noise of std ``range_noise`` metres is added along each ray; returns whose measured
+    range is not in (0, max_range] are dropped.
+    """
+    measured = ranges + np.float32(range_noise) * rng.standard_normal(len(ranges), dtype=np.float32)
+    keep = (measured > 0) & (measured <= max_range)  # inf (no return) fails the second test
+    points = np.empty((int(keep.sum()), 4), np.float32)
+    points[:, :3] = (directions[:, keep] * measured[keep]).T
+    points[:, 3] = intensities[keep]
+    return points

@@ -1,0 +1,88 @@
+"""Configured data sources -> in-memory training pool and held-out validation samples.
+
+Sources are read once into memory (``max_samples`` bounds each one): the training sets
+this project targets (synthetic bags, sample folders, the shared DGP / 7-Scenes subsets)
+fit comfortably, and random access is what makes the data order derivable from a step.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mf_core.errors import InputError
+from training.data.sample import Sample
+from training.data.sources import open_samples
+from training.train.config import SIM_PREFIX, DataConfig, SourceConfig
+from training.train.data import SampleMixer
+from training.train.distributed import DistInfo, barrier
+
+
+@dataclass
+class TrainingData:
+    """The training pool with its mixing order, and the held-out validation samples."""
+
+    mixer: SampleMixer
+    validation: list[Sample]
+
+
+def sim_bag_path(source: SourceConfig, cache_dir: str | Path) -> Path:
+    """Where a ``sim:`` source's bag lives in the cache (one folder per set of generator options)."""
+    scene = source.path[len(SIM_PREFIX):]
+    name = f"{scene}_{source.frames}f_{source.width}x{source.height}_seed{source.seed}"
+    return Path(cache_dir).expanduser() / name
+
+
+def generate_sim_bag(source: SourceConfig, cache_dir: str | Path) -> Path:
+    """Run ``mf sim`` for a ``sim:`` source unless its bag is already cached; returns the bag path."""
+    from training.cli import main as mf_main  # the real `mf sim` command, imported lazily (Open3D)
+
+    out = sim_bag_path(source, cache_dir)
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    code = mf_main(["sim", "--out", str(tmp), "--frames", str(source.frames), "--seed", str(source.seed),
+                    "--scene", source.path[len(SIM_PREFIX):], "--width", str(source.width),
+                    "--height", str(source.height)])
+    if code != 0:
+        raise InputError(f"mf sim failed for data source {source.path} (exit {code}); see the message above")
+    tmp.rename(out)
+    return out
+
+
+def read_source(source: SourceConfig, cache_dir: str | Path) -> list[Sample]:
+    """All samples of one source (``max_samples`` at most), in the source's order."""
+    path = sim_bag_path(source, cache_dir) if source.is_sim else Path(source.path).expanduser()
+    if not path.exists():
+        raise InputError(f"data source {source.path}: {path} does not exist; fix data.sources")
+    limit = source.max_samples or None
+    samples = list(open_samples(path, limit=limit))
+    if len(samples) <= source.val_count:
+        raise InputError(f"data source {source.path} has {len(samples)} samples, not enough to hold out "
+                         f"val_count={source.val_count} and still train; lower val_count")
+    return samples
+
+
+def load_training_data(config: DataConfig, seed: int, info: DistInfo) -> TrainingData:
+    """Generate missing sim bags (rank 0), then read every source on every rank and split off validation."""
+    if info.is_main:
+        for source in config.sources:
+            if source.is_sim:
+                generate_sim_bag(source, config.cache_dir)
+    barrier(info)
+    pool: list[Sample] = []
+    source_of: list[int] = []
+    validation: list[Sample] = []
+    for index, source in enumerate(config.sources):
+        samples = read_source(source, config.cache_dir)
+        cut = len(samples) - source.val_count
+        pool += samples[:cut]
+        validation += samples[cut:]
+        source_of += [index] * cut
+    mixer = SampleMixer(pool, np.asarray(source_of), [s.weight for s in config.sources], seed)
+    return TrainingData(mixer, validation)
