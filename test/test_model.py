@@ -231,5 +231,16 @@ def test_vae_image_tokenizer(tmp_path):
     assert all(not p.requires_grad for p in model.vae.parameters())
     with pytest.raises(InputError):
         model(pixels, depth, torch.rand(2), torch.rand(2))  # pixels where latents are expected
-    with pytest.raises(InputError, match="config.json"):
+    with pytest.raises(InputError, match=r"config\.json"):
         build_model(TINY, image_tokenizer="vae", vae_path=str(tmp_path / "missing"))
+
+
+def test_mf_models_prints_the_registry(capsys):
+    from training.cli import main
+
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:3] == ["name", "width", "heads"]
+    assert [line.split()[0] for line in lines[1:]] == list(MODEL_SIZES)
+    xl = lines[-1].split()
+    assert xl[1] == "2048" and xl[-1].endswith("B")

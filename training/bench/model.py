@@ -31,7 +31,9 @@ PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e1
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="MF-XS,MF-S,MF-B", help="comma-separated registry names")
-    parser.add_argument("--resolutions", default="256x320,480x640", help="comma-separated HxW")
+    parser.add_argument(
+        "--resolutions", default="256x320", help="comma-separated HxW (the full set: 256x320,480x640)"
+    )
     parser.add_argument("--batch", type=int, default=1, help="samples per forward")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per measurement (median)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
@@ -39,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-size", default="MF-S", help="model for the i2d latency")
     parser.add_argument("--latency-resolution", default="256x320", help="HxW for the i2d latency")
     parser.add_argument("--steps", default="1,4,50", help="comma-separated i2d step counts")
+    parser.add_argument("--latency-repeats", type=int, default=1, help="timed samplings per step count")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -59,17 +63,21 @@ def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
-def _median_seconds(fn: Callable[[], None], device: torch.device, repeats: int, warmup: int) -> float:
+def _median_seconds(fns: dict[str, Callable[[], None]], device: torch.device, repeats: int,
+                    warmup: int) -> dict[str, float]:
+    """Median wall time of each function; runs are interleaved so a busy machine slows all alike."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        _synchronize(device)
-        start = time.perf_counter()
-        fn()
-        _synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            _synchronize(device)
+            start = time.perf_counter()
+            fn()
+            _synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 class Workload:
@@ -88,16 +96,17 @@ class Workload:
         loss.backward()
         self.model.zero_grad(set_to_none=True)
 
-    def flops(self, build_on_meta: Callable[[], Workload]) -> tuple[float, float]:
-        """(forward, forward + backward) FLOPs per call, counted on a meta-device copy."""
-        with torch.device("meta"):
-            meta = build_on_meta()
-            with FlopCounterMode(display=False) as counter:
-                meta.call(meta.model)
-            forward = counter.get_total_flops()
-            with FlopCounterMode(display=False) as counter:
-                meta.call(meta.model).float().square().mean().backward()
-        return float(forward), float(counter.get_total_flops())
+
+def count_flops(make_on_meta: Callable[[], Workload]) -> tuple[float, float]:
+    """(forward, forward + backward) FLOPs of one call, counted by torch on a meta-device copy."""
+    with torch.device("meta"):
+        meta = make_on_meta()
+        with FlopCounterMode(display=False) as counter:
+            meta.call(meta.model)
+        forward = counter.get_total_flops()
+        with FlopCounterMode(display=False) as counter:
+            meta.call(meta.model).float().square().mean().backward()
+    return float(forward), float(counter.get_total_flops())
 
 
 def ours(config: ModelConfig, batch: int, h: int, w: int, device: torch.device) -> Workload:
@@ -152,24 +161,29 @@ def _peak_flops(device: torch.device) -> float | None:
     return next((peak for key, peak in PEAK_BF16_FLOPS.items() if key in name), None)
 
 
-def measure(make: Callable[..., Workload], config: ModelConfig, batch: int, h: int, w: int,
-            device: torch.device, args: argparse.Namespace) -> dict:
-    """Throughput of one workload: samples/s and tokens/s for forward and forward+backward, FLOPs, MFU."""
-    workload = make(config, batch, h, w, device)
+def measure(makers: dict[str, Callable[..., Workload]], config: ModelConfig, batch: int, h: int, w: int,
+            device: torch.device, args: argparse.Namespace) -> dict[str, dict]:
+    """Per workload: samples/s and tokens/s for forward and forward+backward, FLOPs, MFU."""
+    workloads = {name: make(config, batch, h, w, device) for name, make in makers.items()}
     tokens = 2 * batch * (h // config.patch_size) * (w // config.patch_size)
-    flops = workload.flops(lambda: make(config, batch, h, w, torch.device("meta")))
+    fns = {}
+    for name, workload in workloads.items():
+        fns[name, "forward"], fns[name, "train"] = workload.forward, workload.train_step
+    seconds = _median_seconds(fns, device, args.repeats, args.warmup)
     peak = _peak_flops(device)
-    report = {"params": sum(p.numel() for p in workload.model.parameters())}
-    for (kind, fn), flop in zip((("forward", workload.forward), ("train", workload.train_step)), flops, strict=True):
-        seconds = _median_seconds(fn, device, args.repeats, args.warmup)
-        report[kind] = {
-            "samples_per_s": round(batch / seconds, 3),
-            "tokens_per_s": round(tokens / seconds, 1),
-            "gflop_per_call": round(flop / 1e9, 2),
-            "achieved_tflops": round(flop / seconds / 1e12, 4),
-            "mfu": round(flop / seconds / peak, 4) if peak else None,
-        }
-    del workload
+    report = {}
+    for name, make in makers.items():
+        flops = count_flops(lambda make=make: make(config, batch, h, w, torch.device("meta")))
+        report[name] = {"params": sum(p.numel() for p in workloads[name].model.parameters())}
+        for kind, flop in zip(("forward", "train"), flops, strict=True):
+            sec = seconds[name, kind]
+            report[name][kind] = {
+                "samples_per_s": round(batch / sec, 3),
+                "tokens_per_s": round(tokens / sec, 1),
+                "gflop_per_call": round(flop / 1e9, 2),
+                "achieved_tflops": round(flop / sec / 1e12, 4),
+                "mfu": round(flop / sec / peak, 4) if peak else None,
+            }
     return report
 
 
@@ -178,18 +192,23 @@ def i2d_latency(config: ModelConfig, h: int, w: int, steps: list[int], device: t
     """Milliseconds for a full i2d Euler sampling (mf_core.sampling) of one image, per step count."""
     model = build_model(config).to(device).eval()
     image = torch.rand(1, 3, h, w, device=device) * 2 - 1
-    latency = {}
-    for n in steps:
-        def run_sampler(n: int = n) -> None:
+
+    def sampler(n: int) -> Callable[[], None]:
+        def run_sampler() -> None:
             with _autocast(device):
                 sample(model, "i2d", image=image, steps=n)
 
-        latency[str(n)] = round(1000 * _median_seconds(run_sampler, device, args.repeats, args.warmup), 1)
-    return latency
+        return run_sampler
+
+    sampler(1)()  # warm-up: one single-step sampling
+    seconds = _median_seconds({str(n): sampler(n) for n in steps}, device, args.latency_repeats, warmup=0)
+    return {n: round(1000 * sec, 1) for n, sec in seconds.items()}
 
 
 def run(args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     sizes = [get_model_config(name.strip()) for name in args.sizes.split(",")]
     resolutions = [_resolution(r) for r in args.resolutions.split(",")]
     for config in sizes:
@@ -203,9 +222,9 @@ def run(args: argparse.Namespace) -> dict:
             print(f"bench model: {config.name} at {h}x{w}", file=sys.stderr, flush=True)
             row = {"model": config.name, "resolution": f"{h}x{w}",
                    "tokens": 2 * (h // config.patch_size) * (w // config.patch_size)}
-            row["ours"] = measure(ours, config, args.batch, h, w, device, args)
+            makers = {"ours": ours} if args.no_baseline else {"ours": ours, "sd3_joint_blocks": sd3_baseline}
+            row |= measure(makers, config, args.batch, h, w, device, args)
             if not args.no_baseline:
-                row["sd3_joint_blocks"] = measure(sd3_baseline, config, args.batch, h, w, device, args)
                 row["speed_ratio_ours_over_sd3"] = {
                     kind: round(row["ours"][kind]["samples_per_s"] / row["sd3_joint_blocks"][kind]["samples_per_s"], 3)
                     for kind in ("forward", "train")

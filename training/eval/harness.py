@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -31,12 +30,13 @@ class EvalMethod:
     mode: str | None  # the model mode; None for a baseline
     metric: bool  # False when the output is relative depth (only the affine protocol can score it)
     predict: PredictFn
+    dense: bool = True  # False when it gives depth only at the LiDAR points it is fed
 
 
 def baseline_method(name: str) -> EvalMethod:
     """The registered baseline ``name`` as an EvalMethod (its output is in metres)."""
     baseline = get_baseline(name)
-    return EvalMethod(f"baseline:{baseline.name}", None, True, baseline.complete)
+    return EvalMethod(f"baseline:{baseline.name}", None, True, baseline.complete, baseline.dense)
 
 
 def model_method(checkpoint: str | Path, mode: str, steps: int = 1, seed: int = 0,
@@ -63,24 +63,25 @@ def describe(method: EvalMethod, protocol: EvalProtocol) -> str:
 
 
 def evaluate(samples: Iterable[Sample], method: EvalMethod, protocol: EvalProtocol, out_dir: str | Path,
-             limit: int | None = None, progress: bool = True) -> dict:
+             total: int | None = None, progress: bool = True) -> dict:
     """Score ``method`` on ``samples`` under ``protocol``; write metrics.json, metrics.md, panels/NAME.png.
 
     Only the protocol's ``fed_sparse`` (a fresh copy, held-out points removed) reaches the
-    method. Returns the metrics.json content:
+    method. ``total`` (the frame count, when known) only sizes the progress bar. Returns the
+    metrics.json content:
     ``{"frames": [{"name", <metrics>, "runtime_s"}], "mean": {...}, "protocol", "mode", "model"}``.
     """
     if not method.metric and protocol.name != "affine":
         raise InputError(f"mode {method.mode!r} gives relative depth (unit mean), which only --protocol affine "
                          "can score; use --protocol affine, or a metric mode such as i2d-aligned")
-    if limit is not None and limit <= 0:
-        raise InputError(f"--limit must be a positive number of frames, got {limit}")
+    if not method.dense and protocol.name == "lidar-holdout":
+        raise InputError(f"{method.name} gives depth only at the LiDAR points it is fed, and lidar-holdout "
+                         "scores only the points it did not feed: nothing to score; use --protocol metric")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir} exists and is not a folder; choose another --out")
     frames: list[dict] = []
-    for sample in tqdm(itertools.islice(samples, limit), total=limit, desc="eval", unit="frame",
-                       disable=not progress):
+    for sample in tqdm(samples, total=total, desc="eval", unit="frame", disable=not progress):
         split = protocol.split(sample)
         start = time.perf_counter()
         raw = method.predict(sample.image, split.fed_sparse, sample.camera)

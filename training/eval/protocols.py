@@ -80,13 +80,17 @@ class FrameSplit:
 def fit_affine_to_gt(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
     """Least-squares ``(scale, shift)`` minimising ``sum((scale * pred + shift - gt)**2)`` over ``mask``.
 
-    Plain (non-robust) least squares in depth space, float64, as in the Marigold protocol.
+    Plain (non-robust) least squares in depth space, float64, as in the Marigold protocol. A
+    constant prediction (an untrained model) gets scale 0 and the mean depth as shift: the
+    best constant, scored as such rather than aborting the run.
     """
     p = pred[mask].astype(np.float64)  # (N,)
     g = gt[mask].astype(np.float64)  # (N,)
-    if p.size < 2 or np.ptp(p) == 0:
-        raise InputError(f"cannot fit scale and shift on {p.size} pixels with a constant prediction; "
-                         "the prediction must vary over the valid ground truth")
+    if p.size < 2:
+        raise InputError(f"cannot fit scale and shift on {p.size} pixel(s); the frame needs at least 2 pixels "
+                         "with both a prediction and valid ground truth")
+    if np.ptp(p) == 0:
+        return 0.0, float(g.mean())
     design = np.stack([p, np.ones_like(p)], axis=1)  # (N, 2)
     (scale, shift), *_ = np.linalg.lstsq(design, g, rcond=None)
     return float(scale), float(shift)

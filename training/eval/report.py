@@ -29,6 +29,7 @@ COLUMNS: tuple[tuple[str, str, float, str], ...] = (
 )
 PANEL_TILE_WIDTH = 640  # wider frames are shrunk so a five-tile panel stays a viewable PNG
 MAX_PRINTED_FRAMES = 20  # longer runs print only the mean row
+MIN_ERROR_SCALE = 0.05  # metres: the error colour bar spans at least this much
 
 
 def _row(label: str, values: dict) -> str:
@@ -85,7 +86,7 @@ def frame_panel(image: np.ndarray, split: FrameSplit, pred: np.ndarray) -> np.nd
     """
     scored = split.score_mask & valid_depth_mask(split.target) & valid_depth_mask(pred)  # (H, W)
     error = np.where(scored, np.abs(pred.astype(np.float64) - split.target), np.nan)  # (H, W) metres
-    error_max = float(np.percentile(error[scored], 98)) if scored.any() else 1.0
+    error_max = max(float(np.percentile(error[scored], 98)) if scored.any() else 1.0, MIN_ERROR_SCALE)
     scale = DepthScale.from_depths(split.fed_sparse, split.target)
     blank = np.zeros_like(image)
     if split.target_is_sparse:

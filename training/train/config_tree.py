@@ -107,9 +107,9 @@ def coerce(value: Any, hint: Any, key: str, root: type | None = None) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
+        is_none = value is None or (isinstance(value, str) and value.lower() in ("none", "null"))
+        if is_none and type(None) in args:
+            return None
         inner = [a for a in args if a is not type(None)]
         return coerce(value, inner[0], key, root)
     if dataclasses.is_dataclass(hint):
@@ -122,7 +122,7 @@ def coerce(value: Any, hint: Any, key: str, root: type | None = None) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(value) != len(args):
                 raise InputError(f"config key {key} must have {len(args)} items, got {value!r}")
-            return tuple(coerce(v, a, f"{key}[{i}]", root) for i, (v, a) in enumerate(zip(value, args)))
+            return tuple(coerce(v, a, f"{key}[{i}]", root) for i, (v, a) in enumerate(zip(value, args, strict=True)))
         item = args[0] if args else Any
         items = [coerce(v, item, f"{key}[{i}]", root) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple or hint is tuple else items

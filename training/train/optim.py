@@ -20,7 +20,8 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, min_ratio: float) 
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def build_optimizer(model: nn.Module, config: OptimConfig, total_steps: int, fused: bool) -> tuple[torch.optim.Optimizer, LambdaLR]:
+def build_optimizer(model: nn.Module, config: OptimConfig, total_steps: int, fused: bool
+                    ) -> tuple[torch.optim.Optimizer, LambdaLR]:
     """AdamW over the trainable parameters and its LambdaLR schedule; ``fused`` only on CUDA.
 
     Norm gains, biases and embeddings-of-one-dimension (ndim < 2) get no weight decay,

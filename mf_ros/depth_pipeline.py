@@ -1,0 +1,235 @@
+"""One frame of the depth node, without rclpy: messages in, depth messages out.
+
+Shared by ``depth_node`` (rclpy messages) and ``mf densify`` (rosbags messages): the
+message flavour is the caller's :class:`~mf_ros.conversions.MessageFactory`.
+
+Stages (each timed in ms): ``decode`` (image, camera_info), ``project`` (cloud -> sparse
+depth), ``model`` (DepthEstimator or the classical baseline), ``encode`` (depth image,
+camera_info, organized XYZRGB cloud, confidence). A bad message raises
+:class:`FrameError` whose ``kind`` names what was wrong, for the caller to count.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from mf_core.align import MIN_POINTS
+from mf_core.camera import PinholeCamera
+from mf_core.errors import InputError
+from mf_core.geometry import backproject_depth, points_to_depth_map
+from mf_core.pipeline import LIDAR_MODES, DepthEstimator
+from mf_ros import conversions as conv
+
+# Modes a node offers: the LiDAR modes of DepthEstimator plus the IP-Basic baseline.
+NODE_MODES = (*LIDAR_MODES, "classical")
+DEVICES = ("cpu", "cuda")
+
+
+class FrameError(InputError):
+    """A message that cannot be turned into depth; ``kind`` is the drop counter it goes to."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """How frames are turned into depth.
+
+    mode: one of NODE_MODES; without LiDAR the estimator runs "i2d" (relative, unit mean).
+    steps, seed: sampler steps (1 = one forward pass) and noise seed.
+    max_range: cloud points farther than this (metres) become NaN; 0 keeps all.
+    stride: keep every stride-th row and column in ``depth/points``.
+    confidence: also build a 32FC1 confidence image (model modes only).
+    """
+
+    mode: str = "guided"
+    steps: int = 1
+    seed: int = 0
+    max_range: float = 0.0
+    stride: int = 1
+    confidence: bool = False
+
+
+@dataclass
+class DepthFrame:
+    """The messages of one processed frame (header = the input image's) and its timings."""
+
+    depth: Any
+    camera_info: Any
+    points: Any
+    confidence: Any | None
+    metric: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def load_estimator(model: str, device: str, processing_size: tuple[int, int] | None) -> DepthEstimator:
+    """A DepthEstimator from a checkpoint folder, or a randomly initialised registry size (testing only).
+
+    ``model`` naming a registry size (e.g. "MF-XS") builds random weights: the output is
+    then not a depth estimate, which is warned about. ``processing_size`` is (height, width).
+    """
+    from mf_core.model import MODEL_SIZES, build_model
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("device 'cuda' was requested but torch sees no CUDA GPU; set device:=cpu "
+                         "or install a CUDA build of torch")
+    if Path(model).is_dir():
+        return DepthEstimator.from_checkpoint(model, device, processing_size=processing_size)
+    if model in MODEL_SIZES:
+        warnings.warn(f"model {model!r} is a registry size, not a checkpoint: using RANDOM weights (for testing "
+                      "the plumbing only); pass a checkpoint folder for real depth", stacklevel=2)
+        torch.manual_seed(0)
+        return DepthEstimator(build_model(model), device, processing_size)
+    raise InputError(f"model {model!r} is neither a checkpoint folder (config.json + model.safetensors) nor a "
+                     f"registry size {list(MODEL_SIZES)}; set the 'model' parameter to one of those")
+
+
+def classical_completion() -> Any:
+    """The IP-Basic baseline ``complete(image, sparse, camera)``.
+
+    It lives in ``training.eval.baselines`` and is imported lazily, so mf_ros imports no
+    training code unless mode "classical" is chosen.
+    """
+    from training.eval.baselines import get_baseline
+
+    return get_baseline("classical").complete
+
+
+def decode_image(msg: Any) -> np.ndarray:
+    """sensor_msgs/Image (rgb8, bgr8, mono8, ...) or CompressedImage (jpeg/png) -> (H, W, 3) uint8 RGB."""
+    if hasattr(msg, "encoding"):
+        return conv.image_to_rgb(msg)
+    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise InputError(f"CompressedImage ({msg.format!r}, {data.size} bytes) is not a JPEG/PNG OpenCV can decode")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+class DepthPipeline:
+    """image + camera_info (+ LiDAR cloud and ``T_camera_from_lidar``) -> depth messages.
+
+    Args:
+        options: PipelineOptions.
+        estimator: the DepthEstimator; None only for mode "classical".
+        messages: factory for the output messages (rclpy or rosbags flavour).
+    """
+
+    def __init__(self, options: PipelineOptions, estimator: DepthEstimator | None,
+                 messages: conv.MessageFactory) -> None:
+        if options.mode not in NODE_MODES:
+            raise InputError(f"mode {options.mode!r} is not one of {NODE_MODES}")
+        if options.mode != "classical" and estimator is None:
+            raise InputError(f"mode {options.mode!r} needs a model")
+        self.options = options
+        self.estimator = estimator
+        self.messages = messages
+        self._classical = classical_completion() if options.mode == "classical" else None
+
+    def warm_up(self, width: int, height: int, use_lidar: bool) -> None:
+        """One prediction on a synthetic frame so the first real frame pays no first-call costs."""
+        if self.estimator is None:
+            return
+        image = np.full((height, width, 3), 128, dtype=np.uint8)
+        sparse = None
+        if use_lidar:
+            sparse = np.zeros((height, width), dtype=np.float32)
+            sparse[::max(height // 8, 1), ::max(width // 8, 1)] = 10.0  # an 8x8 grid of points
+        with torch.inference_mode():
+            self.estimator.predict(image, sparse, self._estimator_mode(use_lidar), self.options.steps,
+                                   self.options.seed)
+
+    def _estimator_mode(self, use_lidar: bool) -> str:
+        return self.options.mode if use_lidar else "i2d"
+
+    def process(self, image_msg: Any, info_msg: Any, cloud_msg: Any | None,
+                T_camera_from_lidar: np.ndarray | None) -> DepthFrame:
+        """Run one frame; ``cloud_msg`` None gives relative depth (not metric)."""
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        rgb, camera = self._decode(image_msg, info_msg)
+        stamp_ns, frame_id = conv.header_stamp_ns(image_msg), image_msg.header.frame_id
+        timings["decode"] = 1000 * (time.perf_counter() - start)
+
+        start = time.perf_counter()
+        sparse = None if cloud_msg is None else self._sparse_depth(cloud_msg, T_camera_from_lidar, camera)
+        timings["project"] = 1000 * (time.perf_counter() - start)
+
+        start = time.perf_counter()
+        depth, confidence, metric = self._infer(rgb, sparse, camera)
+        timings["model"] = 1000 * (time.perf_counter() - start)
+
+        start = time.perf_counter()
+        frame = self._encode(rgb, depth, confidence, camera, stamp_ns, frame_id, metric)
+        timings["encode"] = 1000 * (time.perf_counter() - start)
+        frame.timings = timings
+        return frame
+
+    def _decode(self, image_msg: Any, info_msg: Any) -> tuple[np.ndarray, PinholeCamera]:
+        try:
+            rgb = decode_image(image_msg)  # (H, W, 3)
+        except InputError as err:
+            raise FrameError("bad_image", f"image skipped: {err}") from err
+        try:
+            camera = conv.camera_info_to_camera(info_msg)
+        except InputError as err:
+            raise FrameError("bad_camera_info", f"camera_info skipped: {err}") from err
+        if (camera.width, camera.height) != (rgb.shape[1], rgb.shape[0]):
+            raise FrameError("camera_info_mismatch",
+                             f"camera_info is {camera.width}x{camera.height} but the image is "
+                             f"{rgb.shape[1]}x{rgb.shape[0]}; remap camera_info to this camera's topic")
+        return rgb, camera
+
+    def _sparse_depth(self, cloud_msg: Any, T_camera_from_lidar: np.ndarray, camera: PinholeCamera) -> np.ndarray:
+        """(H, W) float32 LiDAR depth in metres, 0 = no point; FrameError when unusable."""
+        try:
+            xyz = conv.pointcloud2_to_xyz(cloud_msg)  # (N, 3) finite points
+        except InputError as err:
+            raise FrameError("bad_cloud", f"LiDAR cloud skipped: {err}") from err
+        total = int(cloud_msg.width) * int(cloud_msg.height)
+        if total == 0:
+            raise FrameError("empty_cloud", "LiDAR cloud has no points; check the LiDAR driver")
+        if xyz.shape[0] == 0:
+            raise FrameError("nan_cloud", f"all {total} LiDAR points are NaN/inf; the sensor returned nothing")
+        sparse = points_to_depth_map(xyz, T_camera_from_lidar, camera)  # (H, W)
+        count = int(np.count_nonzero(sparse))
+        if count < MIN_POINTS:
+            raise FrameError("too_few_points", f"only {count} LiDAR points fall in the image (need {MIN_POINTS}); "
+                             "check the extrinsic / TF between the LiDAR and camera frames")
+        return sparse
+
+    def _infer(self, rgb: np.ndarray, sparse: np.ndarray | None, camera: PinholeCamera
+               ) -> tuple[np.ndarray, np.ndarray | None, bool]:
+        """(depth (H, W) 0 = none, confidence (H, W) or None, metric)."""
+        if self._classical is not None:
+            return self._classical(rgb, sparse, camera).astype(np.float32), None, True
+        with torch.inference_mode():
+            result = self.estimator.predict(rgb, sparse, self._estimator_mode(sparse is not None),
+                                            self.options.steps, self.options.seed)
+        return result.depth, result.confidence, result.metric
+
+    def _encode(self, rgb: np.ndarray, depth: np.ndarray, confidence: np.ndarray | None, camera: PinholeCamera,
+                stamp_ns: int, frame_id: str, metric: bool) -> DepthFrame:
+        m, stride = self.messages, self.options.stride
+        depth_msg = conv.depth_to_image(depth, stamp_ns, frame_id, "32FC1", m)
+        info_msg = conv.camera_to_camera_info(camera, stamp_ns, frame_id, m)
+        points = backproject_depth(depth, camera)  # (H, W, 3), NaN where depth is 0
+        if self.options.max_range > 0:
+            points[depth > self.options.max_range] = np.nan
+        points_msg = conv.xyzrgb_to_pointcloud2(points[::stride, ::stride], rgb[::stride, ::stride], stamp_ns,
+                                                frame_id, m)
+        confidence_msg = None
+        if self.options.confidence and confidence is not None:
+            confidence_msg = conv.depth_to_image(np.where(depth > 0, confidence, np.nan).astype(np.float32),
+                                                 stamp_ns, frame_id, "32FC1", m)
+        return DepthFrame(depth_msg, info_msg, points_msg, confidence_msg, metric)

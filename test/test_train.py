@@ -1,0 +1,217 @@
+"""mf train: config composition, data order, checkpoints + exact resume, DDP equivalence, learning."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mf_core.checkpoint import load_model
+from mf_core.errors import InputError
+from training.cli import main as mf_main
+from training.train.config import SourceConfig, load_config, save_config
+from training.train.data import SampleMixer, Shard, collate, make_example
+from training.train.datasets import generate_sim_bag, read_source
+from training.train.logging import read_metrics
+from training.train.loop import build_models, train
+from training.train.state import checkpoint_dirs, latest_checkpoint
+from training.train.validation import evaluate_i2d
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "config" / "train_tiny.yaml"
+SIM = SourceConfig(path="sim:indoor", frames=4, seed=0, width=80, height=64)
+
+
+@pytest.fixture(scope="module")
+def sim_cache(tmp_path_factory) -> Path:
+    """One tiny synthetic bag (4 frames, 80x64) per test module, in the sim cache layout."""
+    cache = tmp_path_factory.mktemp("sim_cache")
+    generate_sim_bag(SIM, cache)
+    return cache
+
+
+def tiny(sim_cache: Path, *overrides: str):
+    """The test config with the module's sim cache and extra overrides."""
+    return load_config(TINY, [f"data.cache_dir={sim_cache}", *overrides])
+
+
+def train_losses(run_dir: Path, key: str = "loss") -> list[float]:
+    return [r[key] for r in read_metrics(run_dir)]
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_config_composes_base_files_and_types_overrides(tmp_path):
+    child = tmp_path / "child.yaml"
+    child.write_text(f"base: {TINY}\nsteps: 7\noptim:\n  lr: 5.0e-4\n")
+    config = load_config(child, ["optim.warmup_steps=3", "data.hflip=true", "optim.betas=[0.8, 0.9]"])
+    assert config.steps == 7 and config.optim.lr == 5e-4 and config.optim.warmup_steps == 3
+    assert config.data.hflip is True and config.optim.betas == (0.8, 0.9)
+    assert config.model.name == "MF-XS"  # from train_tiny.yaml
+    assert config.stage == "modality-forcing" and config.mix.p_d2i == 0.0  # from modality_forcing.yaml
+    assert config.optim.grad_clip == 1.0  # from train_base.yaml
+    saved = tmp_path / "resolved.yaml"
+    save_config(config, saved)
+    assert load_config(saved) == config
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.lrr=1e-3", "did you mean optim.lr"),
+        ("data.widht=64", "did you mean data.width"),
+        ("optim.lr=fast", "optim.lr must be a number"),
+        ("data.hflip=maybe", "must be true or false"),
+        ("steps=2.5", "steps must be an integer"),
+        ("stage=finetune", "stage must be one of"),
+        ("model.name=MF-XXL", "unknown model 'MF-XXL'"),
+        ("model.overrides={widht: 3}", "unknown model setting"),
+        ("batch_size=3", None),  # valid on its own; only a world size that does not divide it fails
+        ("noequals", "must look like key.sub=value"),
+    ],
+)
+def test_bad_config_values_raise_input_errors(override, message):
+    if message is None:
+        assert load_config(TINY, [override]).batch_size == 3
+        with pytest.raises(InputError, match="multiple of"):
+            load_config(TINY, [override, "micro_batch_size=2"]).accumulation_steps(1)
+        return
+    with pytest.raises(InputError, match=message):
+        load_config(TINY, [override])
+
+
+def test_missing_config_file_and_base_cycle(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    loop = tmp_path / "a.yaml"
+    loop.write_text("base: a.yaml\n")
+    with pytest.raises(InputError, match="includes itself"):
+        load_config(loop)
+
+
+# ---------------------------------------------------------------- data order
+
+
+def test_mixer_is_deterministic_and_weighted():
+    pool = list(range(10))  # stand-ins: the mixer only indexes the pool
+    source_of = np.array([0] * 8 + [1] * 2)
+    mixer = SampleMixer(pool, source_of, [1.0, 4.0], seed=3)
+    epoch = mixer.epoch_order(0)
+    assert len(epoch) == 10
+    assert (source_of[epoch] == 1).sum() == 8  # weight 4 of 5 -> 8 of 10 draws from the 2-sample source
+    again = SampleMixer(pool, source_of, [1.0, 4.0], seed=3)
+    assert np.array_equal(again.indices(7, 9), mixer.indices(7, 9))  # spans the epoch boundary
+    assert not np.array_equal(mixer.epoch_order(1), epoch)
+
+
+def test_shards_split_the_global_batch_the_same_way_for_any_world_size():
+    single = Shard(rank=0, world_size=1, micro_batch=2, accumulation=2).micro_positions(5)
+    ranks = [Shard(rank=r, world_size=2, micro_batch=2, accumulation=1).micro_positions(5) for r in (0, 1)]
+    assert [p.tolist() for p in single] == [ranks[0][0].tolist(), ranks[1][0].tolist()] == [[20, 21], [22, 23]]
+
+
+def test_training_views_keep_lidar_points_and_encode_depth(sim_cache):
+    samples = read_source(SIM, sim_cache)
+    config = tiny(sim_cache, "data.width=48", "data.height=32", "data.max_zoom=1.5", "data.hflip=true").data
+    example = make_example(samples[0], config, np.random.default_rng(0))
+    assert example["image"].shape == (3, 32, 48) and example["image"].abs().max() <= 1.0
+    valid = example["depth_valid"]
+    assert valid.float().mean() > 0.5  # dense GT supervision
+    lidar = example["metric_lidar"][example["sparse_mask"]]
+    assert lidar.numel() > 0 and set(lidar.tolist()) <= set(samples[0].sparse_depth[samples[0].sparse_depth > 0])
+    depth = example["depth"][valid]
+    assert depth.min() >= -1 and depth.max() < 1
+
+
+# ---------------------------------------------------------------- runs
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(sim_cache, tmp_path):
+    overrides = ("steps=6", "batch_size=2", "ckpt_every=2", "optim.warmup_steps=2", "data.max_zoom=1.3",
+                 "data.hflip=true")
+    full = train(tiny(sim_cache, *overrides), tmp_path / "full")
+    interrupted = train(tiny(sim_cache, *overrides), tmp_path / "part", stop_after=3)
+    assert interrupted.step == 3 and latest_checkpoint(tmp_path / "part").name == "step_00000003"
+    resumed = train(load_config(tmp_path / "part" / "config.yaml"), tmp_path / "part", resume=True)
+    assert resumed.step == 6
+    # Same data order, crops, noise, optimiser moments, schedule and EMA: bitwise equal on CPU.
+    assert train_losses(tmp_path / "part") == train_losses(tmp_path / "full")
+    assert len(train_losses(tmp_path / "full")) == 6
+    assert len(checkpoint_dirs(tmp_path / "part")) == 2  # keep_last
+    ema_full, _ = load_model(latest_checkpoint(tmp_path / "full") / "model")
+    ema_part, _ = load_model(latest_checkpoint(tmp_path / "part") / "model")
+    for (name, a), b in zip(ema_full.state_dict().items(), ema_part.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert full.losses == resumed.losses
+
+
+def test_resume_with_another_model_size_is_an_input_error(sim_cache, tmp_path):
+    run = tmp_path / "run"
+    train(tiny(sim_cache, "steps=1", "batch_size=1"), run)
+    config = load_config(run / "config.yaml", ["model.overrides={n_single: 3}"])
+    with pytest.raises(InputError, match="holds model MF-XS"):
+        train(config, run, resume=True)
+    # The CLI turns the same mistakes into exit code 2 with the message.
+    assert mf_main(["train", "--resume", str(run), "model.name=MF-S"]) == 2
+    assert mf_main(["train", "--config", str(TINY), "--out", str(tmp_path / "x"), "model.name=MF-Q"]) == 2
+    assert mf_main(["train", "--resume", str(tmp_path / "none")]) == 2
+    with pytest.raises(InputError, match="holds model MF-XS"):
+        build_models(load_config(TINY, [f"init_from={run}", "model.name=MF-S"]))
+
+
+def test_pretrain_then_modality_forcing_with_distillation(sim_cache, tmp_path):
+    pre = tmp_path / "pre"
+    pre_config = load_config(REPO / "config" / "pretrain.yaml", [
+        f"data.cache_dir={sim_cache}", "data.sources=[{path: 'sim:indoor', frames: 4, width: 80, height: 64}]",
+        "data.width=80", "data.height=64", "model.name=MF-XS", "steps=2", "batch_size=2", "perf.device=cpu",
+        "log_every=1", "val_every=0"])
+    result = train(pre_config, pre)
+    assert result.losses["depth_x0"] == 0.0 and result.losses["image_velocity"] > 0  # depth loss off
+    mf_config = tiny(sim_cache, f"init_from={pre}", "distill=true", "steps=2", "batch_size=2")
+    model, teacher = build_models(mf_config)
+    # The depth stream starts as a copy of the pretrained image stream; the teacher is the frozen init.
+    for a, b in zip(model.time_embed_depth.parameters(), model.time_embed_image.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert teacher is not None and not any(p.requires_grad for p in teacher.parameters())
+    out = train(mf_config, tmp_path / "mf")
+    assert math.isfinite(out.losses["distill"]) and out.losses["depth_x0"] > 0
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_matches_one_process(sim_cache, tmp_path):
+    common = [f"data.cache_dir={sim_cache}", "steps=3", "batch_size=4", "micro_batch_size=2", "log_every=1",
+              "data.max_zoom=1.3"]
+    assert mf_main(["train", "--config", str(TINY), "--out", str(tmp_path / "one"), *common]) == 0
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    done = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "training.cli", "train",
+         "--config", str(TINY), "--out", str(tmp_path / "two"), *common],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    one, two = train_losses(tmp_path / "one"), train_losses(tmp_path / "two")
+    assert len(one) == len(two) == 3
+    # Same samples and noise per micro-batch; only the order of float sums differs (gloo all-reduce).
+    np.testing.assert_allclose(two, one, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_tiny_model_overfits_a_few_sim_frames(sim_cache, tmp_path):
+    config = tiny(sim_cache)
+    result = train(config, tmp_path / "run")
+    depth = train_losses(tmp_path / "run", "depth_x0")
+    first, last = np.mean(depth[:5]), np.mean(depth[-20:])
+    print(f"depth loss {first:.4f} -> {last:.4f} ({first / last:.1f}x)")
+    assert first / last >= 10.0
+    model, _ = load_model(latest_checkpoint(result.run_dir) / "model")
+    views = collate([make_example(s, config.data, None) for s in read_source(SIM, sim_cache)])
+    scores = evaluate_i2d(model, views, steps=1)
+    print(f"i2d AbsRel (1 step, aligned) {scores.abs_rel:.4f}, delta1 {scores.delta1:.3f} over {scores.count}")
+    assert scores.count == 4 and scores.abs_rel < 0.05
