@@ -26,6 +26,7 @@ from mf_ros.bags import read_messages  # noqa: E402
 from mf_ros.nodes.depth_node import DepthNode  # noqa: E402
 from training.cli import main as mf_main  # noqa: E402
 from training.data.bag_samples import static_transform  # noqa: E402
+from training.eval.baselines import complete_classical  # noqa: E402
 
 RCLPY = conv.RclpyMessages()
 TYPES = {"/camera/image_raw": Image, "/camera/camera_info": CameraInfo, "/lidar/points": PointCloud2}
@@ -156,6 +157,8 @@ def test_classical_depth_matches_lidar_and_keeps_the_input_header(rig, sim):
     rel = np.abs(depth[at] - lidar[at]) / lidar[at]
     # IP-Basic dilates and blurs, so edge pixels move: the typical (median) LiDAR pixel stays within 5 %.
     assert np.median(rel) < 0.05, (np.median(rel), np.mean(rel < 0.05))
+    rgb = conv.image_to_rgb(image)  # and it is exactly the baseline on the node's own projection
+    np.testing.assert_array_equal(np.nan_to_num(depth), complete_classical(rgb, lidar, camera))
     assert (points_msg.height, points_msg.width) == (120, 160)
     xyz = conv.pointcloud2_to_xyz(points_msg, drop_invalid=False).reshape(120, 160, 3)
     np.testing.assert_allclose(xyz[..., 2], depth, rtol=1e-5)

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from helpers import random_model
 
 from mf_core.errors import InputError
 from mf_core.flow import (
@@ -21,17 +22,6 @@ from mf_core.flow import (
     shift_time,
     split_sparse_input,
 )
-from mf_core.model import build_model
-
-
-def _random_model(seed: int = 0, **overrides) -> torch.nn.Module:
-    """MF-XS with random weights everywhere (adaLN-Zero would make every output 0)."""
-    torch.manual_seed(seed)
-    model = build_model("MF-XS", **overrides)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.normal_(0.0, 0.05)
-    return model
 
 
 def _batch(b: int = 4, h: int = 16, w: int = 24, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -111,7 +101,7 @@ def test_invalid_depth_pixels_get_pure_noise():
 
 
 def test_depth_loss_value_and_zero_gradient_at_invalid_pixels():
-    model = _random_model()
+    model = random_model()
     seen = _capture_outputs(model)
     batch = _batch()
     mix = TrainingMix(p_i2d=1.0, p_d2i=0.0)  # depth noised for every sample
@@ -130,7 +120,7 @@ def test_depth_loss_value_and_zero_gradient_at_invalid_pixels():
 
 def test_each_loss_is_excluded_when_its_modality_is_clean():
     batch = _batch()
-    model = _random_model()
+    model = random_model()
     losses = flow_matching_losses(model, batch, TrainingMix(p_i2d=0.0, p_d2i=1.0), torch.Generator().manual_seed(0))
     assert losses["depth_x0"].item() == 0.0 and losses["image_velocity"].item() > 0
     losses["loss"].backward()
@@ -141,7 +131,7 @@ def test_each_loss_is_excluded_when_its_modality_is_clean():
 
 def test_l2_and_huber_losses_and_self_distillation():
     batch = _batch()
-    model, teacher = _random_model(0), _random_model(1)
+    model, teacher = random_model(0), random_model(1)
     mix = TrainingMix(p_i2d=0.0, p_d2i=0.0)
     l1 = flow_matching_losses(model, batch, mix, torch.Generator().manual_seed(0))
     l2 = flow_matching_losses(model, batch, mix, torch.Generator().manual_seed(0), config=LossConfig(depth_loss="l2"))
@@ -166,7 +156,7 @@ def test_sparse_split_and_conditioned_targets():
     kept_fraction = given[~dropped].sum() / sweep[~dropped].sum()
     assert kept_fraction.item() == pytest.approx(0.5, abs=0.02)
 
-    model = _random_model(depth_conditioned=True)
+    model = random_model(depth_conditioned=True)
     seen = _capture_outputs(model)
     batch = _batch()
     mix = TrainingMix(p_i2d=1.0, p_d2i=0.0, sparse_drop_prob=0.0)
@@ -182,4 +172,4 @@ def test_bad_batch_is_an_input_error():
     batch = _batch()
     del batch["depth_valid"]
     with pytest.raises(InputError, match="depth_valid"):
-        flow_matching_losses(_random_model(), batch, TrainingMix(), torch.Generator())
+        flow_matching_losses(random_model(), batch, TrainingMix(), torch.Generator())

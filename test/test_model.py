@@ -9,7 +9,7 @@ import torch
 
 from mf_core.errors import InputError
 from mf_core.model import MODEL_SIZES, ModelConfig, build_model, get_model_config
-from mf_core.model.embeddings import apply_rope, patchify, rope_angles, token_positions, unpatchify
+from mf_core.model.embeddings import apply_rope, patchify, rope_rotations, token_positions, unpatchify
 
 TINY = ModelConfig("tiny", patch_size=4, width=64, heads=2, n_joint=1, n_single=1, n_dec=1)
 
@@ -179,9 +179,9 @@ def test_patchify_round_trip_and_rope_properties():
     # image and depth token i share (row, col) and differ on the modality axis only
     assert torch.equal(positions[2:8, 1:], positions[8:, 1:])
     assert torch.equal(positions[8:, 0] - positions[2:8, 0], torch.ones(6))
-    cos, sin = rope_angles(positions, 32, 10000.0)
+    rope = rope_rotations(positions, 32, 10000.0)
     q = torch.randn(1, 2, 14, 32)
-    rotated = apply_rope(q, cos, sin)
+    rotated = apply_rope(q, rope)
     torch.testing.assert_close(rotated.norm(dim=-1), q.norm(dim=-1))  # rotations keep norms
     assert not torch.allclose(rotated[:, :, 8:], q[:, :, 8:])
 

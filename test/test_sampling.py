@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import random_model
 
 from mf_core.errors import InputError
-from mf_core.model import build_model
 from mf_core.sampling import sample, tilted_time, time_grid
-
-
-def _random_model(seed: int = 0, **overrides) -> torch.nn.Module:
-    """MF-XS with random weights everywhere (adaLN-Zero would make every output 0)."""
-    torch.manual_seed(seed)
-    model = build_model("MF-XS", **overrides)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.normal_(0.0, 0.05)
-    return model.eval()
 
 
 def _record_calls(model: torch.nn.Module) -> list[dict]:
@@ -52,7 +42,7 @@ def test_tilted_time_endpoints_and_direction():
 
 
 def test_one_step_i2d_is_the_model_x0_prediction():
-    model = _random_model()
+    model = random_model()
     out = sample(model, "i2d", image=IMAGE, steps=1, generator=torch.Generator().manual_seed(3))
     noise = torch.randn((2, 1, 16, 24), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -64,7 +54,7 @@ def test_one_step_i2d_is_the_model_x0_prediction():
 
 
 def test_i2d_holds_the_image_clean_and_walks_the_depth_grid():
-    model = _random_model()
+    model = random_model()
     calls = _record_calls(model)
     sample(model, "i2d", image=IMAGE, steps=4, generator=torch.Generator().manual_seed(0))
     grid = time_grid(4)
@@ -74,7 +64,7 @@ def test_i2d_holds_the_image_clean_and_walks_the_depth_grid():
 
 
 def test_joint_schedule_follows_the_tilted_time():
-    model = _random_model()
+    model = random_model()
     calls = _record_calls(model)
     out = sample(model, "joint", size=(2, 16, 24), steps=5, joint_k=5, generator=torch.Generator().manual_seed(0))
     assert out.image.shape == (2, 3, 16, 24) and out.depth.shape == (2, 1, 16, 24)
@@ -86,7 +76,7 @@ def test_joint_schedule_follows_the_tilted_time():
 
 
 def test_d2i_keeps_the_given_depth():
-    model = _random_model()
+    model = random_model()
     calls = _record_calls(model)
     depth = torch.rand((2, 1, 16, 24)) * 2 - 1
     out = sample(model, "d2i", depth=depth, steps=3, generator=torch.Generator().manual_seed(0))
@@ -95,7 +85,7 @@ def test_d2i_keeps_the_given_depth():
 
 
 def test_lidar_guidance_reproduces_lidar_at_lidar_pixels():
-    model = _random_model()
+    model = random_model()
     generator = torch.Generator().manual_seed(4)
     mask = torch.rand((2, 1, 16, 24), generator=generator) < 0.1
     lidar = torch.rand((2, 1, 16, 24), generator=generator) * 1.8 - 1
@@ -110,7 +100,7 @@ def test_lidar_guidance_reproduces_lidar_at_lidar_pixels():
 
 
 def test_cfg_uses_a_zero_context_as_unconditional():
-    model = _random_model(context_dim=16)
+    model = random_model(context_dim=16)
     calls = _record_calls(model)
     context = torch.randn(2, 5, 16)
     guided = sample(model, "d2i", depth=torch.zeros(2, 1, 16, 24), steps=2, context=context,
@@ -123,7 +113,7 @@ def test_cfg_uses_a_zero_context_as_unconditional():
 
 
 def test_bad_sampler_inputs():
-    model = _random_model()
+    model = random_model()
     with pytest.raises(InputError, match="no context stream"):
         sample(model, "i2d", image=IMAGE, steps=1, context=torch.zeros(2, 1, 8))
     with pytest.raises(InputError, match="needs the image"):

@@ -77,11 +77,9 @@ class QKVHeads(nn.Module):
         return self.norm_q(q), self.norm_k(k), v
 
 
-def attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-) -> torch.Tensor:
-    """RoPE then torch SDPA (flash / memory-efficient kernels where available): (B, h, S, hd) -> (B, S, h*hd)."""
-    out = F.scaled_dot_product_attention(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v)  # (B, h, S, hd)
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
+    """RoPE (rotations (S, hd/2)) then torch SDPA (flash kernels where available): (B, h, S, hd) -> (B, S, h*hd)."""
+    out = F.scaled_dot_product_attention(apply_rope(q, rope), apply_rope(k, rope), v)  # (B, h, S, hd)
     return out.transpose(1, 2).flatten(2)  # (B, S, D)
 
 
@@ -123,14 +121,13 @@ class JointBlock(nn.Module):
         self,
         xs: dict[str, torch.Tensor],
         mods: dict[str, list[ModParams]],
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        rope: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
-        """xs: name -> (B, S_name, D) in sequence order; mods: name -> [attn, mlp] triples; cos/sin (S, hd/2)."""
+        """xs: name -> (B, S_name, D) in sequence order; mods: name -> [attn, mlp] triples; rope (S, hd/2)."""
         names = list(xs)
         qkvs = [self.streams[n].project(xs[n], mods[n][0]) for n in names]
         q, k, v = (torch.cat(parts, dim=2) for parts in zip(*qkvs, strict=True))  # (B, h, S, hd)
-        attended = attention(q, k, v, cos, sin).split([xs[n].shape[1] for n in names], dim=1)
+        attended = attention(q, k, v, rope).split([xs[n].shape[1] for n in names], dim=1)
         return {
             n: self.streams[n].finish(xs[n], a, *mods[n]) for n, a in zip(names, attended, strict=True)
         }
@@ -151,11 +148,11 @@ class SingleBlock(nn.Module):
         self.heads = QKVHeads(config)
         self.proj = nn.Linear(config.width + config.mlp_hidden, config.width, bias=False)
 
-    def forward(self, x: torch.Tensor, mod: ModParams, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        """x (B, S, D); mod triples broadcasting to (B, S, D); cos/sin (S, hd/2) -> (B, S, D)."""
+    def forward(self, x: torch.Tensor, mod: ModParams, rope: torch.Tensor) -> torch.Tensor:
+        """x (B, S, D); mod triples broadcasting to (B, S, D); rope rotations (S, hd/2) -> (B, S, D)."""
         shift, scale, gate = mod
         qkv, hidden = self.qkv_mlp(modulate(self.norm(x), shift, scale)).split(self.split, dim=-1)
-        attended = attention(*self.heads(qkv), cos, sin)  # (B, S, D)
+        attended = attention(*self.heads(qkv), rope)  # (B, S, D)
         return x + gate * self.proj(torch.cat([attended, swiglu(hidden)], dim=-1))  # (B, S, D)
 
 

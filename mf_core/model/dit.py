@@ -21,7 +21,7 @@ from mf_core.model.embeddings import (
     CrossTimeMixing,
     PatchEmbed,
     TimestepEmbedder,
-    rope_angles,
+    rope_rotations,
     token_positions,
     unpatchify,
 )
@@ -287,23 +287,23 @@ class ModalityForcingDiT(nn.Module):
         vec = self._time_vectors(t_image.expand(b), t_depth.expand(b))  # name -> (B, D)
         n_context = tokens["context"].shape[1] if "context" in tokens else 0
         positions = token_positions(grid_h, grid_w, n_context, depth.device)  # (S, 4)
-        cos, sin = rope_angles(positions, self.config.head_dim, self.config.rope_theta)  # (S, hd/2)
+        rope = rope_rotations(positions, self.config.head_dim, self.config.rope_theta)  # (S, hd/2) complex
 
         # 3. Joint multi-stream blocks.
         if self.joint_blocks:
             mods = {s: self.joint_modulation[s](vec[_vector_of(s)]) for s in tokens}
             for block in self.joint_blocks:
-                tokens = self._run(block, tokens, mods, cos, sin)
+                tokens = self._run(block, tokens, mods, rope)
         x = torch.cat(list(tokens.values()), dim=1)  # (B, S, D)
 
         # 4. Shared single-stream blocks with per-token modulation.
         if self.single_blocks:
             mod = self._per_token_modulation(vec, n_context + n, n)  # (B, S, D) x 3
             for block in self.single_blocks:
-                x = self._run(block, x, mod, cos, sin)
+                x = self._run(block, x, mod, rope)
 
         # 5. Depth decoder + head in fp32, then the image head.
-        depth_x0 = self._depth_head(x[:, -n:], vec["depth"], cos[-n:], sin[-n:], grid_h, grid_w)
+        depth_x0 = self._depth_head(x[:, -n:], vec["depth"], rope[-n:], grid_h, grid_w)
         image_out = self.image_final(x[:, -2 * n : -n], vec["image"])  # (B, N, C*q*q)
         image_velocity = unpatchify(image_out, self.image_patch, grid_h, grid_w)  # (B, C, H', W')
         return ModelOutput(image_velocity=image_velocity, depth_x0=depth_x0)
@@ -324,7 +324,7 @@ class ModalityForcingDiT(nn.Module):
         )
 
     def _depth_head(
-        self, x: torch.Tensor, vec: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, grid_h: int, grid_w: int
+        self, x: torch.Tensor, vec: torch.Tensor, rope: torch.Tensor, grid_h: int, grid_w: int
     ) -> torch.Tensor:
         """Depth decoder blocks and final layer in float32 with autocast off: (B, N, D) -> (B, 1, H, W)."""
         if self.depth_final.linear.weight.dtype != torch.float32:
@@ -340,7 +340,7 @@ class ModalityForcingDiT(nn.Module):
             if self.decoder_blocks:
                 (mod,) = self.decoder_modulation(vec)
                 for block in self.decoder_blocks:
-                    x = self._run(block, x, mod, cos, sin)
+                    x = self._run(block, x, mod, rope)
             return unpatchify(self.depth_final(x, vec), self.config.patch_size, grid_h, grid_w)  # (B, 1, H, W)
 
     def _run(self, block: nn.Module, *args):

@@ -101,25 +101,23 @@ def token_positions(grid_h: int, grid_w: int, n_context: int, device: torch.devi
     return torch.cat([context, image, depth])  # (L + 2N, 4)
 
 
-def rope_angles(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotary cos/sin for (S, 4) position ids; head_dim is split equally over the 4 axes.
+def rope_rotations(positions: torch.Tensor, head_dim: int, theta: float) -> torch.Tensor:
+    """Unit complex rotations for (S, 4) position ids; head_dim is split equally over the 4 axes.
 
-    Returns cos, sin, each (S, head_dim / 2) float32, one angle per rotation pair.
+    Returns (S, head_dim / 2) complex64, one rotation per pair of features.
     """
     axis_dim = head_dim // ROPE_AXES
     inv_freq = theta ** (-torch.arange(0, axis_dim, 2, device=positions.device) / axis_dim)  # (axis_dim/2,)
     angles = torch.cat(
         [positions[:, a, None].float() * inv_freq[None] for a in range(ROPE_AXES)], dim=-1
     )  # (S, head_dim/2)
-    return torch.cos(angles), torch.sin(angles)
+    return torch.polar(torch.ones_like(angles), angles)  # (S, head_dim/2) complex
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate consecutive feature pairs of x (B, heads, S, head_dim) by the angles in cos/sin (S, head_dim/2).
+def apply_rope(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+    """Rotate consecutive feature pairs of x (B, heads, S, head_dim) by ``rotations`` (S, head_dim/2).
 
-    Hand-written: torch has no built-in rotary op; computed in fp32 and cast back.
+    Hand-written (torch has no rotary op): one complex multiply in fp32, cast back to x's dtype.
     """
-    pairs = x.float().unflatten(-1, (-1, 2))  # (B, h, S, hd/2, 2)
-    x0, x1 = pairs[..., 0], pairs[..., 1]
-    rotated = torch.stack([x0 * cos - x1 * sin, x0 * sin + x1 * cos], dim=-1)  # (B, h, S, hd/2, 2)
-    return rotated.flatten(-2).to(x.dtype)  # (B, h, S, hd)
+    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))  # (B, h, S, hd/2) complex
+    return torch.view_as_real(pairs * rotations).flatten(-2).to(x.dtype)  # (B, h, S, hd)

@@ -101,7 +101,6 @@ class DepthNode(LifecycleNode):
         self._pipeline: DepthPipeline | None = None
         self._worker: LatestFrameWorker | None = None
         self._sync: StampSync | None = None
-        self._sync_drops_seen: dict[str, int] = {}
         self._inputs: list[Any] = []
         self._outputs: dict[str, Any] = {}
         self._stats_publisher: StatsPublisher | None = None
@@ -176,7 +175,6 @@ class DepthNode(LifecycleNode):
             self._subscribe_message_filters(filters, topics, qos)
         else:
             self._sync = StampSync(round(p["slop"] * 1e9), p["use_lidar"], p["queue_size"])
-            self._sync_drops_seen = {}
             for cls, topic, kind in topics:
                 self._inputs.append(self.create_subscription(
                     cls, topic, lambda msg, kind=kind: self._on_message(kind, msg), qos))
@@ -250,12 +248,8 @@ class DepthNode(LifecycleNode):
         add = {"image": self._sync.add_image, "camera_info": self._sync.add_info,
                "points": self._sync.add_cloud}[kind]
         frames = add(conv.header_stamp_ns(msg), msg)
-        for reason, total in self._sync.drops.items():
-            new = total - self._sync_drops_seen.get(reason, 0)
-            if new:
-                self.stats.drop(reason, new)
-                self._warn(reason, f"frame dropped: {reason.replace('_', ' ')} (slop {self.p['slop']} s)")
-            self._sync_drops_seen[reason] = total
+        for reason in self.stats.drops_from_totals(self._sync.drops):
+            self._warn(reason, f"frame dropped: {reason.replace('_', ' ')} (slop {self.p['slop']} s)")
         for frame in frames:
             self.stats.count("synced")
             self._worker.submit(frame)

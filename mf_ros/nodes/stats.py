@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter, deque
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,7 @@ class NodeStats:
         self.counts: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
         self._timings: dict[str, deque[float]] = {}
+        self._totals_seen: dict[str, int] = {}
 
     def count(self, name: str, n: int = 1) -> None:
         """Add ``n`` to counter ``name`` (e.g. "received_image", "published")."""
@@ -38,6 +40,19 @@ class NodeStats:
         """Count ``n`` frames dropped for ``reason`` (e.g. "replaced", "no_lidar_in_slop")."""
         with self._lock:
             self.drops[reason] += n
+
+    def drops_from_totals(self, totals: Mapping[str, int]) -> list[str]:
+        """Count the growth of running drop totals kept elsewhere (e.g. StampSync.drops); returns the
+        reasons that grew since the last call."""
+        grown = []
+        with self._lock:
+            for reason, total in totals.items():
+                new = total - self._totals_seen.get(reason, 0)
+                if new:
+                    self.drops[reason] += new
+                    self._totals_seen[reason] = total
+                    grown.append(reason)
+        return grown
 
     def time(self, timings_ms: dict[str, float]) -> None:
         """Record one frame's per-stage timings in milliseconds."""

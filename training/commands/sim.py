@@ -21,14 +21,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from functools import partial
+
     from tqdm import tqdm
 
     from training.sim.bag_output import write_bag
-    from training.sim.generator import generate_frames, sim_rig
 
     config = config_from_args(args)
-    frames = tqdm(generate_frames(config, args.workers), total=config.frames, unit="frame", desc="mf sim")
-    count = write_bag(args.out, frames, config.camera, sim_rig(config), config.camera_stamp_ns(0),
-                      overwrite=args.overwrite)
+    progress = partial(tqdm, total=config.frames, unit="frame", desc="mf sim")
+    count = write_bag(args.out, config, workers=args.workers, overwrite=args.overwrite, progress=progress)
     print(f"wrote {count} frames of a {config.scene} scene to {args.out}")
     return 0

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from mf_core.camera import PinholeCamera
 from mf_ros import conversions as conv
 from mf_ros.bags import BagWriter
-from training.sim.generator import SimFrame
+from training.sim.config import SimConfig
+from training.sim.generator import SimFrame, generate_frames, sim_rig
 from training.sim.rig import BASE_FRAME, CAMERA_FRAME, LIDAR_FRAME, WORLD_FRAME, Rig
 
 IMAGE_TOPIC = "/camera/image_raw"
@@ -46,14 +47,30 @@ def frame_messages(frame: SimFrame, camera: PinholeCamera) -> list[tuple[str, An
     return sorted(messages, key=lambda item: item[2])  # stable: camera first when the stamps tie
 
 
-def write_bag(path: str | Path, frames: Iterable[SimFrame], camera: PinholeCamera, rig: Rig,
-              start_ns: int, overwrite: bool = False) -> int:
-    """Write /tf_static at ``start_ns`` then every frame's messages; returns the number of frames written."""
+def serialized_messages(frame: SimFrame, config: SimConfig) -> list[tuple[str, str, bytes, int]]:
+    """(topic, ROS type, CDR bytes, log time ns) of one frame; runs in the render worker."""
+    typestore = conv.rosbags_messages().typestore
+    return [(topic, msg.__msgtype__, bytes(typestore.serialize_cdr(msg, msg.__msgtype__)), stamp_ns)
+            for topic, msg, stamp_ns in frame_messages(frame, config.camera)]
+
+
+def write_bag(path: str | Path, config: SimConfig, workers: int = 1, overwrite: bool = False,
+              progress: Callable[[Iterable], Iterable] = iter) -> int:
+    """Generate ``config`` into a bag at ``path``: /tf_static first, then every frame's messages.
+
+    Rendering and message serialisation run in ``workers`` processes; this process only writes.
+    ``progress`` wraps the frame iterator (e.g. a tqdm bar). Returns the number of frames written.
+    """
+    start_ns = config.camera_stamp_ns(0)
     count = 0
+    added: set[str] = set()  # BagWriter.write_raw needs add_topic first
     with BagWriter(path, overwrite=overwrite) as bag:
-        bag.write(TF_STATIC_TOPIC, static_transforms(rig, start_ns), start_ns)
-        for frame in frames:
-            for topic, message, stamp_ns in frame_messages(frame, camera):
-                bag.write(topic, message, stamp_ns)
+        bag.write(TF_STATIC_TOPIC, static_transforms(sim_rig(config), start_ns), start_ns)
+        for messages in progress(generate_frames(config, workers, finish=serialized_messages)):
+            for topic, msgtype, cdr, stamp_ns in messages:
+                if topic not in added:
+                    bag.add_topic(topic, msgtype)
+                    added.add(topic)
+                bag.write_raw(topic, cdr, stamp_ns)
             count += 1
     return count

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
@@ -17,6 +20,8 @@ from training.sim.lidar import intensity, lidar_directions, sweep_points
 from training.sim.rig import CAMERA_HEIGHT_M, Rig
 from training.sim.scene import Layout, place_rays
 from training.sim.street import street_layout
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -103,37 +108,53 @@ class Simulator:
             return albedo * shading.lambert(normals_facing, self._sun, self.layout.ambient)
         return shading.luminance(albedo), cos_incidence
 
-    def frames(self) -> Iterator[SimFrame]:
-        """All ``config.frames`` frames in order."""
-        for index in range(self.config.frames):
-            yield self.frame(index)
 
 
-_worker_simulator: Simulator | None = None  # one per render process, built by _start_worker
+def _as_is(frame: SimFrame, config: SimConfig) -> SimFrame:
+    return frame
 
 
-def _start_worker(config: SimConfig) -> None:
-    global _worker_simulator
-    _worker_simulator = Simulator(config)
+_worker: tuple[Simulator, Callable] | None = None  # per render process: simulator and finishing step
 
 
-def _render_in_worker(index: int) -> SimFrame:
-    assert _worker_simulator is not None, "_start_worker runs first in every pool process"
-    return _worker_simulator.frame(index)
+def _start_worker(config: SimConfig, finish: Callable) -> None:
+    global _worker
+    _worker = (Simulator(config), finish)
 
 
-def generate_frames(config: SimConfig, workers: int = 1) -> Iterator[SimFrame]:
-    """Every frame of ``config`` in order, rendered in this process or in ``workers`` processes.
+def _render_in_worker(index: int):
+    assert _worker is not None, "_start_worker runs first in every worker process"
+    simulator, finish = _worker
+    return finish(simulator.frame(index), simulator.config)
 
-    Open3D's cast_rays holds the GIL, so threads cannot overlap casting with shading; processes
-    can. Frames are a pure function of (config, index), so the output is the same either way.
+
+def generate_frames(config: SimConfig, workers: int = 1,
+                    finish: Callable[[SimFrame, SimConfig], T] = _as_is) -> Iterator[T]:
+    """``finish(frame, config)`` of every frame of ``config`` in order (default: the SimFrames).
+
+    Frames render in this process or in ``workers`` processes; ``finish`` runs where the frame
+    was rendered (a module-level function, so it can be sent to a worker), e.g. serialising
+    messages so that only bytes travel back. Open3D's cast_rays holds the GIL, so threads could
+    not overlap casting with shading; processes can. Frames are a pure function of (config,
+    index), so the output is the same for any ``workers``. At most two frames per worker are in
+    flight, so memory stays bounded for long sequences.
     """
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
     if workers == 1:
-        yield from Simulator(config).frames()
+        simulator = Simulator(config)
+        for index in range(config.frames):
+            yield finish(simulator.frame(index), config)
         return
     # spawn, not fork: a forked child would inherit Open3D's (TBB) thread pool in an unknown state.
+    # A worker that dies raises BrokenProcessPool here instead of hanging (multiprocessing.Pool would).
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_start_worker, initargs=(config,)) as pool:
-        yield from pool.imap(_render_in_worker, range(config.frames))
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                             initargs=(config, finish)) as pool:
+        pending: deque[Future[T]] = deque()
+        for index in range(config.frames):
+            pending.append(pool.submit(_render_in_worker, index))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

@@ -57,11 +57,6 @@ class Scene:
         self.pattern = np.array([m.pattern for m in materials], np.int64)  # (G,)
         self.inv_scale = np.array([1.0 / m.scale for m in materials], np.float32)  # (G,) cells per metre
 
-    @property
-    def geometries(self) -> int:
-        """Number of meshes in the scene."""
-        return len(self.pattern)
-
     def cast(self, rays: np.ndarray) -> Hits:
         """Cast (N, 6) float32 rays [origin xyz, direction xyz] (world frame) against the scene."""
         result = self._raycaster.cast_rays(o3d.core.Tensor.from_numpy(rays))

@@ -1,0 +1,185 @@
+"""recorder_node as a real subprocess: synced samples recorded, SIGINT closes cleanly, kill -9 keeps chunks."""
+
+from __future__ import annotations
+
+import json
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from mcap.records import Channel, Message  # noqa: E402
+from mcap.stream_reader import StreamReader  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from rclpy.serialization import deserialize_message  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from mf_core.errors import InputError  # noqa: E402
+from mf_ros import conversions as conv  # noqa: E402
+from mf_ros.bags import read_messages  # noqa: E402
+from mf_ros.nodes.recorder_node import RecorderNode  # noqa: E402
+from training.cli import main as mf_main  # noqa: E402
+from training.data.bag_samples import BagSamples, static_transform  # noqa: E402
+
+TOPICS = {"/camera/image_raw": Image, "/camera/camera_info": CameraInfo, "/lidar/points": PointCloud2}
+QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    bag = tmp_path_factory.mktemp("rec") / "sim"
+    assert mf_main(["sim", "--out", str(bag), "--frames", "3", "--seed", "4", "--width", "160", "--height",
+                    "120"]) == 0
+    typestore = conv.rosbags_messages().typestore
+    frames: dict[str, list] = {t: [] for t in TOPICS}
+    edges = []
+    for m in read_messages(bag, [*TOPICS, "/tf_static"]):
+        if m.topic == "/tf_static":
+            edges += conv.tf_message_to_edges(m.msg)
+        else:
+            frames[m.topic].append(deserialize_message(bytes(typestore.serialize_cdr(m.msg, m.msgtype)),
+                                                       TOPICS[m.topic]))
+    T = static_transform(edges, "camera_optical_frame", "lidar")
+    return frames, T
+
+
+@pytest.fixture(scope="module")
+def talker():
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("recorder_test_talker", context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    pubs = {t: node.create_publisher(cls, t, QOS) for t, cls in TOPICS.items()}
+    stats: list[dict] = []
+    node.create_subscription(String, "/recorder/stats", lambda m: stats.append(json.loads(m.data)), QOS)
+    yield ctx, executor, pubs, stats
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.shutdown(context=ctx)
+
+
+def spin_until(executor, done, timeout_s):
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.05)
+    return done()
+
+
+def start_recorder(out: Path, T: np.ndarray, limit_bytes: int | None = None) -> subprocess.Popen:
+    def limit_file_size():  # a "full disk": writes past limit_bytes fail with EFBIG
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    values = ",".join(f"{v:.17f}" for v in T.reshape(-1))  # always a decimal point: YAML doubles
+    cmd = [sys.executable, "-m", "mf_ros.nodes.recorder_node", "--ros-args",
+           "-p", f"output_dir:={out}", "-p", f"extrinsic:=[{values}]", "-p", "stats_period:=0.2",
+           "-r", "image:=/camera/image_raw", "-r", "camera_info:=/camera/camera_info", "-r", "points:=/lidar/points"]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=limit_file_size if limit_bytes else None)
+
+
+def record(talker, sim, process, frames: int) -> int:
+    """Publish ``frames`` synced frames once the recorder listens; return how many it says it recorded."""
+    _, executor, pubs, stats = talker
+    assert spin_until(executor, lambda: all(p.get_subscription_count() for p in pubs.values())
+                      or process.poll() is not None, 20), "recorder never subscribed"
+    messages, _ = sim
+    stats.clear()
+    for i in range(frames):
+        for topic in ("/camera/camera_info", "/lidar/points", "/camera/image_raw"):
+            pubs[topic].publish(messages[topic][i])
+        spin_until(executor, lambda: False, 0.1)
+    spin_until(executor, lambda: (stats and stats[-1]["counts"].get("recorded", 0) >= frames)
+               or process.poll() is not None, 10)
+    return stats[-1]["counts"].get("recorded", 0) if stats else 0
+
+
+def test_sigint_closes_the_bag_with_every_sample(talker, sim, tmp_path):
+    process = start_recorder(tmp_path, sim[1])
+    try:
+        assert record(talker, sim, process, 3) == 3
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 0, output
+    (bag,) = tmp_path.iterdir()
+    assert (bag / "metadata.yaml").exists()
+    samples = list(BagSamples(bag))  # the training reader, /tf_static from the recorder's extrinsic
+    assert len(samples) == 3
+    sent = sim[0]["/camera/image_raw"]
+    for sample, msg in zip(samples, sent, strict=True):
+        assert sample.stamp_ns == conv.header_stamp_ns(msg)
+        np.testing.assert_array_equal(sample.image, conv.image_to_rgb(msg))
+        assert (sample.sparse_depth > 0).sum() > 1000
+    np.testing.assert_allclose(BagSamples(bag).T_cam_from_lidar, sim[1], atol=1e-9)
+
+
+def mcap_images(path: Path) -> list[Image]:
+    """Images of a (possibly truncated) MCAP file, read record by record up to where it ends."""
+    channels, images = {}, []
+    with open(path, "rb") as f:
+        try:
+            for record in StreamReader(f).records:
+                if isinstance(record, Channel):
+                    channels[record.id] = record.topic
+                elif isinstance(record, Message) and channels.get(record.channel_id) == "/camera/image_raw":
+                    images.append(deserialize_message(record.data, Image))
+        except Exception as err:  # the truncated tail: everything before it was read
+            print(f"stream ended: {type(err).__name__}: {err}")
+    return images
+
+
+def test_kill_9_keeps_the_completed_chunks_readable(talker, sim, tmp_path):
+    process = start_recorder(tmp_path, sim[1])
+    try:
+        assert record(talker, sim, process, 3) == 3
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=20)
+    finally:
+        process.kill()
+    (bag,) = tmp_path.iterdir()
+    assert not (bag / "metadata.yaml").exists()  # never closed
+    (mcap_file,) = bag.glob("*.mcap")
+    images = mcap_images(mcap_file)
+    assert 1 <= len(images) <= 3  # loses at most the last (1 MiB) chunk
+    sent = {conv.header_stamp_ns(m): m for m in sim[0]["/camera/image_raw"]}
+    for image in images:
+        np.testing.assert_array_equal(conv.image_to_rgb(image), conv.image_to_rgb(sent[conv.header_stamp_ns(image)]))
+
+
+def test_a_full_disk_stops_recording_and_keeps_what_was_written(talker, sim, tmp_path):
+    process = start_recorder(tmp_path, sim[1], limit_bytes=3_000_000)
+    try:
+        record(talker, sim, process, 3)
+        output, _ = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 1, output
+    assert "recording stopped" in output
+    (bag,) = tmp_path.iterdir()
+    (mcap_file,) = bag.glob("*.mcap")
+    assert len(mcap_images(mcap_file)) >= 1
+
+
+def test_an_unwritable_output_dir_is_reported(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    try:
+        with pytest.raises(InputError, match="writable"):
+            RecorderNode(context=ctx, parameter_overrides=[Parameter("output_dir", value=str(blocker / "bags"))])
+    finally:
+        rclpy.shutdown(context=ctx)
