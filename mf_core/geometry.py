@@ -3,10 +3,11 @@
 Pixel conventions:
 - ``camera.K`` maps to OpenCV/ROS pixel coordinates: the centre of pixel (row 0, col 0)
   is at (u, v) = (0, 0). ``pixel_rays`` and ``backproject_depth`` use these centres.
-- A projected point at (u, v) lands in pixel (row, col) = (floor(v), floor(u)) and is
-  kept when 0 <= u < width and 0 <= v < height. This reproduces the TRI DGP reference
-  projections (``shared/data/dgp/*/derived``) pixel for pixel; rounding instead would move
-  about 0.1 % of the points to a neighbouring pixel.
+- A projected point at (u, v) lands in the pixel whose centre is nearest,
+  (row, col) = (floor(v + 0.5), floor(u + 0.5)), and is kept when -0.5 <= u < width - 0.5
+  and -0.5 <= v < height - 0.5. So ``backproject_depth`` followed by projection returns
+  every point to its own pixel. (Datasets whose intrinsics put the origin at the corner of
+  the first pixel, like TRI DGP, are read with cx, cy shifted by -0.5: see training/data/dgp.py.)
 - Several points on one pixel: the nearest (smallest z) wins.
 """
 
@@ -121,7 +122,7 @@ def project_points(
         x, y = distort_normalized(x, y, camera)
     u = camera.fx * x + camera.cx
     v = camera.fy * y + camera.cy
-    inside = (u >= 0.0) & (u < camera.width) & (v >= 0.0) & (v < camera.height)
+    inside = (u >= -0.5) & (u < camera.width - 0.5) & (v >= -0.5) & (v < camera.height - 0.5)
     if index is None:
         inside &= valid
     keep = np.flatnonzero(inside)  # (M,)
@@ -132,7 +133,8 @@ def project_points(
 def points_to_depth_map(points: np.ndarray, T_cam_from_points: np.ndarray, camera: PinholeCamera) -> np.ndarray:
     """Sparse depth (H, W) float32 in metres from points (N, 3); 0 = no point; nearest point wins."""
     u, v, z, _ = project_points(points, T_cam_from_points, camera)
-    flat = v.astype(np.int64) * camera.width + u.astype(np.int64)  # (M,) u, v >= 0, so int() == floor
+    # (M,) nearest pixel centre; u + 0.5 >= 0, so int() == floor
+    flat = (v + 0.5).astype(np.int64) * camera.width + (u + 0.5).astype(np.int64)
     depth = np.zeros(camera.height * camera.width, dtype=np.float32)
     if flat.size:
         # One sort instead of np.minimum.at (2x slower) or argsort + np.unique (10x slower):

@@ -22,7 +22,7 @@ from mf_ros.conversions import (
 from training.data.bag_samples import BagSamples, parse_extrinsic, select_topics, static_transform
 from training.sim.bag_output import write_bag as write_sim_bag
 from training.sim.config import SimConfig
-from training.sim.generator import Simulator
+from training.sim.generator import sim_rig
 
 CAMERA = PinholeCamera(64, 48, 50.0, 52.0, 31.5, 23.5)
 MS = 1_000_000
@@ -174,10 +174,9 @@ def test_parse_extrinsic_forms():
 def test_simulated_bag_sparse_depth_agrees_with_rendered_ground_truth(tmp_path):
     config = SimConfig(frames=3, width=160, height=120, beams=32, horizontal_resolution=512, range_noise=0.0,
                        lidar_delay_ms=0.0)
-    sim = Simulator(config)
-    write_sim_bag(tmp_path / "sim", sim.frames(), sim.camera, sim.rig, config.camera_stamp_ns(0))
+    write_sim_bag(tmp_path / "sim", config)
     source = BagSamples(tmp_path / "sim")
-    np.testing.assert_allclose(invert(source.T_cam_from_lidar), sim.rig.lidar_from_camera, atol=1e-9)
+    np.testing.assert_allclose(invert(source.T_cam_from_lidar), sim_rig(config).lidar_from_camera, atol=1e-9)
     samples = list(source)
     assert len(samples) == 3 and source.sync.stats.skipped_total == 0
     for sample in samples:

@@ -99,21 +99,28 @@ def test_projection_applies_the_extrinsic():
     np.testing.assert_allclose(z, [2.0, 0.5])
 
 
-def test_depth_map_floor_rule_and_nearest_wins():
+def test_depth_map_nearest_pixel_rule_and_nearest_wins():
     points = np.array([
-        [0.436, 0.0, 2.0],  # u = 60.9 -> column 60 (floor, as the DGP references)
-        [0.43, 0.0, 5.0],   # u = 54.3, same row, farther
+        [0.436, 0.0, 2.0],  # u = 60.9 -> column 61 (nearest pixel centre)
+        [0.43, 0.0, 5.0],   # u = 54.3 -> column 54
         [0.215, 0.0, 5.0],  # u = 52.15 -> column 52
-        [0.205, 0.0, 4.0],  # u = 52.56 -> column 52, nearer: wins
-        [0.21, 0.0, 6.0],   # u = 51.75 -> column 51
+        [0.185, 0.0, 4.0],  # u = 51.85 -> column 52, nearer: wins
+        [0.147, 0.0, 6.0],  # u = 51.225 -> column 51
         [0.208, 0.0, 8.0],  # u = 51.3 -> column 51, farther: loses
     ])
     depth = points_to_depth_map(points, I4, CAM)
     assert depth.shape == (80, 100) and depth.dtype == np.float32
-    assert set(np.flatnonzero(depth[40])) == {51, 52, 54, 60} and np.count_nonzero(depth) == 4
-    np.testing.assert_array_equal(depth[40, [51, 52, 54, 60]], [6.0, 4.0, 5.0, 2.0])
+    assert set(np.flatnonzero(depth[40])) == {51, 52, 54, 61} and np.count_nonzero(depth) == 4
+    np.testing.assert_array_equal(depth[40, [51, 52, 54, 61]], [6.0, 4.0, 5.0, 2.0])
     # Order of the input does not matter.
     np.testing.assert_array_equal(points_to_depth_map(points[::-1], I4, CAM), depth)
+
+
+def test_backprojected_depth_projects_back_to_its_own_pixels():
+    rng = np.random.default_rng(3)
+    depth = np.where(rng.random((80, 100)) < 0.2, rng.uniform(1.0, 30.0, (80, 100)), 0.0).astype(np.float32)
+    points = backproject_depth(depth, CAM)[depth > 0]  # (N, 3)
+    np.testing.assert_allclose(points_to_depth_map(points, I4, CAM), depth, rtol=1e-6)
 
 
 def test_empty_and_malformed_points():
@@ -153,7 +160,7 @@ def test_points_far_outside_the_view_do_not_wrap_in():
 def test_distorted_round_trip_recovers_points():
     rng = np.random.default_rng(3)
     n = 3000
-    pixels = np.c_[rng.uniform(0, WIDE.width, n), rng.uniform(0, WIDE.height, n)]  # (n, 2)
+    pixels = np.c_[rng.uniform(-0.5, WIDE.width - 0.5, n), rng.uniform(-0.5, WIDE.height - 0.5, n)]  # (n, 2)
     xy = undistort_pixels(pixels, WIDE)  # (n, 2)
     z = rng.uniform(0.5, 30.0, n)
     points = np.c_[xy * z[:, None], z]  # (n, 3) whose distorted projections are ``pixels``
@@ -167,17 +174,17 @@ def test_distorted_round_trip_recovers_points():
     valid = depth > 0
     assert np.isnan(cloud[~valid]).all() and not np.isnan(cloud[valid]).any()
     # Each valid pixel holds the nearest point that landed in it ...
-    row, col = pixels[:, 1].astype(int), pixels[:, 0].astype(int)
+    row, col = np.floor(pixels[:, 1] + 0.5).astype(int), np.floor(pixels[:, 0] + 0.5).astype(int)  # nearest centre
     nearest = np.full(depth.shape, np.inf)
     np.minimum.at(nearest, (row, col), z)
     np.testing.assert_allclose(depth[valid], nearest[valid], rtol=1e-6)
     assert valid.sum() == np.isfinite(nearest).sum()
-    # ... and backprojects onto it to within the one-pixel footprint of the floor rule.
+    # ... and backprojects onto it to within half a pixel of the nearest-centre rule.
     winner = z == nearest[row, col]
     recovered = cloud[row[winner], col[winner]]  # (K, 3)
     lateral = np.linalg.norm(recovered[:, :2] - points[winner, :2], axis=1)
-    # One pixel diagonal, divided by the smallest radial magnification in the image (0.65 at the corners).
-    footprint = np.hypot(1, 1) * z[winner] / WIDE.fx / 0.63
+    # Half a pixel diagonal, divided by the smallest radial magnification in the image (0.65 at the corners).
+    footprint = 0.5 * np.hypot(1, 1) * z[winner] / WIDE.fx / 0.63
     assert (lateral <= footprint).all()
     # Reprojecting the backprojected points lands on the pixel centres (undistortion inverts distortion).
     again = cv2.projectPoints(recovered.astype(np.float64), np.zeros(3), np.zeros(3), WIDE.K,

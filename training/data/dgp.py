@@ -162,7 +162,10 @@ def _read_calibration(path: Path, image_sizes: dict[str, tuple[int, int]]) -> _C
             if k.get("skew", 0.0) != 0.0:
                 raise InputError(f"{where}: {name} has skew {k['skew']}; skewed pinholes are not supported")
             w, h = image_sizes[name]
-            cameras[name] = PinholeCamera.from_dict(k, width=w, height=h)
+            # DGP's intrinsics put pixel (0, 0)'s corner at the origin (its reference projections
+            # take floor(u), floor(v)); ours and ROS's put its centre there, hence -0.5.
+            centred = {**k, "cx": k["cx"] - 0.5, "cy": k["cy"] - 0.5}
+            cameras[name] = PinholeCamera.from_dict(centred, width=w, height=h)
     T = {name: _pose(e, f"{where} extrinsics of {name}") for name, e in zip(names, extrinsics, strict=True)}
     return _Calibration(cameras, T)
 

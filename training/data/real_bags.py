@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from mf_core.camera import PinholeCamera
 from mf_core.errors import InputError
+from mf_core.geometry import backproject_depth
 from mf_ros.bags import BagWriter
 from mf_ros.conversions import (
     TfEdge,
@@ -37,9 +38,8 @@ from mf_ros.conversions import (
     rgb_to_image,
     xyz_to_pointcloud2,
 )
-from training.data.bag_samples import CAMERA_INFO_TOPIC, GT_TOPIC, IMAGE_TOPIC, POINTS_TOPIC, TF_STATIC_TOPIC
+from mf_ros.topics import CAMERA_INFO_TOPIC, GT_TOPIC, IMAGE_TOPIC, POINTS_TOPIC, TF_STATIC_TOPIC
 from training.data.dgp import VEHICLE_FRAME, DgpFrame, read_frames
-from training.data.sample import Sample
 from training.data.sevenscenes import SevenScenes
 
 SEVENSCENES_CAMERA_FRAME = "camera_optical_frame"
@@ -93,22 +93,6 @@ def dgp_to_bags(path: str | os.PathLike, out: str | os.PathLike, limit: int | No
     return [bag.path for bag in bags.values()]
 
 
-def _cell_centre_points(sparse: np.ndarray, sample: Sample) -> np.ndarray:
-    """(N, 3) float32 camera-frame points, one per sparse pixel, at the middle of its projection cell.
-
-    mf_core.geometry puts a projected point at (u, v) into pixel (floor(v), floor(u)), so
-    the point for pixel (row, col) goes through (col + 0.5, row + 0.5): it lands back in
-    that pixel whatever the float rounding. Written here because no library inverts this
-    particular pixel convention.
-    """
-    rows, cols = np.nonzero(sparse > 0)  # (N,), (N,)
-    z = sparse[rows, cols].astype(np.float64)  # (N,)
-    cam = sample.camera
-    x = (cols + 0.5 - cam.cx) / cam.fx * z
-    y = (rows + 0.5 - cam.cy) / cam.fy * z
-    return np.stack([x, y, z], axis=1).astype(np.float32)  # (N, 3)
-
-
 def sevenscenes_to_bag(path: str | os.PathLike, out: str | os.PathLike, limit: int | None = None,
                        overwrite: bool = False, sparse_points: int = 500, seed: int = 0,
                        progress: bool = False) -> Path:
@@ -122,6 +106,6 @@ def sevenscenes_to_bag(path: str | os.PathLike, out: str | os.PathLike, limit: i
                 bag.write(TF_STATIC_TOPIC, edges_to_tf_message([edge]), t)
             _write_camera(bag, sample.image, sample.camera, t, SEVENSCENES_CAMERA_FRAME)
             bag.write(GT_TOPIC, depth_to_image(sample.gt_depth, t, SEVENSCENES_CAMERA_FRAME), t)
-            points = _cell_centre_points(sample.sparse_depth, sample)
+            points = backproject_depth(sample.sparse_depth, sample.camera)[sample.valid_mask]  # (N, 3)
             bag.write(POINTS_TOPIC, xyz_to_pointcloud2(points, t, SEVENSCENES_POINTS_FRAME), t)
     return Path(out)

@@ -9,16 +9,10 @@ from typing import Any
 from mf_core.camera import PinholeCamera
 from mf_ros import conversions as conv
 from mf_ros.bags import BagWriter
+from mf_ros.topics import CAMERA_INFO_TOPIC, GT_TOPIC, IMAGE_TOPIC, POINTS_TOPIC, TF_STATIC_TOPIC, TF_TOPIC
 from training.sim.config import SimConfig
 from training.sim.generator import SimFrame, generate_frames, sim_rig
 from training.sim.rig import BASE_FRAME, CAMERA_FRAME, LIDAR_FRAME, WORLD_FRAME, Rig
-
-IMAGE_TOPIC = "/camera/image_raw"
-CAMERA_INFO_TOPIC = "/camera/camera_info"
-DEPTH_TOPIC = "/camera/depth/ground_truth"
-POINTS_TOPIC = "/lidar/points"
-TF_STATIC_TOPIC = "/tf_static"
-TF_TOPIC = "/tf"  # ground-truth odometry: odom -> base_link at every camera and LiDAR stamp
 
 
 def static_transforms(rig: Rig, stamp_ns: int) -> Any:
@@ -36,7 +30,7 @@ def frame_messages(frame: SimFrame, camera: PinholeCamera) -> list[tuple[str, An
     messages = [
         (IMAGE_TOPIC, conv.rgb_to_image(frame.image, cam_ns, CAMERA_FRAME), cam_ns),
         (CAMERA_INFO_TOPIC, conv.camera_to_camera_info(camera, cam_ns, CAMERA_FRAME), cam_ns),
-        (DEPTH_TOPIC, conv.depth_to_image(frame.depth, cam_ns, CAMERA_FRAME), cam_ns),
+        (GT_TOPIC, conv.depth_to_image(frame.depth, cam_ns, CAMERA_FRAME), cam_ns),
         (TF_TOPIC, conv.edges_to_tf_message(
             [conv.TfEdge(WORLD_FRAME, BASE_FRAME, cam_ns, frame.world_from_base_camera)]), cam_ns),
         (POINTS_TOPIC, conv.xyz_to_pointcloud2(points[:, :3], lidar_ns, LIDAR_FRAME, intensity=points[:, 3]),
