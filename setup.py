@@ -52,6 +52,8 @@ setup(
     entry_points={
         "console_scripts": [
             "mf = training.cli:main",
+            "depth_node = mf_ros.nodes.depth_node:main",
+            "recorder_node = mf_ros.nodes.recorder_node:main",
         ],
     },
 )

@@ -23,6 +23,7 @@ import torch
 
 from mf_core.align import MIN_POINTS
 from mf_core.camera import PinholeCamera
+from mf_core.completion import complete_classical
 from mf_core.errors import InputError
 from mf_core.geometry import backproject_depth, points_to_depth_map
 from mf_core.pipeline import LIDAR_MODES, DepthEstimator
@@ -94,17 +95,6 @@ def load_estimator(model: str, device: str, processing_size: tuple[int, int] | N
                      f"registry size {list(MODEL_SIZES)}; set the 'model' parameter to one of those")
 
 
-def classical_completion() -> Any:
-    """The IP-Basic baseline ``complete(image, sparse, camera)``.
-
-    It lives in ``training.eval.baselines`` and is imported lazily, so mf_ros imports no
-    training code unless mode "classical" is chosen.
-    """
-    from training.eval.baselines import get_baseline
-
-    return get_baseline("classical").complete
-
-
 def decode_image(msg: Any) -> np.ndarray:
     """sensor_msgs/Image (rgb8, bgr8, mono8, ...) or CompressedImage (jpeg/png) -> (H, W, 3) uint8 RGB."""
     if hasattr(msg, "encoding"):
@@ -134,7 +124,7 @@ class DepthPipeline:
         self.options = options
         self.estimator = estimator
         self.messages = messages
-        self._classical = classical_completion() if options.mode == "classical" else None
+        self._classical = complete_classical if options.mode == "classical" else None
 
     def warm_up(self, width: int, height: int, use_lidar: bool) -> None:
         """One prediction on a synthetic frame so the first real frame pays no first-call costs."""

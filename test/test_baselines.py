@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.spatial import ConvexHull, cKDTree
 
+from mf_core.completion import BASELINES, complete_classical, complete_linear, complete_nearest, get_baseline
 from mf_core.errors import InputError
-from training.eval.baselines import BASELINES, complete_classical, complete_linear, complete_nearest, get_baseline
 from training.eval.synthetic import default_camera, lidar_scan, plane_depth, synthetic_sample
 
 CAMERA = default_camera(320, 240)

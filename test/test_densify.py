@@ -7,13 +7,13 @@ import argparse
 import numpy as np
 import pytest
 
+from mf_core.completion import complete_classical
 from mf_core.errors import InputError
 from mf_ros import conversions as conv
 from mf_ros.bags import bag_topics, read_messages
 from training.cli import main as mf_main
 from training.commands import densify
 from training.data.bag_samples import BagSamples
-from training.eval.baselines import complete_classical
 
 FRAMES = 3
 

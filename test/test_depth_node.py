@@ -18,6 +18,7 @@ from rclpy.serialization import deserialize_message  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
+from mf_core.completion import complete_classical  # noqa: E402
 from mf_core.errors import InputError  # noqa: E402
 from mf_core.geometry import points_to_depth_map  # noqa: E402
 from mf_core.transforms import to_quaternion  # noqa: E402
@@ -26,7 +27,6 @@ from mf_ros.bags import read_messages  # noqa: E402
 from mf_ros.nodes.depth_node import DepthNode  # noqa: E402
 from training.cli import main as mf_main  # noqa: E402
 from training.data.bag_samples import static_transform  # noqa: E402
-from training.eval.baselines import complete_classical  # noqa: E402
 
 RCLPY = conv.RclpyMessages()
 TYPES = {"/camera/image_raw": Image, "/camera/camera_info": CameraInfo, "/lidar/points": PointCloud2}

@@ -186,8 +186,8 @@ def test_relative_i2d_is_only_scored_by_the_affine_protocol(folder, checkpoint, 
 
 
 def test_bench_eval_times_every_baseline_against_an_image_copy():
+    from mf_core.completion import BASELINES
     from training.bench import eval as bench_eval
-    from training.eval.baselines import BASELINES
 
     parser = argparse.ArgumentParser()
     bench_eval.add_arguments(parser)

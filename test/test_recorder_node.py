@@ -96,10 +96,13 @@ def start_recorder(out: Path, T: np.ndarray, limit_bytes: int | None = None) -> 
 def record(talker, sim, process, frames: int) -> int:
     """Publish ``frames`` synced frames once the recorder listens; return how many it says it recorded."""
     _, executor, pubs, stats = talker
-    assert spin_until(executor, lambda: all(p.get_subscription_count() for p in pubs.values())
-                      or process.poll() is not None, 20), "recorder never subscribed"
-    messages, _ = sim
     stats.clear()
+    # A killed recorder of an earlier test still counts as a subscriber until its lease ends:
+    # wait for this recorder's own stats, then for discovery of its subscriptions.
+    assert spin_until(executor, lambda: stats or process.poll() is not None, 20), "recorder never started"
+    assert spin_until(executor, lambda: all(p.get_subscription_count() for p in pubs.values()), 20)
+    spin_until(executor, lambda: False, 0.5)
+    messages, _ = sim
     for i in range(frames):
         for topic in ("/camera/camera_info", "/lidar/points", "/camera/image_raw"):
             pubs[topic].publish(messages[topic][i])

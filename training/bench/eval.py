@@ -71,8 +71,8 @@ def run(args: argparse.Namespace) -> dict:
     import cv2
     import numpy as np
 
+    from mf_core.completion import BASELINES
     from mf_core.errors import InputError
-    from training.eval.baselines import BASELINES
     from training.eval.harness import baseline_method, model_method
     from training.eval.metrics import depth_metrics
 

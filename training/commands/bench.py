@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "sim": "synthetic scene generation rate (frames/s)",
     "model": "model forward/backward throughput and i2d latency, vs diffusers SD3 blocks",
     "eval": "per-frame time of each baseline and model mode at 640x480",
+    "node": "depth_node per-frame overhead apart from the model, and end-to-end latency",
 }
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from mf_core.completion import BASELINES
 from mf_core.errors import InputError
-from training.eval.baselines import BASELINES
 from training.eval.protocols import DEFAULT_HOLDOUT_FRACTION, PROTOCOLS, REGIONS
 
 MODES = ("i2d", "i2d-aligned", "guided", "conditioned")  # mf_core.pipeline.MODES, without importing torch

@@ -11,9 +11,9 @@ import numpy as np
 from tqdm import tqdm
 
 from mf_core.camera import PinholeCamera
+from mf_core.completion import get_baseline
 from mf_core.errors import InputError
 from training.data.sample import Sample
-from training.eval.baselines import get_baseline
 from training.eval.metrics import depth_metrics, mean_metrics
 from training.eval.protocols import EvalProtocol
 from training.eval.report import frame_panel, summary, write_report

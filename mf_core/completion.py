@@ -1,4 +1,4 @@
-"""Classical depth-completion baselines, scored through the same harness as the model.
+"""Classical LiDAR depth completion: the baselines of `mf eval` and depth_node's "classical" mode.
 
 Every baseline has the signature of the model's metric output:
 ``complete(image, sparse_depth, camera) -> depth`` with ``image`` (H, W, 3) uint8 RGB,
