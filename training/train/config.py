@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from mf_core.checkpoint import atomic_write
 from mf_core.errors import InputError
 from mf_core.flow import LossConfig, TrainingMix
 from mf_core.model.config import get_model_config
@@ -176,4 +177,4 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
     """Write the resolved config as YAML (what --resume reads back)."""
-    Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    atomic_write(path, yaml.safe_dump(to_dict(config), sort_keys=False).encode())

@@ -19,6 +19,7 @@ from torch import nn
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from tqdm import tqdm
 
+from mf_core.checkpoint import CONFIG_FILE as MODEL_CONFIG_FILE
 from mf_core.checkpoint import load_model, save_model
 from mf_core.errors import InputError
 from mf_core.flow import flow_matching_losses
@@ -79,11 +80,11 @@ def _check_same_model(found: ModelConfig, wanted: ModelConfig, where: str) -> No
 def model_dir_of(path: str | Path) -> Path:
     """A model folder (config.json + weights) as given, or the EMA model of a run's last checkpoint."""
     path = Path(path)
-    if (path / "config.json").is_file():
+    if (path / MODEL_CONFIG_FILE).is_file():
         return path
     if (path / CONFIG_FILE).is_file():
         return latest_checkpoint(path) / "model"
-    raise InputError(f"init_from {path} is neither a model folder (config.json) nor a run folder "
+    raise InputError(f"init_from {path} is neither a model folder ({MODEL_CONFIG_FILE}) nor a run folder "
                      f"({CONFIG_FILE} + checkpoints/); pass the pretrain run's --out folder")
 
 
@@ -153,8 +154,10 @@ class Trainer:
         if config.perf.compile and self.info.device.type == "cuda":
             self.forward_model = torch.compile(self.model)
         if self.forward_model is not raw:
-            # flow_matching_losses reads model.config; DDP and compile wrappers do not forward attributes.
+            # flow_matching_losses reads model.config and calls model.encode_image; the DDP and
+            # torch.compile wrappers do not forward attributes, so expose the inner model's.
             self.forward_model.config = raw.config
+            self.forward_model.encode_image = raw.encode_image
 
         self.step = 0
         self.logger = RunLogger(self.run_dir, self.info.is_main)
@@ -204,8 +207,6 @@ class Trainer:
             if config.stage == "pretrain":
                 # Image stream only: with no valid depth pixel the depth input is pure noise, its loss 0.
                 batch["depth_valid"] = torch.zeros_like(batch["depth_valid"])
-            with torch.no_grad():
-                batch["image"] = raw.encode_image(batch["image"])
             generator = torch.Generator(info.device).manual_seed(
                 noise_seed(config.seed, self.step, self.shard.first_micro + i))
             last = i == self.accumulation - 1
