@@ -30,12 +30,16 @@ STATIC_TOPICS = ("/tf_static",)
 
 
 class BagMessage(NamedTuple):
-    """One deserialised message: topic, ROS type name, log time (ns) and the rosbags message."""
+    """One message: topic, ROS type name, log time (ns), the rosbags message and its CDR bytes.
+
+    ``msg`` is None for topics that :func:`read_messages` was told not to decode.
+    """
 
     topic: str
     msgtype: str
     stamp_ns: int
     msg: Any
+    raw: bytes
 
 
 class BagTopic(NamedTuple):
@@ -72,10 +76,13 @@ def _opened_reader(path: Path) -> Iterator[AnyReader]:
         reader.close()
 
 
-def read_messages(path: str | Path, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
+def read_messages(path: str | Path, topics: Iterable[str] | None = None,
+                  decode: bool | Iterable[str] = True) -> Iterator[BagMessage]:
     """Yield the messages of a bag (directory, .mcap or .db3) in log-time order.
 
     ``topics`` limits the topics read; a topic that is not in the bag raises InputError.
+    ``decode`` says which messages are deserialised: all (True), none (False) or the named
+    topics; the others come as CDR bytes only (copying a bag needs no decoding).
     Corrupt or truncated files raise InputError naming the file, also mid-iteration.
     """
     path = Path(path)
@@ -88,9 +95,10 @@ def read_messages(path: str | Path, topics: Iterable[str] | None = None) -> Iter
                 raise InputError(f"bag {path} has no topic(s) {missing}; it has "
                                  f"{sorted({c.topic for c in connections})}")
             connections = [c for c in connections if c.topic in wanted]
+        decoded = {c.topic for c in connections} if decode is True else set(decode or ())
         for connection, stamp_ns, raw in reader.messages(connections=connections):
-            yield BagMessage(connection.topic, connection.msgtype, stamp_ns,
-                             reader.deserialize(raw, connection.msgtype))
+            msg = reader.deserialize(raw, connection.msgtype) if connection.topic in decoded else None
+            yield BagMessage(connection.topic, connection.msgtype, stamp_ns, msg, raw)
 
 
 def bag_topics(path: str | Path) -> list[BagTopic]:
@@ -202,8 +210,13 @@ class BagWriter:
             raise InputError(f"topic {topic} holds {connection.msgtype}, got a {msg.__msgtype__}")
         self.write_raw(topic, self.typestore.serialize_cdr(msg, connection.msgtype), stamp_ns)
 
-    def write_raw(self, topic: str, cdr: bytes | memoryview, stamp_ns: int) -> None:
-        """Write already serialised CDR bytes (e.g. from an rclpy ``raw=True`` subscription)."""
+    def write_raw(self, topic: str, cdr: bytes | memoryview, stamp_ns: int, msgtype: str | None = None) -> None:
+        """Write already serialised CDR bytes (e.g. from an rclpy ``raw=True`` subscription).
+
+        With ``msgtype`` the topic is added on first use; without it, add_topic must come first.
+        """
+        if msgtype is not None and topic not in self._connections:
+            self.add_topic(topic, msgtype)
         connection = self._connection(topic)
         if stamp_ns < 0:
             raise InputError(f"log time must be >= 0 ns, got {stamp_ns}")

@@ -64,7 +64,8 @@ def _pipeline(args: argparse.Namespace):
 def _static_edges(path, types: dict[str, str]) -> list:
     from mf_ros.bags import read_messages
     from mf_ros.conversions import tf_message_to_edges
-    from training.data.bag_samples import TF_STATIC_TOPIC, TF_TYPE
+    from mf_ros.topics import TF_STATIC_TOPIC
+    from training.data.bag_samples import TF_TYPE
 
     if types.get(TF_STATIC_TOPIC) != TF_TYPE:
         return []
@@ -121,8 +122,10 @@ def run(args: argparse.Namespace) -> int:
     add = {topics.image: sync.add_image, topics.camera_info: sync.add_info, topics.points: sync.add_cloud}
     with BagWriter(args.out, overwrite=args.overwrite) as bag:
         last_ns = 0
-        for m in tqdm(read_messages(args.bag), total=sum(t.count for t in listing), unit="msg", desc="densify"):
-            bag.write(m.topic, m.msg, m.stamp_ns)
+        # Original topics are copied as CDR bytes: no re-encoding, and only the synced inputs are decoded.
+        messages = read_messages(args.bag, decode=list(add))
+        for m in tqdm(messages, total=sum(t.count for t in listing), unit="msg", desc="densify"):
+            bag.write_raw(m.topic, m.raw, m.stamp_ns, m.msgtype)
             last_ns = m.stamp_ns
             if m.topic in add:
                 densify(add[m.topic](header_stamp_ns(m.msg), m.msg), m.stamp_ns, bag)

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _log_times(bag: str) -> dict[str, np.ndarray]:
     """(N,) int64 log times of every topic's messages."""
     times: dict[str, list[int]] = {t.topic: [] for t in bag_topics(bag)}
-    for message in read_messages(bag):
+    for message in read_messages(bag, decode=False):  # log times only: nothing to decode
         times[message.topic].append(message.stamp_ns)
     return {topic: np.asarray(t, dtype=np.int64) for topic, t in times.items()}
 

@@ -57,14 +57,10 @@ def write_bag(path: str | Path, config: SimConfig, workers: int = 1, overwrite: 
     """
     start_ns = config.camera_stamp_ns(0)
     count = 0
-    added: set[str] = set()  # BagWriter.write_raw needs add_topic first
     with BagWriter(path, overwrite=overwrite) as bag:
         bag.write(TF_STATIC_TOPIC, static_transforms(sim_rig(config), start_ns), start_ns)
         for messages in progress(generate_frames(config, workers, finish=serialized_messages)):
             for topic, msgtype, cdr, stamp_ns in messages:
-                if topic not in added:
-                    bag.add_topic(topic, msgtype)
-                    added.add(topic)
-                bag.write_raw(topic, cdr, stamp_ns)
+                bag.write_raw(topic, cdr, stamp_ns, msgtype)
             count += 1
     return count

@@ -114,14 +114,20 @@ def _apply_perf_switches(config: TrainConfig, info: DistInfo) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
-def _evaluation_model(model: nn.Module, ema: EMA | None, model_config: ModelConfig) -> ModalityForcingDiT:
-    """A plain (unwrapped, CPU) copy with the EMA weights, for validation and export (a collective)."""
+def _evaluation_model(model: nn.Module, ema: EMA | None, model_config: ModelConfig, info: DistInfo
+                      ) -> ModalityForcingDiT | None:
+    """A plain (unwrapped) copy with the EMA weights on rank 0, for validation and export.
+
+    Gathering the weights is a collective, so every rank calls this; the others get None.
+    """
     weights = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if ema is not None:
         weights |= ema.state_dict()
-    copy_ = build_model(model_config)
-    copy_.load_state_dict(weights)
-    return copy_.eval()
+    if not info.is_main:
+        return None
+    evaluation = build_model(model_config)
+    evaluation.load_state_dict(weights)
+    return evaluation.to(info.device).eval()
 
 
 class Trainer:
@@ -188,8 +194,8 @@ class Trainer:
             "stage": self.config.stage,
         }
         state = collect_state(self.model, self.optimizer, self.scheduler, self.ema, self.step, extra)
-        export = _evaluation_model(self.model, self.ema, self.model_config)
-        if self.info.is_main:
+        export = _evaluation_model(self.model, self.ema, self.model_config, self.info)
+        if export is not None:
             metadata = {"stage": self.config.stage, "step": self.step}
             write_checkpoint(self.run_dir, state,
                              lambda d: save_model(d, export, metadata), self.config.keep_last)
@@ -231,8 +237,10 @@ class Trainer:
 
     def validate(self) -> dict[str, float]:
         """AbsRel / delta1 of 1-step i2d on the held-out views (EMA weights); panels to TensorBoard."""
-        evaluation = _evaluation_model(self.model, self.ema, self.model_config)
-        if not self.info.is_main or not self.data.validation:
+        if not self.data.validation:  # the same on every rank: all skip together
+            return {}
+        evaluation = _evaluation_model(self.model, self.ema, self.model_config, self.info)
+        if evaluation is None:
             barrier(self.info)
             return {}
         views = collate([make_example(s, self.config.data, None) for s in self.data.validation])
