@@ -49,6 +49,8 @@ class TrainingMix:
             conditioned model still works monocular.
         context_drop_prob: probability of zeroing a sample's context, which teaches the
             unconditional prediction that classifier-free guidance needs (sampler: zero context).
+        image_only: image pretraining: depth is held at pure noise (t_depth = 1) for every
+            sample and only the image is learned; p_i2d and p_d2i are then ignored.
     """
 
     p_i2d: float = 0.2
@@ -60,6 +62,7 @@ class TrainingMix:
     sparse_input_fraction: float = 0.5
     sparse_drop_prob: float = 0.2
     context_drop_prob: float = 0.1
+    image_only: bool = False
 
     def __post_init__(self) -> None:
         if min(self.p_i2d, self.p_d2i) < 0 or self.p_i2d + self.p_d2i > 1:
@@ -119,6 +122,8 @@ def sample_training_times(n: int, mix: TrainingMix, generator: torch.Generator, 
     """
     u = torch.rand(n, generator=generator, device=device)  # (n,)
     mode = torch.full((n,), JOINT, dtype=torch.int64, device=device)
+    if mix.image_only:
+        return mode, sample_times(n, mix, generator, device), torch.ones(n, device=device)
     mode[u < mix.p_i2d] = I2D
     mode[(u >= mix.p_i2d) & (u < mix.p_i2d + mix.p_d2i)] = D2I
     t_img = sample_times(n, mix, generator, device)  # (n,)

@@ -187,8 +187,7 @@ def test_pretrain_then_modality_forcing_with_distillation(sim_cache, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("sharding", [
     [],  # DDP
-    # FSDP2; time mixing off because fully_shard rejects the model's 0-d gate parameters.
-    ["perf.fsdp=true", "model.overrides={time_mixing: false}"],
+    ["perf.fsdp=true"],  # FSDP2
 ], ids=["ddp", "fsdp2"])
 def test_two_process_torchrun_matches_one_process(sim_cache, tmp_path, sharding):
     common = [f"data.cache_dir={sim_cache}", "steps=3", "batch_size=4", "micro_batch_size=2", "log_every=1",

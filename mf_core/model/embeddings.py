@@ -76,7 +76,7 @@ class CrossTimeMixing(nn.Module):
         super().__init__()
         self.linear_1 = nn.Linear(width, width, bias=False)
         self.linear_2 = nn.Linear(width, width, bias=False)
-        self.gate = nn.Parameter(torch.zeros(()))
+        self.gate = nn.Parameter(torch.zeros(1))  # (1,) not 0-d: FSDP2's fully_shard rejects 0-d parameters
 
     def forward(self, own: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
         """own, other (B, width) -> (B, width)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -210,14 +210,16 @@ class Trainer:
         for i, positions in enumerate(self.shard.micro_positions(self.step)):
             batch = load_batch(self.data.mixer, positions, config.data, config.seed)
             batch = {k: v.to(info.device, non_blocking=True) for k, v in batch.items()}
+            mix = config.mix
             if config.stage == "pretrain":
-                # Image stream only: with no valid depth pixel the depth input is pure noise, its loss 0.
+                # Image stream only: depth held at pure noise (t_depth = 1) and, with no valid pixel, no depth loss.
                 batch["depth_valid"] = torch.zeros_like(batch["depth_valid"])
+                mix = replace(mix, image_only=True)
             generator = torch.Generator(info.device).manual_seed(
                 noise_seed(config.seed, self.step, self.shard.first_micro + i))
             last = i == self.accumulation - 1
             with gradient_sync(self.model, last), _autocast(config, info):
-                losses = flow_matching_losses(self.forward_model, batch, config.mix, generator,
+                losses = flow_matching_losses(self.forward_model, batch, mix, generator,
                                               teacher=self.teacher, config=config.loss)
                 (losses["loss"] / self.accumulation).backward()
             totals += torch.stack([losses[k].detach().float() if k in losses else totals.new_zeros(())
