@@ -24,6 +24,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
+        (f"share/{PACKAGE}/models/mf-default", glob("models/mf-default/*")),
     ],
     install_requires=[
         # torch is not pinned here: GPU users bring their own build (the Makefile pins the CPU wheel).

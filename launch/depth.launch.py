@@ -1,20 +1,19 @@
-"""Launch depth_node (and optionally RViz): ``ros2 launch mf_ros depth.launch.py model:=/path/to/ckpt``."""
+"""Launch depth_node (and optionally RViz): ``ros2 launch mf_ros depth.launch.py [model:=/path/to/ckpt]``."""
 
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from launch import LaunchDescription
-
 
 def generate_launch_description() -> LaunchDescription:
     share = Path(get_package_share_directory("mf_ros"))
     arguments = {
-        "model": ("", "checkpoint folder (or MF-XS: random weights, testing only)"),
+        "model": ("default", "'default' (the shipped model) or a checkpoint folder"),
         "device": ("cpu", "cpu | cuda"),
         "mode": ("i2d-aligned", "i2d-aligned | guided | conditioned | classical"),
         "namespace": ("", "namespace of the node and its topics"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -23,6 +24,32 @@ from mf_core.model.dit import ModalityForcingDiT
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+SHIPPED_MODEL_NAME = "default"  # what users write (model:=default, --model default) for the shipped model
+SHIPPED_MODEL_DIR = Path("models") / "mf-default"
+
+
+def shipped_model_path() -> Path:
+    """Folder of the model that ships with the package, wherever the package was installed.
+
+    Looked up in the source checkout (also an editable pip install), then in the ROS share
+    folder (colcon) and ``<prefix>/share/mf_ros`` (pip's data_files); InputError if absent.
+    """
+    candidates = [Path(__file__).resolve().parents[1] / SHIPPED_MODEL_DIR]
+    with contextlib.suppress(ImportError, LookupError):  # ament_index exists with ROS installed
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory("mf_ros")) / SHIPPED_MODEL_DIR)
+    candidates.append(Path(sys.prefix) / "share" / "mf_ros" / SHIPPED_MODEL_DIR)
+    for path in candidates:
+        if (path / CONFIG_FILE).is_file():
+            return path
+    raise InputError(f"the shipped model is not installed (looked in {', '.join(map(str, candidates))}); "
+                     "reinstall the package or pass a checkpoint folder")
+
+
+def resolve_model_path(model: str | Path) -> Path:
+    """``model`` as a checkpoint folder: "default" names the shipped model, anything else is a path."""
+    return shipped_model_path() if str(model) == SHIPPED_MODEL_NAME else Path(model)
 
 
 def atomic_write(path: str | Path, data: bytes) -> None:

@@ -104,8 +104,15 @@ class DepthEstimator:
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype | None = None,
                         processing_size: int | tuple[int, int] | None = None) -> DepthEstimator:
-        """Load a checkpoint folder (``mf_core.checkpoint``; ``dtype`` default float32) and wrap it."""
-        model, _ = load_model(path, device, dtype)
+        """Load a checkpoint folder (``mf_core.checkpoint``; ``dtype`` default float32) and wrap it.
+
+        Without ``processing_size`` the checkpoint's own ``processing_size`` metadata (the
+        resolution it was trained for) is used when it has one.
+        """
+        model, metadata = load_model(path, device, dtype)
+        if processing_size is None and metadata.get("processing_size"):
+            size = metadata["processing_size"]
+            processing_size = size if isinstance(size, int) else tuple(size)
         return cls(model, device, processing_size)
 
     def _check_inputs(self, image: np.ndarray, sparse_depth: np.ndarray | None, mode: str, steps: int) -> None:

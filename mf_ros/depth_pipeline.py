@@ -74,16 +74,20 @@ class DepthFrame:
 
 
 def load_estimator(model: str, device: str, processing_size: tuple[int, int] | None) -> DepthEstimator:
-    """A DepthEstimator from a checkpoint folder, or a randomly initialised registry size (testing only).
+    """A DepthEstimator from a checkpoint folder ("default": the shipped model), or a randomly
+    initialised registry size (testing only).
 
     ``model`` naming a registry size (e.g. "MF-XS") builds random weights: the output is
     then not a depth estimate, which is warned about. ``processing_size`` is (height, width).
     """
+    from mf_core.checkpoint import SHIPPED_MODEL_NAME, shipped_model_path
     from mf_core.model import MODEL_SIZES, build_model
 
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError("device 'cuda' was requested but torch sees no CUDA GPU; set device:=cpu "
                          "or install a CUDA build of torch")
+    if model == SHIPPED_MODEL_NAME:
+        model = str(shipped_model_path())
     if Path(model).is_dir():
         return DepthEstimator.from_checkpoint(model, device, processing_size=processing_size)
     if model in MODEL_SIZES:
@@ -91,8 +95,9 @@ def load_estimator(model: str, device: str, processing_size: tuple[int, int] | N
                       "the plumbing only); pass a checkpoint folder for real depth", stacklevel=2)
         torch.manual_seed(0)
         return DepthEstimator(build_model(model), device, processing_size)
-    raise InputError(f"model {model!r} is neither a checkpoint folder (config.json + model.safetensors) nor a "
-                     f"registry size {list(MODEL_SIZES)}; set the 'model' parameter to one of those")
+    raise InputError(f"model {model!r} is neither 'default' (the shipped model), a checkpoint folder "
+                     f"(config.json + model.safetensors) nor a registry size {list(MODEL_SIZES)}; "
+                     "set the 'model' parameter to one of those")
 
 
 def decode_image(msg: Any) -> np.ndarray:

@@ -166,6 +166,27 @@ def test_resume_with_another_model_size_is_an_input_error(sim_cache, tmp_path):
         build_models(load_config(TINY, [f"init_from={run}", "model.name=MF-S"]))
 
 
+def test_release_writes_an_fp16_model_that_predicts_like_the_run(sim_cache, tmp_path):
+    from mf_core.checkpoint import load_model, read_checkpoint_config
+    from mf_core.pipeline import DepthEstimator
+    from training.train.state import latest_checkpoint
+
+    run = tmp_path / "run"
+    train(tiny(sim_cache, "steps=2", "batch_size=1", "model.overrides={depth_conditioned: true}"), run)
+    assert mf_main(["release", "--run", str(run), "--out", str(tmp_path / "model")]) == 0
+    config, metadata = read_checkpoint_config(tmp_path / "model")
+    assert config.depth_conditioned and metadata["recommended_mode"] == "conditioned"
+    assert metadata["processing_size"] == 100 and metadata["step"] == 2  # 5/4 of the 80-px crop
+    assert metadata["train_resolution"] == [64, 80]
+    released, _ = load_model(tmp_path / "model")
+    full, _ = load_model(latest_checkpoint(run) / "model")
+    assert released.depth_final.linear.weight.dtype == torch.float32  # depth head back in fp32
+    for (name, a), b in zip(released.state_dict().items(), full.state_dict().values(), strict=True):
+        torch.testing.assert_close(a.float(), b.float(), rtol=1e-3, atol=1e-3, msg=name)
+    assert DepthEstimator.from_checkpoint(tmp_path / "model").processing_size == 100
+    assert mf_main(["release", "--run", str(tmp_path / "nothing"), "--out", str(tmp_path / "m2")]) == 2
+
+
 def test_pretrain_then_modality_forcing_with_distillation(sim_cache, tmp_path):
     pre = tmp_path / "pre"
     pre_config = load_config(REPO / "config" / "pretrain.yaml", [

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "convert": "turn a real dataset (DGP camera+LiDAR, 7-Scenes RGB-D) into a bag or a sample folder",
     "models": "list the model sizes in the registry with their parameter counts",
     "train": "train a model (image pretraining or Modality Forcing post-training)",
+    "release": "turn a training run's newest checkpoint into a shippable (fp16) model folder",
     "densify": "run the depth_node pipeline on a recorded bag and write a bag with depth topics added",
     "eval": "score a model or a baseline on a sample folder or bag (metrics.json, table, PNG panels)",
     "bench": "run a benchmark and print JSON",

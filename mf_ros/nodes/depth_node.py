@@ -37,7 +37,8 @@ from mf_ros.nodes.stamp_sync import Stamped, StampSync, SyncedFrame
 from mf_ros.nodes.stats import NodeStats, StatsPublisher
 
 PARAMS = (
-    Param("model", "", "checkpoint folder, or a registry size (e.g. MF-XS) = RANDOM weights for testing"),
+    Param("model", "default",
+          "'default' (the shipped model), a checkpoint folder, or a registry size (e.g. MF-XS) = RANDOM weights"),
     Param("device", "cpu", "torch device", choices=DEVICES),
     Param("mode", "i2d-aligned", "how LiDAR makes depth metric", choices=NODE_MODES),
     Param("steps", 1, "sampler steps (1 = one forward pass)", 1, 50),
@@ -124,8 +125,8 @@ class DepthNode(LifecycleNode):
         estimator = None
         if p["mode"] != "classical":
             if not p["model"]:
-                raise InputError("parameter 'model' is empty; set it to a checkpoint folder (or MF-XS for a "
-                                 "random-weight test model)")
+                raise InputError("parameter 'model' is empty; set it to 'default' (the shipped model), a "
+                                 "checkpoint folder, or MF-XS for a random-weight test model")
             estimator = load_estimator(p["model"], p["device"], size)
         self._pipeline = DepthPipeline(options, estimator, conv.RclpyMessages())
         start = time.perf_counter()

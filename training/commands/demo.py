@@ -18,8 +18,6 @@ from pathlib import Path
 
 from mf_core.errors import InputError
 
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL = REPO / "models" / "mf-default"
 BASELINES = ("classical", "nearest", "linear")
 
 
@@ -27,8 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     parser.add_argument("--frames", type=int, default=6, help="synthetic frames (default 6)")
     parser.add_argument("--seed", type=int, default=7, help="scene seed (default 7)")
-    parser.add_argument("--model", default=str(DEFAULT_MODEL),
-                        help="checkpoint folder (default: the shipped model, models/mf-default)")
+    parser.add_argument("--model", default="default",
+                        help="checkpoint folder (default: 'default', the shipped model models/mf-default)")
     parser.add_argument("--mode", default=None, help="model mode (default: the checkpoint's recommended mode)")
 
 
@@ -70,10 +68,9 @@ def run(args: argparse.Namespace) -> int:
     preview = save_png(out / "preview.png", sample_panel(first.image, first.sparse_depth, first.gt_depth))
     print(f"wrote {preview}")
 
-    model = Path(args.model)
-    if not (model / "config.json").is_file():
-        raise InputError(f"no checkpoint at {model} (expected config.json + model.safetensors); "
-                         "pass --model or restore models/mf-default")
+    from mf_core.checkpoint import resolve_model_path
+
+    model = resolve_model_path(args.model)
     mode = args.mode or _recommended_mode(model)
     _step(["densify", "--bag", str(bag), "--out", str(out / "densified_bag"), "--overwrite",
            "--model", str(model), "--mode", mode])

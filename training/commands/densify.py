@@ -25,8 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bag", required=True, help="input rosbag2 (directory, .mcap or .db3)")
     parser.add_argument("--out", required=True, help="output bag directory (MCAP)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bag at --out")
-    parser.add_argument("--model", default=None,
-                        help="checkpoint folder, or a registry size (e.g. MF-XS) = RANDOM weights, for testing")
+    parser.add_argument("--model", default="default",
+                        help="'default' (the shipped model), a checkpoint folder, or a registry size (e.g. MF-XS) "
+                             "= RANDOM weights, for testing")
     parser.add_argument("--mode", choices=NODE_MODES, default="i2d-aligned", help="default i2d-aligned")
     parser.add_argument("--device", choices=DEVICES, default="cpu")
     parser.add_argument("--steps", type=int, default=1, help="sampler steps (default 1)")

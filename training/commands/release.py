@@ -1,0 +1,61 @@
+"""``mf release``: turn a training run's newest checkpoint into a shippable model folder.
+
+Writes ``model.safetensors`` (fp16 by default: half the bytes, and the depth head is cast
+back to fp32 on load) and ``config.json`` with the metadata inference reads: the mode
+the model is meant for and the resolution it was trained at (DepthEstimator's default
+processing size), plus where it came from (run, step, data sources).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mf_core.errors import InputError
+
+DTYPES = ("float16", "bfloat16", "float32")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="training run folder (mf train --out)")
+    parser.add_argument("--out", required=True, help="model folder to write (e.g. models/mf-default)")
+    parser.add_argument("--mode", default=None,
+                        help="recommended inference mode (default: conditioned for LiDAR-conditioned models, "
+                             "else guided)")
+    parser.add_argument("--processing-size", type=int, default=None,
+                        help="longer image side inference runs at (default: 5/4 of the training crop's)")
+    parser.add_argument("--dtype", choices=DTYPES, default="float16", help="weight dtype (default float16)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from mf_core.checkpoint import load_model, save_model
+    from mf_core.pipeline import MODES
+    from training.train.config import load_config
+    from training.train.loop import CONFIG_FILE
+    from training.train.state import latest_checkpoint
+
+    run_dir = Path(args.run)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise InputError(f"{run_dir} is not a training run (no {CONFIG_FILE}); pass the folder given to mf train --out")
+    config = load_config(run_dir / CONFIG_FILE)
+    checkpoint = latest_checkpoint(run_dir)
+    model, metadata = load_model(checkpoint / "model")
+    mode = args.mode or ("conditioned" if model.config.depth_conditioned else "guided")
+    if mode not in MODES:
+        raise InputError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
+    size = args.processing_size or round(max(config.data.width, config.data.height) * 5 / 4)
+    metadata = {
+        **metadata,
+        "recommended_mode": mode,
+        "processing_size": size,
+        "run": str(run_dir),
+        "data": [source.path for source in config.data.sources],
+        "train_resolution": [config.data.height, config.data.width],
+    }
+    out = save_model(args.out, model, metadata, dtype=getattr(torch, args.dtype))
+    size_mb = (out / "model.safetensors").stat().st_size / 2**20
+    print(f"released step {metadata.get('step')} of {run_dir} to {out} ({size_mb:.1f} MB, {args.dtype}, "
+          f"mode {mode}, processing size {size})")
+    return 0
