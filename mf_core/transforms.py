@@ -87,6 +87,18 @@ def validate(T: np.ndarray, name: str = "transform") -> np.ndarray:
     return M
 
 
+def from_values(values: Sequence[float], name: str) -> np.ndarray:
+    """A 4x4 transform from 7 numbers (``x y z qx qy qz qw``, ROS order) or 16 (row-major 4x4).
+
+    ``name`` says where the numbers came from (a flag, a parameter) in the error message.
+    """
+    if len(values) == 7:
+        return from_ros_quaternion(values[3:], values[:3])
+    if len(values) == 16:
+        return validate(np.array(values, dtype=np.float64).reshape(4, 4), name)
+    raise InputError(f"{name} has {len(values)} numbers; give 7 (x y z qx qy qz qw) or 16 (a row-major 4x4 matrix)")
+
+
 def invert(T_a_from_b: np.ndarray) -> np.ndarray:
     """``T_b_from_a`` of a rigid transform: rotation R^T, translation -R^T t (exact, no general inverse)."""
     R = T_a_from_b[:3, :3]

@@ -71,6 +71,8 @@ def test_densify_with_a_model_and_a_tight_slop(sim_bag, tmp_path, capsys):
     assert "0 frames with depth" in summary and f"'no_lidar_in_slop': {FRAMES}" in summary
 
 
-def test_densify_rejects_a_model_mode_without_a_model(sim_bag, tmp_path):
+def test_densify_rejects_a_model_that_is_not_a_checkpoint(sim_bag, tmp_path):
     with pytest.raises(InputError, match="needs --model"):
-        run_densify("--bag", str(sim_bag), "--out", str(tmp_path / "x"), "--mode", "guided")
+        run_densify("--bag", str(sim_bag), "--out", str(tmp_path / "x"), "--mode", "guided", "--model", "")
+    with pytest.raises(InputError, match="neither 'default'"):
+        run_densify("--bag", str(sim_bag), "--out", str(tmp_path / "x"), "--mode", "guided", "--model", "/no/ckpt")

@@ -12,8 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from mf_core.errors import InputError
-from mf_core.transforms import from_ros_quaternion, validate
+from mf_core.transforms import from_values
 from mf_ros.conversions import NS_PER_S, transform_to_matrix
 from mf_ros.depth_pipeline import FrameError
 
@@ -25,13 +24,7 @@ def extrinsic_from_values(values: Sequence[float] | None) -> np.ndarray | None:
     """
     if not values:
         return None
-    values = [float(v) for v in values]
-    if len(values) == 7:
-        return from_ros_quaternion(values[3:], values[:3])
-    if len(values) == 16:
-        return validate(np.array(values).reshape(4, 4), "parameter 'extrinsic'")
-    raise InputError(f"parameter 'extrinsic' has {len(values)} values; give 7 (x y z qx qy qz qw, camera <- LiDAR), "
-                     "16 (row-major 4x4 T_camera_from_lidar) or none (use TF)")
+    return from_values([float(v) for v in values], "parameter 'extrinsic' (T_camera_from_lidar; unset = TF)")
 
 
 def _tf2_ros() -> Any:

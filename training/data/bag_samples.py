@@ -29,7 +29,7 @@ import numpy as np
 from mf_core.camera import PinholeCamera
 from mf_core.errors import InputError
 from mf_core.geometry import points_to_depth_map
-from mf_core.transforms import compose, from_ros_quaternion, invert, validate
+from mf_core.transforms import compose, from_values, invert, validate
 from mf_ros.bags import bag_topics, read_messages
 from mf_ros.conversions import (
     TfEdge,
@@ -114,12 +114,7 @@ def parse_extrinsic(text: str) -> np.ndarray:
     except ValueError:
         raise InputError(f"--extrinsic {text!r} must be numbers: 'x y z qx qy qz qw' (camera <- LiDAR) "
                          "or the 16 values of a row-major 4x4 matrix") from None
-    if len(values) == 7:
-        return from_ros_quaternion(values[3:], values[:3])
-    if len(values) == 16:
-        return validate(np.array(values).reshape(4, 4), "--extrinsic")
-    raise InputError(f"--extrinsic has {len(values)} numbers; give 7 ('x y z qx qy qz qw', camera <- LiDAR) "
-                     "or 16 (row-major 4x4 T_camera_from_lidar)")
+    return from_values(values, "--extrinsic (T_camera_from_lidar)")
 
 
 def static_transform(edges: list[TfEdge], target: str, source: str) -> np.ndarray:
