@@ -15,7 +15,7 @@ def generate_launch_description() -> LaunchDescription:
     arguments = {
         "model": ("default", "'default' (the shipped model) or a checkpoint folder"),
         "device": ("cpu", "cpu | cuda"),
-        "mode": ("i2d-aligned", "i2d-aligned | guided | conditioned | classical"),
+        "mode": ("conditioned", "conditioned (the shipped model) | guided | i2d-aligned | classical"),
         "namespace": ("", "namespace of the node and its topics"),
         "image_topic": ("/camera/image_raw", "camera image"),
         "camera_info_topic": ("/camera/camera_info", "camera calibration"),

@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="default",
                         help="'default' (the shipped model), a checkpoint folder, or a registry size (e.g. MF-XS) "
                              "= RANDOM weights, for testing")
-    parser.add_argument("--mode", choices=NODE_MODES, default="i2d-aligned", help="default i2d-aligned")
+    parser.add_argument("--mode", choices=NODE_MODES, default="conditioned",
+                        help="default conditioned (the shipped model)")
     parser.add_argument("--device", choices=DEVICES, default="cpu")
     parser.add_argument("--steps", type=int, default=1, help="sampler steps (default 1)")
     parser.add_argument("--seed", type=int, default=0)
