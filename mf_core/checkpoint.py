@@ -35,7 +35,8 @@ def shipped_model_path() -> Path:
     folder (colcon) and ``<prefix>/share/mf_ros`` (pip's data_files); InputError if absent.
     """
     candidates = [Path(__file__).resolve().parents[1] / SHIPPED_MODEL_DIR]
-    with contextlib.suppress(ImportError, LookupError):  # ament_index exists with ROS installed
+    # ament_index exists with ROS installed; it raises OSError when no workspace is sourced.
+    with contextlib.suppress(ImportError, LookupError, OSError):
         from ament_index_python.packages import get_package_share_directory
 
         candidates.append(Path(get_package_share_directory("mf_ros")) / SHIPPED_MODEL_DIR)

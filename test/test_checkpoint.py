@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -121,3 +122,13 @@ def test_vae_model_checkpoint_holds_no_vae_weights(tmp_path):
     with torch.no_grad():
         assert torch.equal(model(latents, depth, t, t).depth_x0, loaded(latents, depth, t, t).depth_x0)
         assert torch.equal(model.decode_image(latents), loaded.decode_image(latents))
+
+
+def test_default_names_the_shipped_model_without_a_ros_workspace(monkeypatch):
+    from mf_core.checkpoint import resolve_model_path, shipped_model_path
+
+    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
+    path = shipped_model_path()
+    assert (path / "config.json").is_file() and (path / "model.safetensors").is_file()
+    assert resolve_model_path("default") == path
+    assert resolve_model_path("some/folder") == Path("some/folder")
