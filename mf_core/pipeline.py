@@ -17,7 +17,7 @@ from scipy import ndimage
 from torch import nn
 
 from mf_core.align import MIN_POINTS, Alignment, align_to_lidar
-from mf_core.checkpoint import load_model
+from mf_core.checkpoint import load_model, resolve_model_path
 from mf_core.depth_codec import decode_depth, encode_depth
 from mf_core.errors import InputError
 from mf_core.resize import processing_shape, resize_dense_depth, resize_image, resize_sparse_depth
@@ -104,12 +104,12 @@ class DepthEstimator:
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype | None = None,
                         processing_size: int | tuple[int, int] | None = None) -> DepthEstimator:
-        """Load a checkpoint folder (``mf_core.checkpoint``; ``dtype`` default float32) and wrap it.
+        """Load a checkpoint folder ("default": the shipped model; ``dtype`` default float32) and wrap it.
 
         Without ``processing_size`` the checkpoint's own ``processing_size`` metadata (the
         resolution it was trained for) is used when it has one.
         """
-        model, metadata = load_model(path, device, dtype)
+        model, metadata = load_model(resolve_model_path(path), device, dtype)
         if processing_size is None and metadata.get("processing_size"):
             size = metadata["processing_size"]
             processing_size = size if isinstance(size, int) else tuple(size)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -80,15 +79,13 @@ def load_estimator(model: str, device: str, processing_size: tuple[int, int] | N
     ``model`` naming a registry size (e.g. "MF-XS") builds random weights: the output is
     then not a depth estimate, which is warned about. ``processing_size`` is (height, width).
     """
-    from mf_core.checkpoint import SHIPPED_MODEL_NAME, shipped_model_path
+    from mf_core.checkpoint import resolve_model_path
     from mf_core.model import MODEL_SIZES, build_model
 
     if device == "cuda" and not torch.cuda.is_available():
         raise InputError("device 'cuda' was requested but torch sees no CUDA GPU; set device:=cpu "
                          "or install a CUDA build of torch")
-    if model == SHIPPED_MODEL_NAME:
-        model = str(shipped_model_path())
-    if Path(model).is_dir():
+    if resolve_model_path(model).is_dir():
         return DepthEstimator.from_checkpoint(model, device, processing_size=processing_size)
     if model in MODEL_SIZES:
         warnings.warn(f"model {model!r} is a registry size, not a checkpoint: using RANDOM weights (for testing "
