@@ -45,6 +45,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/mf bench geometry
 	$(BIN)/mf bench sim
+	$(BIN)/mf bench node --model default --mode conditioned
+	$(BIN)/mf bench eval
+	$(BIN)/mf bench model
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

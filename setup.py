@@ -45,7 +45,7 @@ setup(
         # Ray casting for the synthetic camera + LiDAR scene generator.
         "sim": ["open3d-cpu>=0.18"],
         # Independent decoders and tools used by the test suite.
-        "dev": ["pytest>=7", "mcap>=1.1", "mcap-ros2-support>=0.5", "ruff>=0.5"],
+        "dev": ["pytest>=7", "mcap>=1.1", "mcap-ros2-support>=0.5", "ruff>=0.5", "psutil>=5"],
         # Reference implementations compared against in `mf bench model`.
         "bench": ["diffusers>=0.30"],
     },

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
 
 from mf_core.model import build_model
@@ -15,3 +18,29 @@ def random_model(seed: int = 0, std: float = 0.05, **overrides) -> torch.nn.Modu
         for parameter in model.parameters():
             parameter.normal_(0.0, std)
     return model.eval()
+
+
+def sim_bag_as_rclpy(folder: Path, seed: int, topics: dict[str, type]) -> tuple[dict[str, list], np.ndarray]:
+    """Generate a small `mf sim` bag in ``folder`` and return its ``topics`` as rclpy messages.
+
+    Returns ({topic: [rclpy message, ...]}, T_camera_from_lidar from the bag's /tf_static).
+    """
+    from rclpy.serialization import deserialize_message
+
+    from mf_ros.bags import read_messages
+    from mf_ros.conversions import tf_message_to_edges
+    from training.cli import main as mf_main
+    from training.data.bag_samples import static_transform
+
+    bag = folder / "sim"
+    assert mf_main(["sim", "--out", str(bag), "--frames", "3", "--seed", str(seed), "--width", "160",
+                    "--height", "120"]) == 0
+    frames: dict[str, list] = {topic: [] for topic in topics}
+    edges = []
+    for m in read_messages(bag, [*topics, "/tf_static"], decode=["/tf_static"]):
+        if m.topic == "/tf_static":
+            edges += tf_message_to_edges(m.msg)
+        else:
+            frames[m.topic].append(deserialize_message(bytes(m.raw), topics[m.topic]))
+    image, cloud = frames["/camera/image_raw"][0], frames["/lidar/points"][0]
+    return frames, static_transform(edges, image.header.frame_id, cloud.header.frame_id)

@@ -11,10 +11,10 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
+from helpers import sim_bag_as_rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from rclpy.serialization import deserialize_message  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
@@ -23,10 +23,7 @@ from mf_core.errors import InputError  # noqa: E402
 from mf_core.geometry import points_to_depth_map  # noqa: E402
 from mf_core.transforms import to_quaternion  # noqa: E402
 from mf_ros import conversions as conv  # noqa: E402
-from mf_ros.bags import read_messages  # noqa: E402
 from mf_ros.nodes.depth_node import DepthNode  # noqa: E402
-from training.cli import main as mf_main  # noqa: E402
-from training.data.bag_samples import static_transform  # noqa: E402
 
 RCLPY = conv.RclpyMessages()
 TYPES = {"/camera/image_raw": Image, "/camera/camera_info": CameraInfo, "/lidar/points": PointCloud2}
@@ -38,20 +35,7 @@ MODEL = [Parameter("model", value="MF-XS"), Parameter("processing_width", value=
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     """Frames of a real simulated bag as rclpy messages, plus T_camera_from_lidar from its /tf_static."""
-    bag = tmp_path_factory.mktemp("sim") / "bag"
-    assert mf_main(["sim", "--out", str(bag), "--frames", "3", "--seed", "5", "--width", "160",
-                    "--height", "120"]) == 0
-    typestore = conv.rosbags_messages().typestore
-    frames: dict[str, list] = {topic: [] for topic in TYPES}
-    edges = []
-    for m in read_messages(bag, [*TYPES, "/tf_static"]):
-        if m.topic == "/tf_static":
-            edges += conv.tf_message_to_edges(m.msg)
-            continue
-        cdr = typestore.serialize_cdr(m.msg, m.msgtype)
-        frames[m.topic].append(deserialize_message(bytes(cdr), TYPES[m.topic]))
-    image0, cloud0 = frames["/camera/image_raw"][0], frames["/lidar/points"][0]
-    T = static_transform(edges, image0.header.frame_id, cloud0.header.frame_id)
+    frames, T = sim_bag_as_rclpy(tmp_path_factory.mktemp("sim"), 5, TYPES)
     (w, x, y, z), t = to_quaternion(T)
     return {"images": frames["/camera/image_raw"], "infos": frames["/camera/camera_info"],
             "clouds": frames["/lidar/points"], "T": T, "extrinsic": [*map(float, t), x, y, z, w]}

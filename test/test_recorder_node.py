@@ -16,6 +16,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
+from helpers import sim_bag_as_rclpy  # noqa: E402
 from mcap.records import Channel, Message  # noqa: E402
 from mcap.stream_reader import StreamReader  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -27,10 +28,8 @@ from std_msgs.msg import String  # noqa: E402
 
 from mf_core.errors import InputError  # noqa: E402
 from mf_ros import conversions as conv  # noqa: E402
-from mf_ros.bags import read_messages  # noqa: E402
 from mf_ros.nodes.recorder_node import RecorderNode  # noqa: E402
-from training.cli import main as mf_main  # noqa: E402
-from training.data.bag_samples import BagSamples, static_transform  # noqa: E402
+from training.data.bag_samples import BagSamples  # noqa: E402
 
 TOPICS = {"/camera/image_raw": Image, "/camera/camera_info": CameraInfo, "/lidar/points": PointCloud2}
 QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
@@ -38,19 +37,7 @@ QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=Reliabili
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    bag = tmp_path_factory.mktemp("rec") / "sim"
-    assert mf_main(["sim", "--out", str(bag), "--frames", "3", "--seed", "4", "--width", "160", "--height",
-                    "120"]) == 0
-    typestore = conv.rosbags_messages().typestore
-    frames: dict[str, list] = {t: [] for t in TOPICS}
-    edges = []
-    for m in read_messages(bag, [*TOPICS, "/tf_static"]):
-        if m.topic == "/tf_static":
-            edges += conv.tf_message_to_edges(m.msg)
-        else:
-            frames[m.topic].append(deserialize_message(bytes(typestore.serialize_cdr(m.msg, m.msgtype)),
-                                                       TOPICS[m.topic]))
-    T = static_transform(edges, "camera_optical_frame", "lidar")
+    frames, T = sim_bag_as_rclpy(tmp_path_factory.mktemp("rec"), 4, TOPICS)
     return frames, T
 
 
