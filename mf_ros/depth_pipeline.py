@@ -207,7 +207,8 @@ class DepthPipeline:
             return self._classical(rgb, sparse, camera).astype(np.float32), None, True
         with torch.inference_mode():
             result = self.estimator.predict(rgb, sparse, self._estimator_mode(sparse is not None),
-                                            self.options.steps, self.options.seed)
+                                            self.options.steps, self.options.seed,
+                                            with_confidence=self.options.confidence)
         return result.depth, result.confidence, result.metric
 
     def _encode(self, rgb: np.ndarray, depth: np.ndarray, confidence: np.ndarray | None, camera: PinholeCamera,
@@ -221,7 +222,7 @@ class DepthPipeline:
         points_msg = conv.xyzrgb_to_pointcloud2(points[::stride, ::stride], rgb[::stride, ::stride], stamp_ns,
                                                 frame_id, m)
         confidence_msg = None
-        if self.options.confidence and confidence is not None:
+        if confidence is not None:
             confidence_msg = conv.depth_to_image(np.where(depth > 0, confidence, np.nan).astype(np.float32),
                                                  stamp_ns, frame_id, "32FC1", m)
         return DepthFrame(depth_msg, info_msg, points_msg, confidence_msg, metric)

@@ -66,6 +66,8 @@ def test_confidence_is_higher_near_agreeing_lidar(estimator, image):
     bad = sparse.copy()
     bad[sparse > 0] *= np.random.default_rng(2).uniform(0.5, 1.5, np.count_nonzero(sparse))
     assert estimator.predict(image, bad, mode="i2d-aligned").confidence.mean() < result.confidence.mean()
+    without = estimator.predict(image, sparse, mode="i2d-aligned", with_confidence=False)
+    assert without.confidence is None and np.array_equal(without.depth, result.depth)
 
 
 def test_guided_pastes_lidar_and_stays_metric(estimator):
