@@ -15,6 +15,7 @@ from __future__ import annotations
 import array
 import functools
 import importlib
+import sys
 from typing import Any, NamedTuple, Protocol
 
 import cv2
@@ -24,6 +25,7 @@ from rosbags.typesys import Stores, get_typestore
 from mf_core import transforms
 from mf_core.camera import PinholeCamera
 from mf_core.errors import InputError
+from mf_core.geometry import backproject_planes
 
 # ---------------------------------------------------------------------------- factories
 
@@ -464,13 +466,41 @@ def xyzrgb_to_pointcloud2(points: np.ndarray, rgb: np.ndarray, stamp_ns: int, fr
     if rgb.dtype != np.uint8:
         raise InputError(f"rgb must be uint8, got {rgb.dtype}")
     packed = _float32_cloud(points, 1)  # (H, W, 4)
-    # Write the rgb field's bytes directly: little-endian 0x00RRGGBB is the byte sequence B, G, R, 0.
-    rgb_bytes = packed[..., 3:].view(np.uint8)  # (H, W, 4)
-    rgb = rgb.reshape(*packed.shape[:2], 3)
-    for channel in range(3):
-        rgb_bytes[..., 2 - channel] = rgb[..., channel]
-    rgb_bytes[..., 3] = 0
+    if rgb.size:
+        packed[..., 3] = _packed_rgb(rgb.reshape(*packed.shape[:2], 3)).view("<f4")
     return _cloud_message(packed, ["x", "y", "z", "rgb"], points.ndim == 3, stamp_ns, frame_id, messages)
+
+
+def depth_to_xyzrgb_pointcloud2(depth: np.ndarray, rgb: np.ndarray, camera: PinholeCamera, stamp_ns: int,
+                                frame_id: str, stride: int = 1, messages: MessageFactory | None = None) -> Any:
+    """Depth image + colours -> organized PointCloud2 with the layout of :func:`xyzrgb_to_pointcloud2`.
+
+    Back-projects straight into the message buffer (no intermediate point array).
+
+    Args:
+        depth: (H, W) metres along the optical axis; 0, NaN or inf = no point (NaN point).
+        rgb: (H, W, 3) uint8 RGB of the same pixels.
+        camera: the depth image's camera.
+        stamp_ns, frame_id: header stamp and frame (the camera optical frame).
+        stride: keep every stride-th row and column.
+        messages: factory for rclpy or rosbags messages (default: rosbags).
+    """
+    rgb = np.asarray(rgb)
+    if rgb.shape != (*np.shape(depth), 3) or rgb.dtype != np.uint8:
+        raise InputError(f"rgb must be uint8 {(*np.shape(depth), 3)} to match depth, got {rgb.shape} {rgb.dtype}")
+    x, y, z = backproject_planes(depth, camera, stride)  # (h, w) each
+    packed_rgb = _packed_rgb(rgb[::stride, ::stride]).view("<f4")  # (h, w)
+    if sys.byteorder == "little":
+        packed = cv2.merge([x, y, z, packed_rgb])  # (h, w, 4): one interleaving pass
+    else:
+        packed = np.stack([x, y, z, packed_rgb], axis=-1).astype("<f4")
+    return _cloud_message(packed, ["x", "y", "z", "rgb"], True, stamp_ns, frame_id, messages)
+
+
+def _packed_rgb(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB (H, W, 3) -> (H, W) little-endian uint32 0x00RRGGBB, the PointCloud2 ``rgb`` field's bits."""
+    bgra = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA)  # (H, W, 4) bytes B, G, R, 255
+    return np.bitwise_and(bgra.view("<u4")[..., 0], np.uint32(0x00FFFFFF)).astype("<u4", copy=False)  # (H, W)
 
 
 # ----------------------------------------------------------------------------------- TF

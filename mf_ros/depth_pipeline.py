@@ -24,7 +24,7 @@ from mf_core.align import MIN_POINTS
 from mf_core.camera import PinholeCamera
 from mf_core.completion import complete_classical
 from mf_core.errors import InputError
-from mf_core.geometry import backproject_depth, points_to_depth_map
+from mf_core.geometry import points_to_depth_map
 from mf_core.pipeline import LIDAR_MODES, DepthEstimator
 from mf_ros import conversions as conv
 
@@ -216,11 +216,10 @@ class DepthPipeline:
         m, stride = self.messages, self.options.stride
         depth_msg = conv.depth_to_image(depth, stamp_ns, frame_id, "32FC1", m)
         info_msg = conv.camera_to_camera_info(camera, stamp_ns, frame_id, m)
-        points = backproject_depth(depth, camera)  # (H, W, 3), NaN where depth is 0
+        cloud_depth = depth
         if self.options.max_range > 0:
-            points[depth > self.options.max_range] = np.nan
-        points_msg = conv.xyzrgb_to_pointcloud2(points[::stride, ::stride], rgb[::stride, ::stride], stamp_ns,
-                                                frame_id, m)
+            cloud_depth = np.where(depth > self.options.max_range, np.float32(0), depth)  # (H, W)
+        points_msg = conv.depth_to_xyzrgb_pointcloud2(cloud_depth, rgb, camera, stamp_ns, frame_id, stride, m)
         confidence_msg = None
         if confidence is not None:
             confidence_msg = conv.depth_to_image(np.where(depth > 0, confidence, np.nan).astype(np.float32),

@@ -233,6 +233,25 @@ def test_organized_xyzrgb_round_trip_keeps_nan_and_layout(tmp_path, kind):
     assert first == (int(rgb[0, 0, 0]) << 16) | (int(rgb[0, 0, 1]) << 8) | int(rgb[0, 0, 2])
 
 
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depth_to_xyzrgb_cloud_equals_backprojecting_first(stride):
+    from mf_core.geometry import backproject_depth
+
+    camera = PinholeCamera(W, H, 5.0, 6.0, 3.5, 2.5)
+    depth = RNG.uniform(0.5, 9.0, (H, W)).astype(np.float32)
+    depth[1, 2], depth[2, 4], depth[4, 0] = 0.0, np.nan, np.inf
+    rgb = random_rgb()
+    msg = conv.depth_to_xyzrgb_pointcloud2(depth, rgb, camera, STAMP, "cam", stride=stride)
+    points = backproject_depth(depth, camera)[::stride, ::stride]  # (h, w, 3)
+    reference = conv.xyzrgb_to_pointcloud2(points, rgb[::stride, ::stride], STAMP, "cam")
+    assert (msg.height, msg.width) == points.shape[:2] == (reference.height, reference.width)
+    assert bytes(msg.data) == bytes(reference.data)
+    assert np.isnan(conv.pointcloud2_to_xyz(msg, drop_invalid=False)).any(axis=1).sum() == np.sum(
+        ~np.isfinite(points[..., 2]))
+    with pytest.raises(InputError, match="rgb must be uint8"):
+        conv.depth_to_xyzrgb_pointcloud2(depth, rgb[:, :-1], camera, STAMP, "cam")
+
 def hand_built_cloud(big_endian: bool):
     """Cloud with odd offsets, padding inside points and at row ends, every datatype, 2 rows."""
     order = ">" if big_endian else "<"
