@@ -244,3 +244,22 @@ def test_mf_models_prints_the_registry(capsys):
     assert [line.split()[0] for line in lines[1:]] == list(MODEL_SIZES)
     xl = lines[-1].split()
     assert xl[1] == "2048" and xl[-1].endswith("B")
+
+
+def test_lidar_prior_model_starts_as_the_nearest_fill_of_its_lidar_input():
+    from mf_core.sparse_fill import nearest_fill
+
+    with pytest.raises(InputError, match="depth_conditioned"):
+        build_model(TINY, lidar_prior=True)
+    fresh = build_model(TINY, depth_conditioned=True, lidar_prior=True)
+    image, depth = inputs()
+    t = torch.rand(2)
+    mask = torch.rand(2, 1, 16, 24) > 0.9
+    mask[1] = False  # a sample whose LiDAR input was dropped: no prior, plain prediction
+    sparse = torch.rand(2, 1, 16, 24) * 2 - 1
+    out = fresh(image, depth, t, t, sparse_depth=sparse, sparse_mask=mask)
+    prior, _ = nearest_fill(sparse, mask)
+    torch.testing.assert_close(out.depth_x0, prior)  # zero head: exactly the prior, 0 without LiDAR
+    trained = randomize(fresh)
+    out = trained(image, depth, t, t, sparse_depth=sparse, sparse_mask=mask)
+    assert not torch.allclose(out.depth_x0[0], prior[0])  # a trained head corrects it

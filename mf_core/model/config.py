@@ -31,6 +31,7 @@ class ModelConfig:
     time_mixing: bool = True  # zero-gated cross-stream timestep mixing (starts as a no-op)
     context_dim: int = 0  # 0 = no context stream
     depth_conditioned: bool = False  # extra always-clean input: encoded sparse depth + mask
+    lidar_prior: bool = False  # conditioned only: nearest-point LiDAR fill as 3rd input; head predicts a correction
     image_tokenizer: str = "pixel"  # "pixel" (dependency-free default) | "vae" (frozen, local folder)
     vae_path: str | None = None  # local diffusers AutoencoderKL folder, only for image_tokenizer="vae"
     rope_theta: float = 10000.0  # RoPE base; grids here are < 100 tokens a side, the classic base suffices
@@ -59,6 +60,8 @@ class ModelConfig:
             raise InputError(
                 f"unknown image_tokenizer {self.image_tokenizer!r}; use one of {list(IMAGE_TOKENIZERS)}"
             )
+        if self.lidar_prior and not self.depth_conditioned:
+            raise InputError("lidar_prior needs depth_conditioned: true (the prior is built from the LiDAR input)")
         if self.image_tokenizer == "vae" and not self.vae_path:
             raise InputError('image_tokenizer="vae" needs vae_path: a local diffusers AutoencoderKL folder')
 

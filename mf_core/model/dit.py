@@ -26,6 +26,7 @@ from mf_core.model.embeddings import (
     unpatchify,
 )
 from mf_core.model.vae import VaeTokenizer
+from mf_core.sparse_fill import nearest_fill
 
 # Modules that belong to the depth stream (everything else is image/context/shared).
 DEPTH_MODULES = (
@@ -111,7 +112,8 @@ class ModalityForcingDiT(nn.Module):
         self.image_embed = PatchEmbed(image_channels, self.image_patch, d)
         self.depth_embed = PatchEmbed(1, p, d)
         if config.depth_conditioned:
-            self.sparse_embed = PatchEmbed(2, p, d)  # (encoded sparse depth, mask), zero-init: starts ignored
+            # (encoded sparse depth, mask[, nearest-point prior]), zero-init: starts ignored
+            self.sparse_embed = PatchEmbed(3 if config.lidar_prior else 2, p, d)
         if config.context_dim:
             self.context_embed = nn.Linear(config.context_dim, d, bias=False)
         self.time_embed_image = TimestepEmbedder(d, config.timestep_dim)
@@ -279,9 +281,13 @@ class ModalityForcingDiT(nn.Module):
             tokens["context"] = self.context_embed(context)  # (B, L, D)
         tokens["image"] = self.image_embed(image)  # (B, N, D)
         tokens["depth"] = self.depth_embed(depth)  # (B, N, D)
+        prior = None
         if sparse_depth is not None:
-            lidar = torch.cat([sparse_depth, sparse_mask.to(sparse_depth.dtype)], dim=1)  # (B, 2, H, W)
-            tokens["depth"] = tokens["depth"] + self.sparse_embed(lidar)  # (B, N, D)
+            lidar = [sparse_depth, sparse_mask.to(sparse_depth.dtype)]
+            if self.config.lidar_prior:
+                prior, _ = nearest_fill(sparse_depth.float(), sparse_mask)  # (B, 1, H, W), 0 without LiDAR
+                lidar.append(prior.to(sparse_depth.dtype))
+            tokens["depth"] = tokens["depth"] + self.sparse_embed(torch.cat(lidar, dim=1))  # (B, N, D)
 
         # 2. Conditioning vectors and rotary positions.
         vec = self._time_vectors(t_image.expand(b), t_depth.expand(b))  # name -> (B, D)
@@ -303,7 +309,9 @@ class ModalityForcingDiT(nn.Module):
                 x = self._run(block, x, mod, rope)
 
         # 5. Depth decoder + head in fp32, then the image head.
-        depth_x0 = self._depth_head(x[:, -n:], vec["depth"], rope[-n:], grid_h, grid_w)
+        depth_x0 = self._depth_head(x[:, -n:], vec["depth"], rope[-n:], grid_h, grid_w)  # (B, 1, H, W) fp32
+        if prior is not None:
+            depth_x0 = depth_x0 + prior  # the head predicts a correction to the LiDAR prior
         image_out = self.image_final(x[:, -2 * n : -n], vec["image"])  # (B, N, C*q*q)
         image_velocity = unpatchify(image_out, self.image_patch, grid_h, grid_w)  # (B, C, H', W')
         return ModelOutput(image_velocity=image_velocity, depth_x0=depth_x0)
