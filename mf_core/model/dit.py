@@ -1,7 +1,11 @@
 """The Modality Forcing diffusion transformer: image, depth and optional context streams.
 
 Each modality has its own flow time. The image head predicts velocity (noise - x0); the
-depth head (own decoder blocks, run in fp32) predicts clean encoded depth x0.
+depth head (own decoder blocks, run in fp32) predicts clean encoded depth x0. LiDAR-conditioned
+models take the sparse LiDAR depth as an always-clean extra input; with ``lidar_prior`` they also
+take its nearest-point fill, and the depth head predicts a correction to that fill (a residual
+skip around the whole network, which starts as the fill and learns where the image says the
+depth changes between LiDAR points).
 """
 
 from __future__ import annotations
