@@ -200,8 +200,8 @@ def backproject_planes(depth: np.ndarray, camera: PinholeCamera,
     """Camera-frame X, Y, Z planes, each (H/s, W/s) float32, of every stride-th pixel of depth (H, W).
 
     NaN where depth is 0, negative, NaN or inf. Planes rather than an (H, W, 3) array because
-    each is a contiguous elementwise product (an (H, W, 3) broadcast multiply is ~5x slower);
-    ``cv2.merge`` interleaves them into any point layout in one pass.
+    each is a contiguous elementwise product (an (H, W, 3) broadcast multiply is ~5x slower),
+    and callers interleave them straight into the point layout they need.
     """
     d = np.asarray(depth)
     if d.shape != (camera.height, camera.width):
@@ -219,4 +219,4 @@ def backproject_planes(depth: np.ndarray, camera: PinholeCamera,
 def backproject_depth(depth: np.ndarray, camera: PinholeCamera) -> np.ndarray:
     """Points (H, W, 3) float32 in the camera frame from depth (H, W) along z; NaN where depth is
     0, negative, NaN or inf."""
-    return cv2.merge(backproject_planes(depth, camera))  # (H, W, 3)
+    return np.stack(backproject_planes(depth, camera), axis=-1)  # (H, W, 3)

