@@ -21,10 +21,12 @@ def run(args: argparse.Namespace) -> dict:
 
     from tqdm import tqdm
 
+    from mf_ros.heap import keep_heap_memory
     from training.sim.bag_output import write_bag
     from training.sim.generator import Simulator
 
     config = config_from_args(args)
+    keep_heap_memory()  # as `mf sim` does
     start = time.perf_counter()
     simulator = Simulator(config)
     build_s = time.perf_counter() - start

@@ -25,9 +25,11 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    from mf_ros.heap import keep_heap_memory
     from training.sim.bag_output import write_bag
 
     config = config_from_args(args)
+    keep_heap_memory()  # this process renders (one worker) or writes ~3 MB per frame: no page-fault churn
     progress = partial(tqdm, total=config.frames, unit="frame", desc="mf sim")
     count = write_bag(args.out, config, workers=args.workers, overwrite=args.overwrite, progress=progress)
     print(f"wrote {count} frames of a {config.scene} scene to {args.out}")

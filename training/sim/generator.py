@@ -12,6 +12,7 @@ from typing import TypeVar
 import numpy as np
 
 from mf_core.errors import InputError
+from mf_ros.heap import keep_heap_memory
 from training.sim import shading
 from training.sim.camera_render import camera_directions, to_depth, to_image
 from training.sim.config import SimConfig
@@ -119,6 +120,7 @@ _worker: tuple[Simulator, Callable] | None = None  # per render process: simulat
 
 def _start_worker(config: SimConfig, finish: Callable) -> None:
     global _worker
+    keep_heap_memory()  # a frame allocates ~30 MB of temporaries: reuse them, do not page-fault them in
     _worker = (Simulator(config), finish)
 
 
