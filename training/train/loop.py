@@ -40,7 +40,7 @@ from training.train.ema import EMA
 from training.train.logging import RunLogger, depth_panel
 from training.train.optim import build_optimizer
 from training.train.state import collect_state, latest_checkpoint, read_checkpoint, restore_state, write_checkpoint
-from training.train.validation import evaluate_i2d
+from training.train.validation import evaluate_conditioned, evaluate_i2d
 
 CONFIG_FILE = "config.yaml"
 LOSS_KEYS = ("loss", "image_velocity", "depth_x0", "distill")
@@ -238,7 +238,8 @@ class Trainer:
         return out | {"grad_norm": float(norm), "lr": self.scheduler.get_last_lr()[0]}
 
     def validate(self) -> dict[str, float]:
-        """AbsRel / delta1 of 1-step i2d on the held-out views (EMA weights); panels to TensorBoard."""
+        """AbsRel / delta1 of 1-step i2d on the held-out views (EMA weights), plus the LiDAR-conditioned
+        metric scores for conditioned models; panels to TensorBoard."""
         if not self.data.validation:  # the same on every rank: all skip together
             return {}
         evaluation = _evaluation_model(self.model, self.ema, self.model_config, self.info)
@@ -248,6 +249,9 @@ class Trainer:
         views = collate([make_example(s, self.config.data, None) for s in self.data.validation])
         result = evaluate_i2d(evaluation, views, steps=1, keep_views=self.config.val_panels)
         metrics = {"abs_rel": result.abs_rel, "delta1": result.delta1, "count": float(result.count)}
+        if self.model_config.depth_conditioned:
+            conditioned = evaluate_conditioned(evaluation, views, steps=1)
+            metrics |= {"conditioned_abs_rel": conditioned.abs_rel, "conditioned_delta1": conditioned.delta1}
         self.logger.scalars(self.step, metrics, kind="val")
         for i, (rgb, truth, aligned) in enumerate(result.views):
             self.logger.image(self.step, f"val/panel_{i}", depth_panel(rgb, truth, aligned))
