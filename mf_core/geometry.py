@@ -64,14 +64,33 @@ def distort_normalized(x: np.ndarray, y: np.ndarray, camera: PinholeCamera) -> t
     against cv2.projectPoints.
     """
     k1, k2, p1, p2, k3, k4, k5, k6 = _dist_coeffs(camera)
-    r2 = x * x + y * y
-    r4 = r2 * r2
-    r6 = r4 * r2
-    radial = (1.0 + k1 * r2 + k2 * r4 + k3 * r6) / (1.0 + k4 * r2 + k5 * r4 + k6 * r6)
-    xy2 = 2.0 * x * y
-    xd = x * radial + p1 * xy2 + p2 * (r2 + 2.0 * x * x)
-    yd = y * radial + p1 * (r2 + 2.0 * y * y) + p2 * xy2
+    r2 = x * x
+    r2 += y * y
+    # Radial factor in Horner form: 1 + r2 (k1 + r2 (k2 + r2 k3)), with the rational
+    # denominator only when k4..k6 are set (plumb_bob has none): fewer passes over N points.
+    radial = _polynomial_1(r2, k1, k2, k3)  # (N,)
+    if k4 or k5 or k6:
+        radial /= _polynomial_1(r2, k4, k5, k6)
+    xy2 = x * y
+    xy2 *= 2.0
+    xd = x * radial
+    xd += p1 * xy2
+    xd += p2 * (r2 + 2.0 * x * x)
+    yd = y * radial
+    yd += p1 * (r2 + 2.0 * y * y)
+    yd += p2 * xy2
     return xd, yd
+
+
+def _polynomial_1(r2: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
+    """1 + a r2 + b r2^2 + c r2^3 for r2 (N,), evaluated in place in Horner form."""
+    out = r2 * c
+    out += b
+    out *= r2
+    out += a
+    out *= r2
+    out += 1.0
+    return out
 
 
 @functools.lru_cache(maxsize=16)
@@ -123,7 +142,8 @@ def project_points(
         xmin, xmax, ymin, ymax = _undistorted_bounds(camera)
         valid &= (x >= xmin) & (x <= xmax) & (y >= ymin) & (y <= ymax)
         index = np.flatnonzero(valid)  # (K,) distort only the points that can land in the image
-        x, y, Z = x[index], y[index], Z[index]
+        if index.size < valid.size:
+            x, y, Z = x[index], y[index], Z[index]
         x, y = distort_normalized(x, y, camera)
     u, v = x, y
     u *= camera.fx
