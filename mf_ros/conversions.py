@@ -474,7 +474,8 @@ def depth_to_xyzrgb_pointcloud2(depth: np.ndarray, rgb: np.ndarray, camera: Pinh
                                 frame_id: str, stride: int = 1, messages: MessageFactory | None = None) -> Any:
     """Depth image + colours -> organized PointCloud2 with the layout of :func:`xyzrgb_to_pointcloud2`.
 
-    Back-projects straight into the message buffer (no intermediate point array).
+    Back-projects into contiguous per-axis planes and interleaves them into the message buffer
+    once (no (H, W, 3) point array in between).
 
     Args:
         depth: (H, W) metres along the optical axis; 0, NaN or inf = no point (NaN point).
