@@ -42,8 +42,8 @@ setup(
     extras_require={
         # Real ROS 2 Jazzy Python wheels for machines without a ROS install (a robot uses its system rclpy).
         "ros": ["ros-jazzy-rclpy[fastrtps]", "ros-sensor-msgs==5.3.6"],
-        # Ray casting for the synthetic camera + LiDAR scene generator.
-        "sim": ["open3d-cpu>=0.18"],
+        # Ray casting and per-ray shading (numba kernels) for the synthetic camera + LiDAR scene generator.
+        "sim": ["open3d-cpu>=0.18", "numba>=0.60"],
         # Independent decoders and tools used by the test suite.
         "dev": ["pytest>=7", "mcap>=1.1", "mcap-ros2-support>=0.5", "ruff>=0.5", "psutil>=5"],
         # Reference implementations compared against in `mf bench model`.

@@ -41,10 +41,11 @@ def frame_messages(frame: SimFrame, camera: PinholeCamera) -> list[tuple[str, An
     return sorted(messages, key=lambda item: item[2])  # stable: camera first when the stamps tie
 
 
-def serialized_messages(frame: SimFrame, config: SimConfig) -> list[tuple[str, str, bytes, int]]:
+def serialized_messages(frame: SimFrame, config: SimConfig) -> list[tuple[str, str, bytearray, int]]:
     """(topic, ROS type, CDR bytes, log time ns) of one frame; runs in the render worker."""
     typestore = conv.rosbags_messages().typestore
-    return [(topic, msg.__msgtype__, bytes(typestore.serialize_cdr(msg, msg.__msgtype__)), stamp_ns)
+    # .obj: the bytearray under rosbags' read-only view, picklable for a worker process without a copy.
+    return [(topic, msg.__msgtype__, typestore.serialize_cdr(msg, msg.__msgtype__).obj, stamp_ns)
             for topic, msg, stamp_ns in frame_messages(frame, config.camera)]
 
 

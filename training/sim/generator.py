@@ -5,21 +5,22 @@ from __future__ import annotations
 import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import TypeVar
 
 import numpy as np
 
 from mf_core.errors import InputError
 from mf_ros.heap import keep_heap_memory
-from training.sim import shading
-from training.sim.camera_render import camera_directions, to_depth, to_image
+from training.sim.camera_render import camera_directions
 from training.sim.config import SimConfig
 from training.sim.indoor import room_layout
-from training.sim.lidar import intensity, lidar_directions, sweep_points
+from training.sim.lidar import lidar_directions, sweep_points
 from training.sim.rig import CAMERA_HEIGHT_M, Rig
 from training.sim.scene import Layout, place_rays
+from training.sim.shading import lidar_intensity, shade_camera
 from training.sim.street import street_layout
 
 T = TypeVar("T")
@@ -63,52 +64,34 @@ class Simulator:
         self.rig = sim_rig(config)
         self._camera_dirs = camera_directions(self.camera)  # (3, Nc)
         # Rotations keep lengths, so a world ray's elevation sine is its z over this precomputed length.
-        self._camera_inv_norm = 1.0 / np.linalg.norm(self._camera_dirs, axis=0)  # (Nc,)
+        self._camera_inv_norm = (1.0 / np.linalg.norm(self._camera_dirs, axis=0)).astype(np.float32)  # (Nc,)
         self._lidar_dirs = lidar_directions(config.beams, config.vfov, config.horizontal_resolution)  # (3, Nl)
-        self._rays = np.empty((self._camera_dirs.shape[1] + self._lidar_dirs.shape[1], 6), np.float32)  # reused
+        # (Nc + Nl, 6) rays of every frame, reused: one frame() call at a time.
+        self._rays = np.empty((self._camera_dirs.shape[1] + self._lidar_dirs.shape[1], 6), np.float32)
         self._sun = np.asarray(self.layout.sun, np.float32)
 
     def frame(self, index: int) -> SimFrame:
         """Render frame ``index``: camera at its stamp, LiDAR from its own pose at its own stamp."""
-        cfg = self.config
+        cfg, camera, scene = self.config, self.camera, self.layout.scene
         camera_ns, lidar_ns = cfg.camera_stamp_ns(index), cfg.lidar_stamp_ns(index)
         start_ns = cfg.camera_stamp_ns(0)
         base_cam = self.layout.path.pose((camera_ns - start_ns) / 1e9)
         base_lidar = self.layout.path.pose((lidar_ns - start_ns) / 1e9)
-        world_from_camera = base_cam @ self.rig.base_from_camera
-        world_from_lidar = base_lidar @ self.rig.base_from_lidar
-        n_cam = self._camera_dirs.shape[1]
-        cam_dirs = place_rays(self._camera_dirs, world_from_camera, self._rays[:n_cam])  # (3, Nc) world
-        lidar_dirs = place_rays(self._lidar_dirs, world_from_lidar, self._rays[n_cam:])  # (3, Nl) world
-        hits = self.layout.scene.cast(self._rays)  # camera and LiDAR rays in one call
-        cam, lidar = slice(0, n_cam), slice(n_cam, None)
+        cam, lidar = slice(0, self._camera_dirs.shape[1]), slice(self._camera_dirs.shape[1], None)
+        place_rays(self._camera_dirs, base_cam @ self.rig.base_from_camera, self._rays[cam])
+        place_rays(self._lidar_dirs, base_lidar @ self.rig.base_from_lidar, self._rays[lidar])
+        hits = scene.cast(self._rays)  # camera and LiDAR rays in one call
 
-        colour = self._surface_colour(hits.geometry[cam], hits.t[cam], hits.normals[cam], cam_dirs,
-                                      world_from_camera, shaded=True)  # (3, Nc)
-        sky = shading.sky(cam_dirs[2] * self._camera_inv_norm)  # (3, Nc)
-        colour = np.where(hits.hit[cam], colour, sky)
-        reflectance, cos_incidence = self._surface_colour(hits.geometry[lidar], hits.t[lidar], hits.normals[lidar],
-                                                          lidar_dirs, world_from_lidar, shaded=False)
+        image = np.empty((camera.height, camera.width, 3), np.uint8)
+        depth = np.empty((camera.height, camera.width), np.float32)
+        shade_camera(self._rays[cam], hits.t[cam], hits.geometry[cam], hits.normals[cam], self._camera_inv_norm,
+                     *scene.materials, self._sun, self.layout.ambient, image.reshape(-1, 3), depth.reshape(-1))
+        intensity = np.empty(self._lidar_dirs.shape[1], np.float32)  # (Nl,)
+        lidar_intensity(self._rays[lidar], hits.t[lidar], hits.geometry[lidar], hits.normals[lidar],
+                        *scene.materials, intensity)
         rng = np.random.default_rng([cfg.seed, 1, index])  # per-frame noise: frames are independent
-        sweep = sweep_points(self._lidar_dirs, hits.t[lidar], intensity(reflectance, cos_incidence),
-                             cfg.max_range, cfg.range_noise, rng)
-        return SimFrame(index, camera_ns, lidar_ns, to_image(colour, self.camera),
-                        to_depth(hits.t[cam], self.camera), sweep, base_cam, base_lidar)
-
-    def _surface_colour(self, geometry: np.ndarray, t: np.ndarray, normals: np.ndarray, directions: np.ndarray,
-                        world_from_sensor: np.ndarray, shaded: bool):
-        """Lit colour (3, N) for the camera (``shaded``), else (luminance (N,), |cos incidence| (N,)).
-
-        Misses are textured as if they hit geometry 0 at the sensor; callers mask them out.
-        """
-        t = np.where(np.isfinite(t), t, np.float32(0.0))  # (N,)
-        points = directions * t + world_from_sensor[:3, 3:4].astype(np.float32)  # (3, N) world hit points
-        normals_facing, cos_incidence = shading.facing(normals, directions)
-        albedo = shading.albedo(self.layout.scene, np.maximum(geometry, 0), points, normals_facing)  # (3, N)
-        if shaded:
-            return albedo * shading.lambert(normals_facing, self._sun, self.layout.ambient)
-        return shading.luminance(albedo), cos_incidence
-
+        sweep = sweep_points(self._lidar_dirs, hits.t[lidar], intensity, cfg.max_range, cfg.range_noise, rng)
+        return SimFrame(index, camera_ns, lidar_ns, image, depth, sweep, base_cam, base_lidar)
 
 
 def _as_is(frame: SimFrame, config: SimConfig) -> SimFrame:
@@ -124,20 +107,25 @@ def _start_worker(config: SimConfig, finish: Callable) -> None:
     _worker = (Simulator(config), finish)
 
 
+def _render(simulator: Simulator, finish: Callable, index: int):
+    return finish(simulator.frame(index), simulator.config)
+
+
 def _render_in_worker(index: int):
     assert _worker is not None, "_start_worker runs first in every worker process"
-    simulator, finish = _worker
-    return finish(simulator.frame(index), simulator.config)
+    return _render(*_worker, index)
 
 
 def generate_frames(config: SimConfig, workers: int = 1,
                     finish: Callable[[SimFrame, SimConfig], T] = _as_is) -> Iterator[T]:
     """``finish(frame, config)`` of every frame of ``config`` in order (default: the SimFrames).
 
-    Frames render in this process or in ``workers`` processes; ``finish`` runs where the frame
-    was rendered (a module-level function, so it can be sent to a worker), e.g. serialising
-    messages so that only bytes travel back. Open3D's cast_rays holds the GIL, so threads could
-    not overlap casting with shading; processes can. Frames are a pure function of (config,
+    With one worker, frames render in a thread of this process, one frame ahead of the caller:
+    while the caller handles frame i (writes it to a bag), frame i + 1 renders. The overlap is
+    partial, because Open3D's cast_rays holds the GIL, but shading (numba) and file writes do not.
+    With more workers, frames render in that many processes, which overlap fully. ``finish`` runs
+    where the frame was rendered (a module-level function, so it can be sent to a worker), e.g.
+    serialising messages so that only bytes travel back. Frames are a pure function of (config,
     index), so the output is the same for any ``workers``. At most two frames per worker are in
     flight, so memory stays bounded for long sequences.
     """
@@ -145,17 +133,18 @@ def generate_frames(config: SimConfig, workers: int = 1,
         raise InputError(f"--workers must be at least 1, got {workers}")
     if workers == 1:
         simulator = Simulator(config)
-        for index in range(config.frames):
-            yield finish(simulator.frame(index), config)
-        return
-    # spawn, not fork: a forked child would inherit Open3D's (TBB) thread pool in an unknown state.
-    # A worker that dies raises BrokenProcessPool here instead of hanging (multiprocessing.Pool would).
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                             initargs=(config, finish)) as pool:
+        pool: Executor = ThreadPoolExecutor(1)
+        render = partial(_render, simulator, finish)
+    else:
+        # spawn, not fork: a forked child would inherit Open3D's (TBB) thread pool in an unknown state.
+        # A worker that dies raises BrokenProcessPool here instead of hanging (multiprocessing.Pool would).
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start_worker, initargs=(config, finish))
+        render = _render_in_worker
+    with pool:
         pending: deque[Future[T]] = deque()
         for index in range(config.frames):
-            pending.append(pool.submit(_render_in_worker, index))
+            pending.append(pool.submit(render, index))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
         while pending:

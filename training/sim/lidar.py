@@ -1,4 +1,4 @@
-"""Spinning multi-beam LiDAR: beam directions, range noise, max range, intensity.
+"""Spinning multi-beam LiDAR: beam directions, range noise, max range (intensity: shading.py).
 
 A sweep is cast as one instant from the LiDAR pose at the sweep's stamp: there is no motion
 distortion within a sweep (a real spinning sensor smears over its ~100 ms revolution).
@@ -20,11 +20,6 @@ def lidar_directions(beams: int, vfov_deg: tuple[float, float], horizontal_resol
     el, az = np.meshgrid(elevation, azimuth)  # (R, B) each
     directions = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])  # (3, R, B)
     return directions.reshape(3, -1).astype(np.float32)
-
-
-def intensity(reflectance: np.ndarray, cos_incidence: np.ndarray) -> np.ndarray:
-    """(N,) float32 return intensity 0..255: surface reflectance (N,) times incidence cosine (N,)."""
-    return np.float32(255.0) * reflectance * np.abs(cos_incidence)
 
 
 def sweep_points(directions: np.ndarray, ranges: np.ndarray, intensities: np.ndarray, max_range: float,

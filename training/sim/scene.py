@@ -7,6 +7,7 @@ from enum import IntEnum
 
 import numpy as np
 import open3d as o3d
+from numba import njit
 
 from training.sim.shapes import Mesh
 from training.sim.trajectory import GroundPath
@@ -36,13 +37,8 @@ class Hits:
     """First hits of a batch of rays; arrays share the ray order."""
 
     t: np.ndarray  # (N,) float32 distance in units of each ray's direction length; inf = miss
-    geometry: np.ndarray  # (N,) int64 geometry id; -1 = miss
+    geometry: np.ndarray  # (N,) int32 geometry id; -1 = miss
     normals: np.ndarray  # (N, 3) float32 outward triangle normals, world frame (zero on a miss)
-
-    @property
-    def hit(self) -> np.ndarray:
-        """(N,) bool: the ray hit something."""
-        return self.geometry >= 0
 
 
 class Scene:
@@ -51,18 +47,19 @@ class Scene:
     def __init__(self, raycaster: o3d.t.geometry.RaycastingScene, materials: list[Material], triangles: int):
         self._raycaster = raycaster
         self.triangles = triangles
-        # Per-geometry tables, one contiguous row per channel so shading gathers with take().
-        self.color_a = np.array([m.color_a for m in materials], np.float32).T.copy()  # (3, G)
-        self.color_b = np.array([m.color_b for m in materials], np.float32).T.copy()  # (3, G)
-        self.pattern = np.array([m.pattern for m in materials], np.int64)  # (G,)
-        self.inv_scale = np.array([1.0 / m.scale for m in materials], np.float32)  # (G,) cells per metre
+        # Per-geometry material tables, in the argument order of the shading kernels.
+        self.materials = (
+            np.array([m.color_a for m in materials], np.float32),  # (G, 3) color_a
+            np.array([m.color_b for m in materials], np.float32),  # (G, 3) color_b
+            np.array([m.pattern for m in materials], np.int64),  # (G,) pattern
+            np.array([1.0 / m.scale for m in materials], np.float32),  # (G,) inv_scale: cells per metre
+        )
 
     def cast(self, rays: np.ndarray) -> Hits:
         """Cast (N, 6) float32 rays [origin xyz, direction xyz] (world frame) against the scene."""
         result = self._raycaster.cast_rays(o3d.core.Tensor.from_numpy(rays))
-        ids = result["geometry_ids"].numpy()  # (N,) uint32, INVALID_ID on a miss
-        geometry = np.where(ids == o3d.t.geometry.RaycastingScene.INVALID_ID, -1, ids.astype(np.int64))
-        return Hits(result["t_hit"].numpy(), geometry, result["primitive_normals"].numpy())
+        ids = result["geometry_ids"].numpy()  # (N,) uint32; a miss is INVALID_ID = 2**32 - 1, -1 as int32
+        return Hits(result["t_hit"].numpy(), ids.view(np.int32), result["primitive_normals"].numpy())
 
 
 class SceneBuilder:
@@ -106,20 +103,17 @@ class Layout:
 
 
 
-def place_rays(directions: np.ndarray, world_from_sensor: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Fill ``out`` (N, 6) float32 with rays from a sensor at pose ``world_from_sensor`` (4x4).
+@njit(cache=True, nogil=True)
+def place_rays(directions: np.ndarray, world_from_sensor: np.ndarray, out: np.ndarray) -> None:
+    """Fill ``out`` (N, 6) float32 with rays [origin, direction] from a sensor at pose ``world_from_sensor`` (4x4).
 
     ``directions`` (3, N) float32 are in the sensor frame; their lengths are kept, so hit distances
     come back in the same units (z-depth for z = 1 camera rays, metres for unit LiDAR rays).
-    Returns the world directions as a contiguous (3, N) float32 array.
+    A numba loop: numpy needs a matmul plus strided column writes, several passes over 9 MB.
     """
-    rotation = world_from_sensor[:3, :3].astype(np.float32)
-    # Row by row in float32: cheaper than a (3, 3) @ (3, N) matmul plus a transposed copy.
-    world = np.empty_like(directions)  # (3, N)
-    for k in range(3):
-        np.multiply(directions[0], rotation[k, 0], out=world[k])
-        world[k] += rotation[k, 1] * directions[1]
-        world[k] += rotation[k, 2] * directions[2]
-        out[:, 3 + k] = world[k]
-    out[:, :3] = world_from_sensor[:3, 3].astype(np.float32)
-    return world
+    rotation, origin = world_from_sensor[:3, :3], world_from_sensor[:3, 3]
+    for i in range(directions.shape[1]):
+        x, y, z = directions[0, i], directions[1, i], directions[2, i]
+        for k in range(3):
+            out[i, k] = origin[k]
+            out[i, 3 + k] = rotation[k, 0] * x + rotation[k, 1] * y + rotation[k, 2] * z

@@ -1,82 +1,134 @@
-"""Surface colour at ray hits: procedural textures in world coordinates, Lambert shading, sky gradient.
+"""Per-ray shading of one Open3D cast: camera pixels (colour + depth) and LiDAR returns (intensity).
 
-Hand-written because it is a few dozen vectorised numpy lines over the hits of one Open3D cast;
-a rendering library would need meshes with UV textures and its own pass over the scene. Arrays
-are kept as contiguous (N,) rows per axis / channel ("structure of arrays"), which is several
-times faster in numpy than (N, 3) rows.
+Procedural textures in world coordinates, Lambert shading and a sky gradient, written as numba
+loops over the rays. No library shades Open3D ray hits, and the same maths as numpy array
+expressions took ~50 passes over every ray (each a full read and write of the frame), which cost
+as much CPU as the cast itself; one compiled pass per ray does it in a few milliseconds. Kernels
+run on one thread without the GIL, so they overlap with whatever another thread does (writing
+the previous frame, see generator.generate_frames).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
+from numba import njit
 
-from training.sim.scene import Pattern, Scene
+from training.sim.scene import Pattern
 
-SKY_HORIZON = np.array([0.80, 0.87, 0.95], np.float32)
-SKY_ZENITH = np.array([0.25, 0.45, 0.85], np.float32)
-GRAIN_CELLS_PER_M = np.float32(1 / 0.07)  # fine brightness noise every surface gets
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+SKY_HORIZON = (0.80, 0.87, 0.95)
+SKY_ZENITH = (0.25, 0.45, 0.85)
+GRAIN_CELLS_PER_M = 1 / 0.07  # fine brightness noise every surface gets
+LUMA = (0.299, 0.587, 0.114)
+TEXTURE_INSET_M = 0.01  # texture looked up this far inside the surface (see _albedo)
+TILES = int(Pattern.TILES)
 # Parity patterns: mix = (weight_xy * (cx + cy) + weight_z * cz) & 1 over integer cells (cx, cy, cz).
-PARITY_WEIGHTS = {Pattern.CHECKER: (1, 1), Pattern.STRIPES: (1, 0), Pattern.BANDS: (0, 1), Pattern.TILES: (0, 0)}
+PARITY_WEIGHTS = np.zeros((len(Pattern), 2), np.int64)  # (patterns, 2), row = Pattern value
+for _pattern, _weights in {Pattern.CHECKER: (1, 1), Pattern.STRIPES: (1, 0), Pattern.BANDS: (0, 1)}.items():
+    PARITY_WEIGHTS[_pattern] = _weights
 
 
-def cell_noise(cx: np.ndarray, cy: np.ndarray, cz: np.ndarray) -> np.ndarray:
-    """(N,) float32 in [0, 1): a fixed pseudo-random value per integer cell, from int32 (N,) rows."""
-    ux, uy, uz = (c.view(np.uint32) for c in (cx, cy, cz))  # same bits; uint32 arithmetic wraps
-    h = ux * np.uint32(73856093)
-    h ^= uy * np.uint32(19349663)
-    h ^= uz * np.uint32(83492791)
-    h ^= h >> np.uint32(15)
-    h *= np.uint32(0x2C1B3C6D)
-    h ^= h >> np.uint32(12)
-    return (h & np.uint32(0xFFFF)).astype(np.float32) * np.float32(1 / 65536)
+@njit(cache=True, inline="always")
+def cell_noise(cx: int, cy: int, cz: int) -> float:
+    """A fixed pseudo-random value in [0, 1) per integer cell: a 32-bit integer hash of the cell."""
+    mask = 0xFFFFFFFF  # uint32 arithmetic: wrap every product
+    h = (cx * 73856093) & mask
+    h ^= (cy * 19349663) & mask
+    h ^= (cz * 83492791) & mask
+    h ^= h >> 15
+    h = (h * 0x2C1B3C6D) & mask
+    h ^= h >> 12
+    return (h & 0xFFFF) * (1.0 / 65536.0)
 
 
-def _cells(points: np.ndarray, cells_per_m: np.ndarray | np.float32) -> tuple[np.ndarray, ...]:
-    """Integer cell (int32 rows) of each point (3, N) for a grid of ``cells_per_m`` (scalar or (N,))."""
-    return tuple(np.floor(axis * cells_per_m).astype(np.int32) for axis in points)
+@njit(cache=True, inline="always")
+def _albedo(g: int, x: float, y: float, z: float, color_a: np.ndarray, color_b: np.ndarray,
+            pattern: np.ndarray, inv_scale: np.ndarray) -> tuple[float, float, float]:
+    """Surface colour (r, g, b) in [0, 1] of geometry ``g`` at texture point (x, y, z)."""
+    s = inv_scale[g]
+    cx, cy, cz = math.floor(x * s), math.floor(y * s), math.floor(z * s)
+    p = pattern[g]
+    if p == TILES:
+        mix = cell_noise(cx, cy, cz)
+    else:
+        mix = float((PARITY_WEIGHTS[p, 0] * (cx + cy) + PARITY_WEIGHTS[p, 1] * cz) & 1)
+    grain = 0.85 + 0.15 * cell_noise(math.floor(x * GRAIN_CELLS_PER_M), math.floor(y * GRAIN_CELLS_PER_M),
+                                     math.floor(z * GRAIN_CELLS_PER_M))
+    a, b = color_a[g], color_b[g]
+    return ((a[0] + (b[0] - a[0]) * mix) * grain, (a[1] + (b[1] - a[1]) * mix) * grain,
+            (a[2] + (b[2] - a[2]) * mix) * grain)
 
 
-def facing(normals: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Normals (N, 3) turned to face back along the rays (3, N): returns them as (3, N) and |n . d| (N,)."""
-    n = normals.T  # (3, N) strided view
-    dot = n[0] * directions[0] + n[1] * directions[1] + n[2] * directions[2]  # (N,)
-    sign = np.where(dot > 0, np.float32(-1.0), np.float32(1.0))  # (N,)
-    return n * sign, np.abs(dot)
+@njit(cache=True, inline="always")
+def _surface(i: int, rays: np.ndarray, t: float, normals: np.ndarray, color_a: np.ndarray, color_b: np.ndarray,
+             pattern: np.ndarray, inv_scale: np.ndarray, g: int) -> tuple:
+    """(albedo (r, g, b), viewer-facing unit normal (x, y, z), |n . d|) of hit ``i``.
 
-
-def albedo(scene: Scene, geometry: np.ndarray, points: np.ndarray, normals: np.ndarray) -> np.ndarray:
-    """(3, N) float32 surface colour in [0, 1] of hits on ``geometry`` (N,) at world ``points`` (3, N).
-
-    ``normals`` (3, N) must face the viewer: the texture is looked up 1 cm inside the surface so a
-    face lying exactly on a cell boundary (the ground at z = 0) does not flicker between cells.
+    The normal is turned to face back along the ray; the texture is looked up 1 cm inside the
+    surface along it, so a face lying exactly on a cell boundary (the ground at z = 0) does not
+    flicker between cells.
     """
-    inside = points - np.float32(0.01) * normals  # (3, N)
-    cx, cy, cz = _cells(inside, scene.inv_scale.take(geometry))
-    weights = np.array([PARITY_WEIGHTS[Pattern(p)] for p in scene.pattern], np.int32).reshape(-1, 2)  # (G, 2)
-    parity = (weights[:, 0].take(geometry) * (cx + cy) + weights[:, 1].take(geometry) * cz) & 1  # (N,)
-    tiled = (scene.pattern == Pattern.TILES).take(geometry)  # (N,)
-    mix = np.where(tiled, cell_noise(cx, cy, cz), parity.astype(np.float32))  # (N,)
-    grain = np.float32(0.85) + np.float32(0.15) * cell_noise(*_cells(inside, GRAIN_CELLS_PER_M))  # (N,)
-    out = np.empty_like(points)
-    for c in range(3):
-        a, b = scene.color_a[c].take(geometry), scene.color_b[c].take(geometry)  # (N,) each
-        out[c] = (a + (b - a) * mix) * grain
-    return out
+    dx, dy, dz = rays[i, 3], rays[i, 4], rays[i, 5]
+    nx, ny, nz = normals[i, 0], normals[i, 1], normals[i, 2]
+    dot = nx * dx + ny * dy + nz * dz
+    if dot > 0:
+        nx, ny, nz = -nx, -ny, -nz
+    albedo = _albedo(g, rays[i, 0] + dx * t - TEXTURE_INSET_M * nx, rays[i, 1] + dy * t - TEXTURE_INSET_M * ny,
+                     rays[i, 2] + dz * t - TEXTURE_INSET_M * nz, color_a, color_b, pattern, inv_scale)
+    return albedo, (nx, ny, nz), abs(dot)
 
 
-def lambert(normals: np.ndarray, sun: np.ndarray, ambient: float) -> np.ndarray:
-    """(N,) float32 light factor in [ambient, 1] for viewer-facing ``normals`` (3, N) and unit ``sun`` (3,)."""
-    diffuse = normals[0] * sun[0] + normals[1] * sun[1] + normals[2] * sun[2]
-    return np.float32(ambient) + np.float32(1.0 - ambient) * np.maximum(diffuse, np.float32(0.0))
+@njit(cache=True, nogil=True)
+def shade_camera(rays: np.ndarray, t_hit: np.ndarray, geometry: np.ndarray, normals: np.ndarray,
+                 inv_norm: np.ndarray, color_a: np.ndarray, color_b: np.ndarray, pattern: np.ndarray,
+                 inv_scale: np.ndarray, sun: np.ndarray, ambient: float, image: np.ndarray,
+                 depth: np.ndarray) -> None:
+    """Camera pixels from their rays' hits: lit albedo, or sky where the ray hit nothing.
+
+    rays (N, 6) world [origin, direction] with z = 1 directions in the optical frame, so t_hit (N,)
+    is the z-depth; geometry (N,) int32, -1 = miss; normals (N, 3) world; inv_norm (N,) 1 / |direction|;
+    material tables per geometry: color_a, color_b (G, 3), pattern (G,), inv_scale (G,) cells per metre;
+    sun (3,) unit vector towards the light. Writes image (N, 3) uint8 RGB and depth (N,) float32
+    metres, NaN where the ray hit nothing.
+    """
+    for i in range(len(t_hit)):
+        g = geometry[i]
+        if g < 0:
+            depth[i] = np.nan
+            blend = math.sqrt(min(max(rays[i, 5] * inv_norm[i], 0.0), 1.0))  # sine of the ray's elevation
+            light = 1.0
+            colour = (SKY_HORIZON[0] + (SKY_ZENITH[0] - SKY_HORIZON[0]) * blend,
+                      SKY_HORIZON[1] + (SKY_ZENITH[1] - SKY_HORIZON[1]) * blend,
+                      SKY_HORIZON[2] + (SKY_ZENITH[2] - SKY_HORIZON[2]) * blend)
+        else:
+            depth[i] = t_hit[i]
+            colour, (nx, ny, nz), _ = _surface(i, rays, t_hit[i], normals, color_a, color_b, pattern, inv_scale, g)
+            light = ambient + (1.0 - ambient) * max(nx * sun[0] + ny * sun[1] + nz * sun[2], 0.0)
+        image[i, 0] = _to_uint8(colour[0] * light)
+        image[i, 1] = _to_uint8(colour[1] * light)
+        image[i, 2] = _to_uint8(colour[2] * light)
 
 
-def sky(elevation_sine: np.ndarray) -> np.ndarray:
-    """(3, N) float32 sky colour from the sine of each ray's elevation (N,): horizon haze to blue zenith."""
-    blend = np.sqrt(np.clip(elevation_sine, 0.0, 1.0))  # (N,)
-    return SKY_HORIZON[:, None] + (SKY_ZENITH - SKY_HORIZON)[:, None] * blend
+@njit(cache=True, inline="always")
+def _to_uint8(value: float) -> np.uint8:
+    """A [0, 1] channel value as a rounded 0..255 byte (clamped)."""
+    return np.uint8(min(max(value * 255.0 + 0.5, 0.0), 255.0))
 
 
-def luminance(colours: np.ndarray) -> np.ndarray:
-    """(N,) float32 luma of RGB ``colours`` (3, N)."""
-    return LUMA[0] * colours[0] + LUMA[1] * colours[1] + LUMA[2] * colours[2]
+@njit(cache=True, nogil=True)
+def lidar_intensity(rays: np.ndarray, t_hit: np.ndarray, geometry: np.ndarray, normals: np.ndarray,
+                    color_a: np.ndarray, color_b: np.ndarray, pattern: np.ndarray, inv_scale: np.ndarray,
+                    intensity: np.ndarray) -> None:
+    """Return intensity 0..255 of each LiDAR ray (unit directions): albedo luminance times |cos incidence|.
+
+    Arguments as for ``shade_camera``; writes intensity (N,) float32, 0 where the ray hit nothing.
+    """
+    for i in range(len(t_hit)):
+        g = geometry[i]
+        if g < 0:
+            intensity[i] = 0.0
+        else:
+            (r, gr, b), _, cos_incidence = _surface(i, rays, t_hit[i], normals, color_a, color_b, pattern,
+                                                    inv_scale, g)
+            intensity[i] = 255.0 * (LUMA[0] * r + LUMA[1] * gr + LUMA[2] * b) * cos_incidence
