@@ -30,6 +30,7 @@ setup(
         # torch is not pinned here: GPU users bring their own build (the Makefile pins the CPU wheel).
         "torch>=2.4",
         "numpy>=1.24",
+        "numba>=0.59",  # compiled per-point / per-ray loops: LiDAR projection, sim shading
         "scipy>=1.10",
         "opencv-python-headless>=4.8",
         "rosbags>=0.10",
@@ -42,8 +43,8 @@ setup(
     extras_require={
         # Real ROS 2 Jazzy Python wheels for machines without a ROS install (a robot uses its system rclpy).
         "ros": ["ros-jazzy-rclpy[fastrtps]", "ros-sensor-msgs==5.3.6"],
-        # Ray casting and per-ray shading (numba kernels) for the synthetic camera + LiDAR scene generator.
-        "sim": ["open3d-cpu>=0.18", "numba>=0.60"],
+        # Ray casting for the synthetic camera + LiDAR scene generator.
+        "sim": ["open3d-cpu>=0.18"],
         # Independent decoders and tools used by the test suite.
         "dev": ["pytest>=7", "mcap>=1.1", "mcap-ros2-support>=0.5", "ruff>=0.5", "psutil>=5"],
         # Reference implementations compared against in `mf bench model`.

@@ -14,9 +14,11 @@ Pixel conventions:
 from __future__ import annotations
 
 import functools
+import math
 
 import cv2
 import numpy as np
+from numba import njit
 
 from mf_core.camera import PinholeCamera
 from mf_core.errors import InputError
@@ -28,13 +30,6 @@ MIN_DEPTH = 1e-3
 # cv2.undistortPoints iterates a fixed-point scheme; the default 5 steps leave pixel-level
 # error under strong distortion, so iterate to convergence (computed once per camera).
 _UNDISTORT_CRITERIA = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 100, 1e-10)
-
-
-def _check_points(points: np.ndarray) -> np.ndarray:
-    pts = np.asarray(points)
-    if pts.ndim != 2 or pts.shape[1] != 3:
-        raise InputError(f"points must be an (N, 3) array of x, y, z, got shape {pts.shape}")
-    return pts
 
 
 def _check_camera(camera: PinholeCamera) -> None:
@@ -54,43 +49,6 @@ def undistort_pixels(pixels: np.ndarray, camera: PinholeCamera) -> np.ndarray:
     px = np.ascontiguousarray(pixels, dtype=np.float64).reshape(-1, 1, 2)  # (N, 1, 2)
     out = cv2.undistortPoints(px, camera.K, _dist_coeffs(camera), criteria=_UNDISTORT_CRITERIA)
     return out.reshape(-1, 2)  # (N, 2)
-
-
-def distort_normalized(x: np.ndarray, y: np.ndarray, camera: PinholeCamera) -> tuple[np.ndarray, np.ndarray]:
-    """Apply the OpenCV plumb_bob / rational_polynomial model to normalised coordinates (N,), (N,).
-
-    Hand-written in numpy because cv2.projectPoints (the library forward model) computes
-    Jacobians too and was ~12x slower on 130k points on one core; the test checks this
-    against cv2.projectPoints.
-    """
-    k1, k2, p1, p2, k3, k4, k5, k6 = _dist_coeffs(camera)
-    r2 = x * x
-    r2 += y * y
-    # Radial factor in Horner form: 1 + r2 (k1 + r2 (k2 + r2 k3)), with the rational
-    # denominator only when k4..k6 are set (plumb_bob has none): fewer passes over N points.
-    radial = _polynomial_1(r2, k1, k2, k3)  # (N,)
-    if k4 or k5 or k6:
-        radial /= _polynomial_1(r2, k4, k5, k6)
-    xy2 = x * y
-    xy2 *= 2.0
-    xd = x * radial
-    xd += p1 * xy2
-    xd += p2 * (r2 + 2.0 * x * x)
-    yd = y * radial
-    yd += p1 * (r2 + 2.0 * y * y)
-    yd += p2 * xy2
-    return xd, yd
-
-
-def _polynomial_1(r2: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
-    """1 + a r2 + b r2^2 + c r2^3 for r2 (N,), evaluated in place in Horner form."""
-    out = r2 * c
-    out += b
-    out *= r2
-    out += a
-    out *= r2
-    out += 1.0
-    return out
 
 
 @functools.lru_cache(maxsize=16)
@@ -113,6 +71,108 @@ def _undistorted_bounds(camera: PinholeCamera) -> tuple[float, float, float, flo
     return float(lo[0] - pad[0]), float(hi[0] + pad[0]), float(lo[1] - pad[1]), float(hi[1] + pad[1])
 
 
+# Layout of the projection tuple the kernels read (built by _projection): the top three rows
+# of T_cam_from_points, then the camera. A tuple of floats, not arrays: numba passes it into
+# the inlined per-point code by value, where arrays cost reference counting on every point
+# (measured 4x slower).
+_T_ROWS = 12  # r00 r01 r02 t0, r10 r11 r12 t1, r20 r21 r22 t2
+_FX, _FY, _CX, _CY, _WIDTH, _HEIGHT, _DISTORTED, _RATIONAL = range(12, 20)
+_K1, _K2, _P1, _P2, _K3, _K4, _K5, _K6 = range(20, 28)  # OpenCV distortion coefficients
+_XMIN, _XMAX, _YMIN, _YMAX = range(28, 32)  # _undistorted_bounds
+
+
+@functools.lru_cache(maxsize=16)
+def _camera_constants(camera: PinholeCamera) -> tuple[float, ...]:
+    """The 20 camera entries of the projection tuple (layout above); cached per camera."""
+    coeffs = _dist_coeffs(camera)
+    bounds = _undistorted_bounds(camera) if camera.is_distorted else (0.0, 0.0, 0.0, 0.0)
+    return (camera.fx, camera.fy, camera.cx, camera.cy, float(camera.width), float(camera.height),
+            float(camera.is_distorted), float(coeffs[5:].any()), *coeffs.tolist(), *bounds)
+
+
+def _projection(T_cam_from_points: np.ndarray, camera: PinholeCamera) -> tuple[float, ...]:
+    """(32,) floats for the projection kernels: validated extrinsic rows, then camera constants."""
+    _check_camera(camera)
+    T = validate(T_cam_from_points, "T_cam_from_points")
+    return (*T[:3].ravel().tolist(), *_camera_constants(camera))
+
+
+@njit(cache=True, inline="always")
+def _distort(x: float, y: float, P: tuple) -> tuple[float, float]:
+    """OpenCV plumb_bob / rational_polynomial distortion of normalised coordinates (x, y).
+
+    Hand-written because cv2.projectPoints (the library's forward model) also computes
+    Jacobians and was ~12x slower on 130k points; the tests check this against it. The radial
+    factor is in Horner form, with the rational denominator only when k4..k6 are set.
+    """
+    r2 = x * x + y * y
+    radial = 1.0 + r2 * (P[_K1] + r2 * (P[_K2] + r2 * P[_K3]))
+    if P[_RATIONAL]:
+        radial /= 1.0 + r2 * (P[_K4] + r2 * (P[_K5] + r2 * P[_K6]))
+    p1, p2 = P[_P1], P[_P2]
+    return (x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x),
+            y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y)
+
+
+@njit(cache=True, inline="always")
+def _project_point(px: float, py: float, pz: float, P: tuple) -> tuple:
+    """(kept, u, v, z) of one point: kept when in front of the camera, in its field of view and the image.
+
+    NaN or inf anywhere fails one of the comparisons, so such points are never kept. Points
+    outside the field of view are culled before distortion: far outside it the polynomial model
+    folds back and would wrap them into the image.
+    """
+    z = P[8] * px + P[9] * py + P[10] * pz + P[11]
+    if not (MIN_DEPTH < z < math.inf):
+        return False, 0.0, 0.0, z
+    inv_z = 1.0 / z  # one division, not two
+    x = (P[0] * px + P[1] * py + P[2] * pz + P[3]) * inv_z
+    y = (P[4] * px + P[5] * py + P[6] * pz + P[7]) * inv_z
+    if P[_DISTORTED]:
+        if not (P[_XMIN] <= x <= P[_XMAX] and P[_YMIN] <= y <= P[_YMAX]):
+            return False, 0.0, 0.0, z
+        x, y = _distort(x, y, P)
+    u = P[_FX] * x + P[_CX]
+    v = P[_FY] * y + P[_CY]
+    inside = -0.5 <= u < P[_WIDTH] - 0.5 and -0.5 <= v < P[_HEIGHT] - 0.5
+    return inside, u, v, z
+
+
+@njit(cache=True, nogil=True)
+def _project_kernel(points: np.ndarray, P: tuple, u: np.ndarray, v: np.ndarray, z: np.ndarray,
+                    index: np.ndarray) -> int:
+    """Write the kept points of ``points`` (N, 3) to the fronts of u, v, z, index (N,); returns how many."""
+    kept_count = 0
+    for i in range(points.shape[0]):
+        kept, pu, pv, pz = _project_point(points[i, 0], points[i, 1], points[i, 2], P)
+        if kept:
+            u[kept_count], v[kept_count], z[kept_count], index[kept_count] = pu, pv, pz, i
+            kept_count += 1
+    return kept_count
+
+
+@njit(cache=True, nogil=True)
+def _zbuffer_kernel(points: np.ndarray, P: tuple, depth: np.ndarray) -> None:
+    """Project ``points`` (N, 3) into ``depth`` (H, W) float32 (zeros on entry); the nearest point wins."""
+    for i in range(points.shape[0]):
+        kept, u, v, z = _project_point(points[i, 0], points[i, 1], points[i, 2], P)
+        if kept:
+            row, col = int(v + 0.5), int(u + 0.5)  # nearest pixel centre; u + 0.5 >= 0, so int() == floor
+            z32 = np.float32(z)
+            if depth[row, col] == 0 or z32 < depth[row, col]:
+                depth[row, col] = z32
+
+
+def _point_array(points: np.ndarray) -> np.ndarray:
+    """``points`` as a C-contiguous (N, 3) float32 or float64 array (the kernels' two compiled kinds)."""
+    pts = np.asarray(points)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise InputError(f"points must be an (N, 3) array of x, y, z, got shape {pts.shape}")
+    if pts.dtype not in (np.float32, np.float64):
+        pts = pts.astype(np.float64)
+    return np.ascontiguousarray(pts)
+
+
 def project_points(
     points: np.ndarray, T_cam_from_points: np.ndarray, camera: PinholeCamera
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -122,68 +182,25 @@ def project_points(
     camera z axis (M,) in metres, and the int64 index (M,) of each kept point in ``points``.
     Points with NaN or inf coordinates are dropped.
     """
-    _check_camera(camera)
-    pts = _check_points(points)
-    T = validate(T_cam_from_points, "T_cam_from_points")
-    # One matrix-vector product per camera axis gives contiguous (N,) rows; this is ~3x
-    # faster than transforms.apply's (N, 3) result with its strided columns. The arithmetic
-    # below runs in place: each pass over 130k points costs about as much as the maths in it.
-    X, Y, Z = (pts @ T[k, :3] for k in range(3))  # (N,) each, camera frame
-    X += T[0, 3]
-    Y += T[1, 3]
-    Z += T[2, 3]
-    valid = Z > MIN_DEPTH  # (N,)
-    with np.errstate(divide="ignore", invalid="ignore"):  # z <= 0 is masked out by valid
-        X /= Z  # now x = X / Z
-        Y /= Z
-    x, y = X, Y
-    index = None
-    if camera.is_distorted:
-        xmin, xmax, ymin, ymax = _undistorted_bounds(camera)
-        valid &= (x >= xmin) & (x <= xmax) & (y >= ymin) & (y <= ymax)
-        index = np.flatnonzero(valid)  # (K,) distort only the points that can land in the image
-        if index.size < valid.size:
-            x, y, Z = x[index], y[index], Z[index]
-        x, y = distort_normalized(x, y, camera)
-    u, v = x, y
-    u *= camera.fx
-    u += camera.cx
-    v *= camera.fy
-    v += camera.cy
-    inside = (u >= -0.5) & (u < camera.width - 0.5) & (v >= -0.5) & (v < camera.height - 0.5)
-    if index is None:
-        inside &= valid
-    keep = np.flatnonzero(inside)  # (M,)
-    index = keep if index is None else index[keep]
-    if keep.size == u.size:  # everything in view: no gather needed
-        return u, v, Z, index
-    return u[keep], v[keep], Z[keep], index
+    projection = _projection(T_cam_from_points, camera)
+    pts = _point_array(points)
+    n = pts.shape[0]
+    u, v, z, index = np.empty(n), np.empty(n), np.empty(n), np.empty(n, dtype=np.int64)
+    kept = _project_kernel(pts, projection, u, v, z, index)
+    return u[:kept], v[:kept], z[:kept], index[:kept]
 
 
 def points_to_depth_map(points: np.ndarray, T_cam_from_points: np.ndarray, camera: PinholeCamera) -> np.ndarray:
-    """Sparse depth (H, W) float32 in metres from points (N, 3); 0 = no point; nearest point wins."""
-    u, v, z, _ = project_points(points, T_cam_from_points, camera)
-    # (M,) nearest pixel centre; u + 0.5 >= 0, so int() == floor. In place: u, v are ours.
-    u += 0.5
-    v += 0.5
-    key = v.astype(np.int64)  # (M,) becomes the sort key below
-    key *= camera.width
-    key += u.astype(np.int64)  # flat pixel index
-    depth = np.zeros(camera.height * camera.width, dtype=np.float32)
-    if key.size:
-        # One sort instead of np.minimum.at (2x slower) or argsort + np.unique (10x slower):
-        # positive float32 bit patterns sort like their values, so a key of
-        # (pixel << 32 | depth bits) sorts by pixel, then nearest first.
-        key <<= 32
-        key |= z.astype(np.float32).view(np.uint32)  # (M,)
-        key.sort()
-        pixel = key >> 32
-        first = np.empty(key.size, dtype=bool)
-        first[0] = True
-        np.not_equal(pixel[1:], pixel[:-1], out=first[1:])  # first = nearest of each pixel
-        nearest = key[first]
-        depth[nearest >> 32] = (nearest & 0xFFFFFFFF).astype(np.uint32).view(np.float32)
-    return depth.reshape(camera.height, camera.width)
+    """Sparse depth (H, W) float32 in metres from points (N, 3); 0 = no point; nearest point wins.
+
+    One compiled pass over the points (projection and z-buffer fused): the numpy version needed a
+    dozen passes and a sort, and its temporaries cost as much as its arithmetic.
+    """
+    projection = _projection(T_cam_from_points, camera)
+    pts = _point_array(points)
+    depth = np.zeros((camera.height, camera.width), dtype=np.float32)
+    _zbuffer_kernel(pts, projection, depth)
+    return depth
 
 
 @functools.lru_cache(maxsize=8)

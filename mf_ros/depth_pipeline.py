@@ -129,7 +129,10 @@ class DepthPipeline:
         self._classical = complete_classical if options.mode == "classical" else None
 
     def warm_up(self, width: int, height: int, use_lidar: bool) -> None:
-        """One prediction on a synthetic frame so the first real frame pays no first-call costs."""
+        """One pass on a synthetic frame so the first real frame pays no first-call costs."""
+        if use_lidar:  # numba compiles (first run) or loads (cached) the projection for float32 clouds
+            camera = PinholeCamera(width, height, float(width), float(width), width / 2, height / 2)
+            points_to_depth_map(np.ones((1, 3), np.float32), np.eye(4), camera)
         if self.estimator is None:
             return
         image = np.full((height, width, 3), 128, dtype=np.uint8)

@@ -10,7 +10,6 @@ from mf_core.camera import PinholeCamera
 from mf_core.errors import InputError
 from mf_core.geometry import (
     backproject_depth,
-    distort_normalized,
     pixel_rays,
     points_to_depth_map,
     project_points,
@@ -83,6 +82,8 @@ def test_projection_matches_hand_computed_pixels():
         [3.0, 0.0, 1.0],    # u = 200: right of the image
         [np.nan, 0.0, 1.0],
         [1.0, 0.0, 1.0],    # u = 100 = width: just outside
+        [0.0, 0.0, np.inf],  # no finite depth
+        [np.inf, 0.0, 1.0],
     ])
     u, v, z, index = project_points(points, I4, CAM)
     np.testing.assert_array_equal(index, [0, 1, 2])
@@ -114,6 +115,22 @@ def test_depth_map_nearest_pixel_rule_and_nearest_wins():
     np.testing.assert_array_equal(depth[40, [51, 52, 54, 61]], [6.0, 4.0, 5.0, 2.0])
     # Order of the input does not matter.
     np.testing.assert_array_equal(points_to_depth_map(points[::-1], I4, CAM), depth)
+
+
+def test_depth_map_of_any_point_layout_matches_a_reference_z_buffer():
+    rng = np.random.default_rng(5)
+    points = np.c_[rng.uniform(-1.5, 1.5, (4000, 2)), np.ones(4000)] * rng.uniform(0.5, 9.0, (4000, 1))  # (N, 3)
+    u, v, z, _ = project_points(points, I4, CAM)
+    reference = np.full(CAM.height * CAM.width, np.inf)
+    np.minimum.at(reference, np.floor(v + 0.5).astype(int) * CAM.width + np.floor(u + 0.5).astype(int), z)
+    reference = np.where(np.isfinite(reference), reference, 0.0).reshape(CAM.height, CAM.width)
+    depth = points_to_depth_map(points, I4, CAM)
+    assert 1000 < np.count_nonzero(depth) < u.size  # many pixels, and many collisions among them
+    np.testing.assert_array_equal(depth, reference.astype(np.float32))
+    cloud = np.c_[points, rng.random(4000)].astype(np.float32)  # (N, 4) x y z intensity, as clouds come
+    np.testing.assert_allclose(points_to_depth_map(cloud[:, :3], I4, CAM), depth, rtol=1e-6)
+    np.testing.assert_array_equal(points_to_depth_map(np.round(points).astype(np.int32), I4, CAM),
+                                  points_to_depth_map(np.round(points), I4, CAM))
 
 
 def test_backprojected_depth_projects_back_to_its_own_pixels():
@@ -151,8 +168,8 @@ def test_forward_distortion_matches_opencv():
 
 def test_points_far_outside_the_view_do_not_wrap_in():
     # x/z = 3.3 is far outside this lens's field of view, but the polynomial folds it back:
-    x, _ = distort_normalized(np.array([3.3]), np.array([0.0]), WIDE)
-    assert 0 <= WIDE.fx * x[0] + WIDE.cx < WIDE.width  # the naive model puts it inside the image
+    naive = cv2.projectPoints(np.array([[3.3, 0.0, 1.0]]), np.zeros(3), np.zeros(3), WIDE.K, np.array(WIDE.distortion))
+    assert 0 <= naive[0][0, 0, 0] < WIDE.width  # the plain model puts it inside the image
     u, _, _, _ = project_points(np.array([[3.3, 0.0, 1.0]]), I4, WIDE)
     assert u.size == 0
 

@@ -68,7 +68,6 @@ class Simulator:
         self._lidar_dirs = lidar_directions(config.beams, config.vfov, config.horizontal_resolution)  # (3, Nl)
         # (Nc + Nl, 6) rays of every frame, reused: one frame() call at a time.
         self._rays = np.empty((self._camera_dirs.shape[1] + self._lidar_dirs.shape[1], 6), np.float32)
-        self._sun = np.asarray(self.layout.sun, np.float32)
 
     def frame(self, index: int) -> SimFrame:
         """Render frame ``index``: camera at its stamp, LiDAR from its own pose at its own stamp."""
@@ -85,10 +84,10 @@ class Simulator:
         image = np.empty((camera.height, camera.width, 3), np.uint8)
         depth = np.empty((camera.height, camera.width), np.float32)
         shade_camera(self._rays[cam], hits.t[cam], hits.geometry[cam], hits.normals[cam], self._camera_inv_norm,
-                     *scene.materials, self._sun, self.layout.ambient, image.reshape(-1, 3), depth.reshape(-1))
+                     scene.materials, self.layout.sun, self.layout.ambient, image.reshape(-1, 3), depth.reshape(-1))
         intensity = np.empty(self._lidar_dirs.shape[1], np.float32)  # (Nl,)
         lidar_intensity(self._rays[lidar], hits.t[lidar], hits.geometry[lidar], hits.normals[lidar],
-                        *scene.materials, intensity)
+                        scene.materials, intensity)
         rng = np.random.default_rng([cfg.seed, 1, index])  # per-frame noise: frames are independent
         sweep = sweep_points(self._lidar_dirs, hits.t[lidar], intensity, cfg.max_range, cfg.range_noise, rng)
         return SimFrame(index, camera_ns, lidar_ns, image, depth, sweep, base_cam, base_lidar)

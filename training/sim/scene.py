@@ -32,6 +32,10 @@ class Material:
     scale: float  # metres per pattern cell
 
 
+# Columns of Scene.materials: cells per metre, Pattern value, color_a (r, g, b), color_b (r, g, b).
+MATERIAL_COLUMNS = ("inv_scale", "pattern", "a_r", "a_g", "a_b", "b_r", "b_g", "b_b")
+
+
 @dataclass(frozen=True)
 class Hits:
     """First hits of a batch of rays; arrays share the ray order."""
@@ -47,13 +51,9 @@ class Scene:
     def __init__(self, raycaster: o3d.t.geometry.RaycastingScene, materials: list[Material], triangles: int):
         self._raycaster = raycaster
         self.triangles = triangles
-        # Per-geometry material tables, in the argument order of the shading kernels.
-        self.materials = (
-            np.array([m.color_a for m in materials], np.float32),  # (G, 3) color_a
-            np.array([m.color_b for m in materials], np.float32),  # (G, 3) color_b
-            np.array([m.pattern for m in materials], np.int64),  # (G,) pattern
-            np.array([1.0 / m.scale for m in materials], np.float32),  # (G,) inv_scale: cells per metre
-        )
+        # (G, 8) float64 material table, one MATERIAL_COLUMNS row per geometry id, for the shading kernels.
+        self.materials = np.array([(1.0 / m.scale, m.pattern, *m.color_a, *m.color_b) for m in materials],
+                                  dtype=np.float64).reshape(-1, len(MATERIAL_COLUMNS))
 
     def cast(self, rays: np.ndarray) -> Hits:
         """Cast (N, 6) float32 rays [origin xyz, direction xyz] (world frame) against the scene."""

@@ -43,54 +43,50 @@ def cell_noise(cx: int, cy: int, cz: int) -> float:
 
 
 @njit(cache=True, inline="always")
-def _albedo(g: int, x: float, y: float, z: float, color_a: np.ndarray, color_b: np.ndarray,
-            pattern: np.ndarray, inv_scale: np.ndarray) -> tuple[float, float, float]:
-    """Surface colour (r, g, b) in [0, 1] of geometry ``g`` at texture point (x, y, z)."""
-    s = inv_scale[g]
+def _albedo(x: float, y: float, z: float, material: tuple) -> tuple[float, float, float]:
+    """Surface colour (r, g, b) in [0, 1] at texture point (x, y, z) of ``material`` (a Scene.materials row)."""
+    s, pattern, a_r, a_g, a_b, b_r, b_g, b_b = material
     cx, cy, cz = math.floor(x * s), math.floor(y * s), math.floor(z * s)
-    p = pattern[g]
+    p = int(pattern)
     if p == TILES:
         mix = cell_noise(cx, cy, cz)
     else:
         mix = float((PARITY_WEIGHTS[p, 0] * (cx + cy) + PARITY_WEIGHTS[p, 1] * cz) & 1)
     grain = 0.85 + 0.15 * cell_noise(math.floor(x * GRAIN_CELLS_PER_M), math.floor(y * GRAIN_CELLS_PER_M),
                                      math.floor(z * GRAIN_CELLS_PER_M))
-    a, b = color_a[g], color_b[g]
-    return ((a[0] + (b[0] - a[0]) * mix) * grain, (a[1] + (b[1] - a[1]) * mix) * grain,
-            (a[2] + (b[2] - a[2]) * mix) * grain)
+    return ((a_r + (b_r - a_r) * mix) * grain, (a_g + (b_g - a_g) * mix) * grain,
+            (a_b + (b_b - a_b) * mix) * grain)
 
 
 @njit(cache=True, inline="always")
-def _surface(i: int, rays: np.ndarray, t: float, normals: np.ndarray, color_a: np.ndarray, color_b: np.ndarray,
-             pattern: np.ndarray, inv_scale: np.ndarray, g: int) -> tuple:
-    """(albedo (r, g, b), viewer-facing unit normal (x, y, z), |n . d|) of hit ``i``.
+def _surface(origin: tuple, direction: tuple, t: float, normal: tuple, material: tuple) -> tuple:
+    """(albedo (r, g, b), viewer-facing unit normal (x, y, z), |n . d|) of a ray's hit at distance ``t``.
 
     The normal is turned to face back along the ray; the texture is looked up 1 cm inside the
     surface along it, so a face lying exactly on a cell boundary (the ground at z = 0) does not
-    flicker between cells.
+    flicker between cells. Arguments are tuples of floats, not arrays: numba passes them into
+    this inlined code by value, where arrays would cost reference counting on every ray.
     """
-    dx, dy, dz = rays[i, 3], rays[i, 4], rays[i, 5]
-    nx, ny, nz = normals[i, 0], normals[i, 1], normals[i, 2]
+    dx, dy, dz = direction
+    nx, ny, nz = normal
     dot = nx * dx + ny * dy + nz * dz
     if dot > 0:
         nx, ny, nz = -nx, -ny, -nz
-    albedo = _albedo(g, rays[i, 0] + dx * t - TEXTURE_INSET_M * nx, rays[i, 1] + dy * t - TEXTURE_INSET_M * ny,
-                     rays[i, 2] + dz * t - TEXTURE_INSET_M * nz, color_a, color_b, pattern, inv_scale)
+    albedo = _albedo(origin[0] + dx * t - TEXTURE_INSET_M * nx, origin[1] + dy * t - TEXTURE_INSET_M * ny,
+                     origin[2] + dz * t - TEXTURE_INSET_M * nz, material)
     return albedo, (nx, ny, nz), abs(dot)
 
 
 @njit(cache=True, nogil=True)
 def shade_camera(rays: np.ndarray, t_hit: np.ndarray, geometry: np.ndarray, normals: np.ndarray,
-                 inv_norm: np.ndarray, color_a: np.ndarray, color_b: np.ndarray, pattern: np.ndarray,
-                 inv_scale: np.ndarray, sun: np.ndarray, ambient: float, image: np.ndarray,
+                 inv_norm: np.ndarray, materials: np.ndarray, sun: tuple, ambient: float, image: np.ndarray,
                  depth: np.ndarray) -> None:
     """Camera pixels from their rays' hits: lit albedo, or sky where the ray hit nothing.
 
     rays (N, 6) world [origin, direction] with z = 1 directions in the optical frame, so t_hit (N,)
     is the z-depth; geometry (N,) int32, -1 = miss; normals (N, 3) world; inv_norm (N,) 1 / |direction|;
-    material tables per geometry: color_a, color_b (G, 3), pattern (G,), inv_scale (G,) cells per metre;
-    sun (3,) unit vector towards the light. Writes image (N, 3) uint8 RGB and depth (N,) float32
-    metres, NaN where the ray hit nothing.
+    materials (G, 8) float64 (Scene.materials: one row per geometry); sun: unit vector (x, y, z) towards
+    the light. Writes image (N, 3) uint8 RGB and depth (N,) float32 metres, NaN where the ray hit nothing.
     """
     for i in range(len(t_hit)):
         g = geometry[i]
@@ -103,7 +99,9 @@ def shade_camera(rays: np.ndarray, t_hit: np.ndarray, geometry: np.ndarray, norm
                       SKY_HORIZON[2] + (SKY_ZENITH[2] - SKY_HORIZON[2]) * blend)
         else:
             depth[i] = t_hit[i]
-            colour, (nx, ny, nz), _ = _surface(i, rays, t_hit[i], normals, color_a, color_b, pattern, inv_scale, g)
+            colour, (nx, ny, nz), _ = _surface(
+                (rays[i, 0], rays[i, 1], rays[i, 2]), (rays[i, 3], rays[i, 4], rays[i, 5]), t_hit[i],
+                (normals[i, 0], normals[i, 1], normals[i, 2]), _material(materials, g))
             light = ambient + (1.0 - ambient) * max(nx * sun[0] + ny * sun[1] + nz * sun[2], 0.0)
         image[i, 0] = _to_uint8(colour[0] * light)
         image[i, 1] = _to_uint8(colour[1] * light)
@@ -116,10 +114,16 @@ def _to_uint8(value: float) -> np.uint8:
     return np.uint8(min(max(value * 255.0 + 0.5, 0.0), 255.0))
 
 
+@njit(cache=True, inline="always")
+def _material(materials: np.ndarray, g: int) -> tuple:
+    """Row ``g`` of the (G, 8) material table as a tuple."""
+    return (materials[g, 0], materials[g, 1], materials[g, 2], materials[g, 3], materials[g, 4], materials[g, 5],
+            materials[g, 6], materials[g, 7])
+
+
 @njit(cache=True, nogil=True)
 def lidar_intensity(rays: np.ndarray, t_hit: np.ndarray, geometry: np.ndarray, normals: np.ndarray,
-                    color_a: np.ndarray, color_b: np.ndarray, pattern: np.ndarray, inv_scale: np.ndarray,
-                    intensity: np.ndarray) -> None:
+                    materials: np.ndarray, intensity: np.ndarray) -> None:
     """Return intensity 0..255 of each LiDAR ray (unit directions): albedo luminance times |cos incidence|.
 
     Arguments as for ``shade_camera``; writes intensity (N,) float32, 0 where the ray hit nothing.
@@ -129,6 +133,7 @@ def lidar_intensity(rays: np.ndarray, t_hit: np.ndarray, geometry: np.ndarray, n
         if g < 0:
             intensity[i] = 0.0
         else:
-            (r, gr, b), _, cos_incidence = _surface(i, rays, t_hit[i], normals, color_a, color_b, pattern,
-                                                    inv_scale, g)
+            (r, gr, b), _, cos_incidence = _surface(
+                (rays[i, 0], rays[i, 1], rays[i, 2]), (rays[i, 3], rays[i, 4], rays[i, 5]), t_hit[i],
+                (normals[i, 0], normals[i, 1], normals[i, 2]), _material(materials, g))
             intensity[i] = 255.0 * (LUMA[0] * r + LUMA[1] * gr + LUMA[2] * b) * cos_incidence
