@@ -75,7 +75,7 @@ def _undistorted_bounds(camera: PinholeCamera) -> tuple[float, float, float, flo
 # of T_cam_from_points, then the camera. A tuple of floats, not arrays: numba passes it into
 # the inlined per-point code by value, where arrays cost reference counting on every point
 # (measured 4x slower).
-_T_ROWS = 12  # r00 r01 r02 t0, r10 r11 r12 t1, r20 r21 r22 t2
+# [0:12]: r00 r01 r02 t0, r10 r11 r12 t1, r20 r21 r22 t2
 _FX, _FY, _CX, _CY, _WIDTH, _HEIGHT, _DISTORTED, _RATIONAL = range(12, 20)
 _K1, _K2, _P1, _P2, _K3, _K4, _K5, _K6 = range(20, 28)  # OpenCV distortion coefficients
 _XMIN, _XMAX, _YMIN, _YMAX = range(28, 32)  # _undistorted_bounds
@@ -222,23 +222,28 @@ def pixel_rays(camera: PinholeCamera) -> np.ndarray:
     return rays
 
 
-@functools.lru_cache(maxsize=8)
-def _ray_planes(camera: PinholeCamera) -> tuple[np.ndarray, np.ndarray]:
-    """The x and y components of :func:`pixel_rays` as contiguous (H, W) float32 planes; cached."""
-    rays = pixel_rays(camera)
-    planes = np.ascontiguousarray(rays[..., 0]), np.ascontiguousarray(rays[..., 1])
-    for plane in planes:
-        plane.flags.writeable = False
-    return planes
+@njit(cache=True, nogil=True)
+def _backproject_kernel(depth: np.ndarray, rays: np.ndarray, stride: int, out: np.ndarray) -> None:
+    """out[r, c, :3] = rays[r s, c s] * depth[r s, c s] (s = stride); NaN where the depth is not in (0, inf)."""
+    for r in range(out.shape[0]):
+        for c in range(out.shape[1]):
+            d = depth[r * stride, c * stride]
+            if 0 < d < math.inf:  # NaN fails
+                out[r, c, 0] = rays[r * stride, c * stride, 0] * d
+                out[r, c, 1] = rays[r * stride, c * stride, 1] * d
+                out[r, c, 2] = d
+            else:
+                out[r, c, 0] = out[r, c, 1] = out[r, c, 2] = np.nan
 
 
-def backproject_planes(depth: np.ndarray, camera: PinholeCamera,
-                       stride: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Camera-frame X, Y, Z planes, each (H/s, W/s) float32, of every stride-th pixel of depth (H, W).
+def backproject_depth(depth: np.ndarray, camera: PinholeCamera, stride: int = 1,
+                      out: np.ndarray | None = None) -> np.ndarray:
+    """Camera-frame points (H/s, W/s, 3) float32 of every stride-th pixel of depth (H, W) along z.
 
-    NaN where depth is 0, negative, NaN or inf. Planes rather than an (H, W, 3) array because
-    each is a contiguous elementwise product (an (H, W, 3) broadcast multiply is ~5x slower),
-    and callers interleave them straight into the point layout they need.
+    NaN where depth is 0, negative, NaN or inf. ``out``, when given, is an (H/s, W/s, C >= 3)
+    float32 array whose first three channels receive x, y, z (e.g. a PointCloud2 buffer with
+    more fields); it is returned. One compiled pass: writing x, y, z interleaved from numpy
+    needs a product per axis and a strided copy each.
     """
     d = np.asarray(depth)
     if d.shape != (camera.height, camera.width):
@@ -247,13 +252,10 @@ def backproject_planes(depth: np.ndarray, camera: PinholeCamera,
         )
     if stride < 1:
         raise InputError(f"stride must be >= 1, got {stride}")
-    d = d[::stride, ::stride].astype(np.float32, copy=False)
-    z = np.where((d > 0) & (d < np.inf), d, np.float32(np.nan))  # (h, w); NaN fails both comparisons
-    ray_x, ray_y = (plane[::stride, ::stride] for plane in _ray_planes(camera))
-    return ray_x * z, ray_y * z, z
-
-
-def backproject_depth(depth: np.ndarray, camera: PinholeCamera) -> np.ndarray:
-    """Points (H, W, 3) float32 in the camera frame from depth (H, W) along z; NaN where depth is
-    0, negative, NaN or inf."""
-    return np.stack(backproject_planes(depth, camera), axis=-1)  # (H, W, 3)
+    shape = (len(range(0, camera.height, stride)), len(range(0, camera.width, stride)))
+    if out is None:
+        out = np.empty((*shape, 3), dtype=np.float32)
+    elif out.shape[:2] != shape or out.ndim != 3 or out.shape[2] < 3 or out.dtype != np.float32:
+        raise InputError(f"out must be float32 {(*shape, 'C >= 3')}, got {out.shape} {out.dtype}")
+    _backproject_kernel(d.astype(np.float32, copy=False), pixel_rays(camera), stride, out)
+    return out

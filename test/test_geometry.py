@@ -219,6 +219,21 @@ def test_pixel_rays_pinhole_and_cache():
     assert pixel_rays(CAM) is rays and not rays.flags.writeable
 
 
+def test_backproject_stride_and_output_buffer():
+    rng = np.random.default_rng(4)
+    depth = rng.uniform(0.5, 9.0, (80, 100)).astype(np.float32)
+    depth[3, 6] = 0.0
+    full = backproject_depth(depth, CAM)
+    buffer = np.full((27, 34, 4), 7.0, np.float32)  # x, y, z and one more field, every third pixel
+    assert backproject_depth(depth, CAM, stride=3, out=buffer) is buffer
+    np.testing.assert_array_equal(buffer[..., :3], full[::3, ::3])
+    assert np.isnan(buffer[1, 2, :3]).all() and (buffer[..., 3] == 7.0).all()  # other fields untouched
+    with pytest.raises(InputError, match="out must be float32"):
+        backproject_depth(depth, CAM, stride=3, out=np.empty((27, 34, 2), np.float32))
+    with pytest.raises(InputError, match="stride"):
+        backproject_depth(depth, CAM, stride=0)
+
+
 def test_backproject_invalid_depth_is_nan():
     depth = np.full((80, 100), 2.0, np.float32)
     depth[0, 0], depth[0, 1], depth[0, 2], depth[0, 3] = 0.0, np.nan, np.inf, -1.0
