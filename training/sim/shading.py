@@ -21,7 +21,7 @@ SKY_HORIZON = (0.80, 0.87, 0.95)
 SKY_ZENITH = (0.25, 0.45, 0.85)
 GRAIN_CELLS_PER_M = 1 / 0.07  # fine brightness noise every surface gets
 LUMA = (0.299, 0.587, 0.114)
-TEXTURE_INSET_M = 0.01  # texture looked up this far inside the surface (see _albedo)
+TEXTURE_INSET_M = 0.01  # texture looked up this far inside the surface (see _surface)
 TILES = int(Pattern.TILES)
 # Parity patterns: mix = (weight_xy * (cx + cy) + weight_z * cz) & 1 over integer cells (cx, cy, cz).
 PARITY_WEIGHTS = np.zeros((len(Pattern), 2), np.int64)  # (patterns, 2), row = Pattern value
