@@ -3,7 +3,10 @@
 Every baseline has the signature of the model's metric output:
 ``complete(image, sparse_depth, camera) -> depth`` with ``image`` (H, W, 3) uint8 RGB,
 ``sparse_depth`` (H, W) metres (0 = no LiDAR return) and a (H, W) float32 depth in
-metres back (0 where the baseline gives no value). They use only the LiDAR points.
+metres back (0 where the baseline gives no value). They use only the LiDAR points, except
+``row-prior``: a monocular floor that uses neither image nor LiDAR (relative depth that
+depends on the pixel row only; scored after the affine fit, it shows how much of a
+monocular score the image row alone explains).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from mf_core.errors import InputError
 CompleteFn = Callable[[np.ndarray, np.ndarray, PinholeCamera], np.ndarray]
 
 # IP-Basic constants (Ku, Harakeh, Waslander 2018).
-IPBASIC_MAX_DEPTH = 100.0  # metres; depth is inverted as max_depth - d
+IPBASIC_MAX_DEPTH = 100.0  # metres; depth is inverted as max_depth - d (at least this; see complete_classical)
 IPBASIC_EMPTY = 0.1  # an inverted value below this counts as an empty pixel
 SUBDIV_MARGIN = 10  # the Delaunay rectangle reaches this many image sizes beyond each side
 
@@ -55,17 +58,22 @@ def complete_classical(image: np.ndarray, sparse_depth: np.ndarray, camera: Pinh
     Works on inverted depth so that OpenCV's max-filters (dilations) prefer near points,
     which is what occludes. ``extrapolate`` copies each column's top-most value up to the
     first row (LiDAR rarely covers the top of the image); ``blur`` is ``"gaussian"`` or
-    ``"bilateral"``. Returns at 100 m or more are dropped. Pixels still empty at the end
-    (a hole wider than the 31 px fill) stay 0.
+    ``"bilateral"``. Pixels still empty at the end (a hole wider than the 31 px fill) stay 0.
+
+    Departures from the reference implementation (``fill_in_fast`` of the authors' code):
+    ``extrapolate`` defaults to True (reference: False) and ``blur`` to Gaussian (reference:
+    bilateral), the settings the paper's KITTI numbers use; and the inversion depth is
+    ``max(100 m, 1.01 x the farthest return)`` instead of a fixed 100 m, so scenes with returns
+    beyond 100 m (DDAD-class LiDARs reach 250 m) keep them instead of losing them as "empty".
     """
     if blur not in ("gaussian", "bilateral"):
         raise InputError(f"IP-Basic blur must be 'gaussian' or 'bilateral', got {blur!r}")
-    _lidar_points(image, sparse_depth)
+    _, values = _lidar_points(image, sparse_depth)
+    max_depth = max(IPBASIC_MAX_DEPTH, 1.01 * float(values.max()))
     depth = np.nan_to_num(sparse_depth.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)  # (H, W)
-    # 1. Invert: d -> max_depth - d on valid pixels, so near is large and empty stays 0
-    #    (returns within IPBASIC_EMPTY of the max depth would invert to "empty": they are dropped).
-    valid = (depth > 0) & (depth < IPBASIC_MAX_DEPTH - IPBASIC_EMPTY)
-    depth = np.where(valid, IPBASIC_MAX_DEPTH - depth, 0.0).astype(np.float32)
+    # 1. Invert: d -> max_depth - d on valid pixels, so near is large and empty stays 0.
+    valid = depth > 0
+    depth = np.where(valid, max_depth - depth, 0.0).astype(np.float32)
     # 2. Grow every point with a 5x5 diamond dilation (fills the gaps between neighbouring returns).
     depth = cv2.dilate(depth, _diamond_kernel(5))
     # 3. Hole closing: morphological close with a full 5x5 kernel joins nearby regions.
@@ -92,7 +100,7 @@ def complete_classical(image: np.ndarray, sparse_depth: np.ndarray, camera: Pinh
     depth[filled] = smoothed[filled]
     # 9. Re-invert the filled pixels back to metres; empty pixels stay 0.
     filled = depth >= IPBASIC_EMPTY
-    return np.where(filled, IPBASIC_MAX_DEPTH - depth, 0.0).astype(np.float32)
+    return np.where(filled, max_depth - depth, 0.0).astype(np.float32)
 
 
 def complete_nearest(image: np.ndarray, sparse_depth: np.ndarray, camera: PinholeCamera) -> np.ndarray:
@@ -185,6 +193,17 @@ def complete_lidar_only(image: np.ndarray, sparse_depth: np.ndarray, camera: Pin
     return np.nan_to_num(sparse_depth.astype(np.float32, copy=True), nan=0.0, posinf=0.0, neginf=0.0)
 
 
+def complete_row_prior(image: np.ndarray, sparse_depth: np.ndarray, camera: PinholeCamera) -> np.ndarray:
+    """Relative depth ``1 + row / H``: a linear function of the pixel row and nothing else.
+
+    Under the affine protocol (least-squares scale and shift) this is the best linear-in-row
+    depth for each frame; a monocular model that does not beat it has learned nothing from the image.
+    """
+    h, w = image.shape[:2]
+    rows = 1.0 + np.arange(h, dtype=np.float32) / h  # (H,)
+    return np.repeat(rows[:, None], w, axis=1)
+
+
 @dataclass(frozen=True)
 class Baseline:
     """A named completion method and its one-line description."""
@@ -193,6 +212,7 @@ class Baseline:
     complete: CompleteFn
     summary: str
     dense: bool = True  # False: values only where the LiDAR input has points
+    metric: bool = True  # False: relative depth, scored only after an affine fit
 
 
 BASELINES: dict[str, Baseline] = {b.name: b for b in (
@@ -201,7 +221,11 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
     Baseline("linear", complete_linear, "Delaunay-linear inside the points' hull, nearest outside"),
     Baseline("lidar-only", complete_lidar_only, "the sparse LiDAR input, scored where it has points",
              dense=False),
+    Baseline("row-prior", complete_row_prior, "monocular floor: depth linear in the pixel row (affine only)",
+             metric=False),
 )}
+# The LiDAR completion baselines a model is compared with ("best classical" = the best of these).
+CLASSICAL_BASELINES = ("nearest", "linear", "classical")
 
 
 def get_baseline(name: str) -> Baseline:

@@ -30,7 +30,10 @@ def scene():
     return synthetic_sample("scene", CAMERA, seed=4)
 
 
-@pytest.mark.parametrize("name", [n for n, b in BASELINES.items() if b.dense])
+LIDAR_BASELINES = [n for n, b in BASELINES.items() if b.metric]
+
+
+@pytest.mark.parametrize("name", [n for n, b in BASELINES.items() if b.dense and b.metric])
 def test_dense_baselines_fill_every_pixel_inside_the_lidar_hull(scene, name):
     depth = get_baseline(name).complete(scene.image, scene.sparse_depth, scene.camera)
     hull = _hull_mask(scene.sparse_depth)
@@ -42,7 +45,7 @@ def test_dense_baselines_fill_every_pixel_inside_the_lidar_hull(scene, name):
     assert depth[hull].min() >= lidar.min() - 1e-3 and depth[hull].max() <= lidar.max() + 1e-3
 
 
-@pytest.mark.parametrize("name", [n for n, b in BASELINES.items() if b.dense])
+@pytest.mark.parametrize("name", [n for n, b in BASELINES.items() if b.dense and b.metric])
 def test_dense_baselines_are_accurate_on_the_analytic_scene(scene, name):
     depth = get_baseline(name).complete(scene.image, scene.sparse_depth, scene.camera)
     hull = _hull_mask(scene.sparse_depth) & (scene.gt_depth > 0)
@@ -108,7 +111,19 @@ def test_lidar_only_is_the_input_itself():
     assert np.array_equal(out, sparse) and not np.shares_memory(out, sparse)
 
 
-@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_row_prior_depends_on_the_row_only_and_is_exact_for_row_linear_depth():
+    from training.eval.protocols import fit_affine_to_gt
+
+    prior = get_baseline("row-prior")
+    assert not prior.metric
+    out = prior.complete(IMAGE, np.zeros((240, 320), np.float32), CAMERA)  # needs no LiDAR at all
+    assert out.shape == (240, 320) and np.all(out == out[:, :1]) and np.all(np.diff(out[:, 0]) > 0)
+    gt = np.repeat((30.0 - 0.1 * np.arange(240, dtype=np.float32))[:, None], 320, axis=1)  # farther up the image
+    scale, shift = fit_affine_to_gt(out, gt, np.ones(gt.shape, bool))
+    np.testing.assert_allclose(scale * out + shift, gt, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", sorted(LIDAR_BASELINES))
 def test_baselines_reject_frames_without_points_or_of_the_wrong_shape(name):
     complete = get_baseline(name).complete
     with pytest.raises(InputError, match="no LiDAR points"):

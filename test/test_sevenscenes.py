@@ -36,15 +36,15 @@ def test_frames_shapes_units_and_camera(root):
 
 
 def test_sparse_points_are_gt_pixels_count_and_seeded(root):
-    s = SevenScenes(root, sparse_points=500, seed=3)[7]
+    s = SevenScenes(root, sparse_points=500, seed=3, sparse_pattern="random")[7]
     mask = s.sparse_depth > 0
     assert mask.sum() == 500
     np.testing.assert_array_equal(s.sparse_depth[mask], s.gt_depth[mask])
-    again = SevenScenes(root, sparse_points=500, seed=3)[7]
+    again = SevenScenes(root, sparse_points=500, seed=3, sparse_pattern="random")[7]
     np.testing.assert_array_equal(again.sparse_depth, s.sparse_depth)
-    other = SevenScenes(root, sparse_points=500, seed=4)[7]
+    other = SevenScenes(root, sparse_points=500, seed=4, sparse_pattern="random")[7]
     assert not np.array_equal(other.sparse_depth > 0, mask)
-    assert (SevenScenes(root, sparse_points=50)[7].sparse_depth > 0).sum() == 50
+    assert (SevenScenes(root, sparse_points=50, sparse_pattern="random")[7].sparse_depth > 0).sum() == 50
 
 
 def test_bad_input(root, tmp_path):

@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> dict:
     cv2.setNumThreads(1)
     sample = _frame(args.data, width, height)
     copy_ms = _median_ms(sample.image.copy, args.repeats)
-    methods = [baseline_method(name) for name in BASELINES]
+    methods = [baseline_method(name) for name, baseline in BASELINES.items() if baseline.metric]
     skipped = {}
     if args.model:
         from mf_core.pipeline import MODES

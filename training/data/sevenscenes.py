@@ -9,9 +9,10 @@ were never calibrated against each other, so the depth map is several pixels off
 image at object edges, and the one nominal K (fx = fy = 585) serves both. The depth is
 good for training with a tolerant loss, not as pixel-exact evaluation ground truth.
 
-There is no LiDAR: ``sparse_depth`` is simulated as a seeded random subset of the valid
-ground-truth pixels, drawn per frame from ``(seed, frame number)`` so a frame always gets
-the same points whatever the iteration order.
+There is no LiDAR: ``sparse_depth`` is simulated from the ground truth
+(:mod:`training.data.simulated_lidar`: scan lines by default, or uniformly random pixels),
+drawn per frame from ``(seed, frame number)`` so a frame always gets the same points
+whatever the iteration order.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from mf_core.camera import PinholeCamera
 from mf_core.errors import InputError
 from mf_core.transforms import validate
 from training.data.sample import Sample
+from training.data.simulated_lidar import SPARSE_PATTERNS, simulate_sparse_depth
 
 INVALID_DEPTH_MM = 65535
 # No stamps are stored; frames are numbered at the Kinect's nominal 30 Hz.
@@ -52,28 +54,23 @@ def read_depth_mm(path: Path) -> np.ndarray:
     return depth
 
 
-def simulate_sparse_depth(gt_depth: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """(H, W) float32: ``count`` valid pixels of ``gt_depth`` chosen uniformly without
-    replacement (all of them when fewer are valid), every other pixel 0."""
-    valid = np.flatnonzero(gt_depth > 0)  # (V,)
-    chosen = rng.choice(valid, size=min(count, valid.size), replace=False)  # (count,)
-    sparse = np.zeros(gt_depth.size, dtype=np.float32)
-    sparse[chosen] = gt_depth.reshape(-1)[chosen]
-    return sparse.reshape(gt_depth.shape)
-
-
 class SevenScenes:
     """Random-access 7-Scenes frames as Samples: ``len(ds)``, ``ds[i]``, ``iter(ds)``.
 
-    ``gt_depth`` is the raw Kinect depth in metres (0 = invalid); ``sparse_depth`` holds
-    ``sparse_points`` pixels of it (see the module docstring for both caveats).
+    ``gt_depth`` is the raw Kinect depth in metres (0 = invalid); ``sparse_depth`` samples it
+    along simulated scan lines (``sparse_pattern="scanlines"``) or at ``sparse_points`` random
+    pixels (``"random"``); see the module docstring for both caveats.
     """
 
-    def __init__(self, root: str | Path, sparse_points: int = 500, seed: int = 0) -> None:
+    def __init__(self, root: str | Path, sparse_points: int = 500, seed: int = 0,
+                 sparse_pattern: str = "scanlines") -> None:
         self.root = Path(root)
         if isinstance(sparse_points, bool) or not isinstance(sparse_points, int) or sparse_points <= 0:
             raise InputError(f"sparse_points must be a positive integer, got {sparse_points!r}")
+        if sparse_pattern not in SPARSE_PATTERNS:
+            raise InputError(f"unknown sparse_pattern {sparse_pattern!r}; use one of {SPARSE_PATTERNS}")
         self.sparse_points = sparse_points
+        self.sparse_pattern = sparse_pattern
         self.seed = int(seed)
         frames = self.root / "frames"
         self.frame_stems = sorted(p.name[: -len(".color.jpg")] for p in frames.glob("frame-*.color.jpg"))
@@ -109,7 +106,7 @@ class SevenScenes:
         camera = PinholeCamera.from_dict(self._intrinsics, width=w, height=h)
         number = self.frame_number(index)
         rng = np.random.default_rng([self.seed, number])
-        sparse = simulate_sparse_depth(gt, self.sparse_points, rng)
+        sparse = simulate_sparse_depth(gt, camera, rng, self.sparse_pattern, self.sparse_points)
         return Sample(self.frame_stems[index], image, sparse, camera, number * FRAME_PERIOD_NS, gt)
 
     def __iter__(self) -> Iterator[Sample]:

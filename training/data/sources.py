@@ -5,11 +5,14 @@
 - a sample folder (``NAME_rgb.png``, ``NAME_sparse.png``, ``NAME_calib.json`` ...),
 - a rosbag2 bag: a directory with ``metadata.yaml`` / ``*.mcap`` / ``*.db3``, or one such file,
 - a TRI DGP dataset: ``scene_dataset*.json``, a scene json, or a folder holding either,
-- the 7-Scenes folder (``camera-intrinsics.txt`` and ``frames/``).
+- the 7-Scenes folder (``camera-intrinsics.txt`` and ``frames/``),
+- a KITTI object folder (``training/image_2`` or ``testing/image_2`` with velodyne scans),
+- the indoor_rgbd folder (``*/depth_mm.png``) or the Middlebury folder (``*_depth_mm.png`` + ``calib.txt``).
 
 Options go to the reader of that kind (an option it does not take raises InputError):
 bags take ``slop_s, extrinsic, image_topic, camera_info_topic, points_topic, gt_topic``;
-7-Scenes takes ``sparse_points, seed``. Every kind takes ``limit`` (at most that many samples).
+7-Scenes takes ``sparse_points, seed, sparse_pattern``; indoor_rgbd and Middlebury take
+``seed, sparse_pattern``. Every kind takes ``limit`` (at most that many samples).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from pathlib import Path
 from mf_core.errors import InputError
 from training.data import dgp
 from training.data.bag_samples import BagSamples
+from training.data.kitti import KittiObject
+from training.data.rgbd_frames import IndoorRgbd, Middlebury
 from training.data.sample import Sample
 from training.data.sample_folder import SampleFolder
 from training.data.sevenscenes import SevenScenes
@@ -35,7 +40,7 @@ BAG_SUFFIXES = (".mcap", ".db3")
 class SampleSource:
     """A re-iterable stream of Samples with what it is and, when known without reading, how many."""
 
-    kind: str  # "folder", "bag", "dgp" or "sevenscenes"
+    kind: str  # one of KINDS
     path: Path
     iterate: Callable[[], Iterator[Sample]]  # a fresh pass over the samples
     length: int | None  # None when counting would mean reading the data
@@ -45,8 +50,11 @@ class SampleSource:
         return itertools.islice(self.iterate(), self.limit)
 
 
+KINDS = ("folder", "bag", "dgp", "sevenscenes", "kitti", "indoor_rgbd", "middlebury")
+
+
 def detect_kind(path: str | os.PathLike) -> str:
-    """``"folder"``, ``"bag"``, ``"dgp"`` or ``"sevenscenes"`` from what is at ``path``."""
+    """One of :data:`KINDS` from what is at ``path``."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path} does not exist; pass a sample folder, a bag, a DGP dataset or the 7-Scenes folder")
@@ -64,8 +72,15 @@ def detect_kind(path: str | os.PathLike) -> str:
             return "dgp"
         if (path / "camera-intrinsics.txt").exists() or (path / "frames").is_dir():
             return "sevenscenes"
+        if any((path / split / "image_2").is_dir() for split in ("training", "testing")):
+            return "kitti"
+        if any(path.glob("*/depth_mm.png")):
+            return "indoor_rgbd"
+        if any(path.glob("*_depth_mm.png")) and (path / "calib.txt").is_file():
+            return "middlebury"
     raise InputError(f"{path} is not a sample folder, a rosbag2 bag (.mcap/.db3 or a folder with metadata.yaml), "
-                     "a DGP dataset/scene json or the 7-Scenes folder; point at one of those")
+                     "a DGP dataset/scene json, the 7-Scenes folder, a KITTI object folder, the indoor_rgbd "
+                     "or the Middlebury folder; point at one of those")
 
 
 def _checked(kind: str, reader: Callable, options: dict) -> dict:
@@ -82,7 +97,8 @@ def open_samples(path: str | os.PathLike, limit: int | None = None, **options) -
         raise InputError(f"limit must be a positive number of samples, got {limit}")
     path = Path(path)
     kind = detect_kind(path)
-    readers: dict[str, Callable] = {"folder": SampleFolder, "bag": BagSamples, "sevenscenes": SevenScenes}
+    readers: dict[str, Callable] = {"folder": SampleFolder, "bag": BagSamples, "sevenscenes": SevenScenes,
+                                    "kitti": KittiObject, "indoor_rgbd": IndoorRgbd, "middlebury": Middlebury}
     if kind in readers:
         reader = readers[kind](path, **_checked(kind, readers[kind], options))
         length: int | None = len(reader) if limit is None else min(len(reader), limit)

@@ -34,9 +34,9 @@ class EvalMethod:
 
 
 def baseline_method(name: str) -> EvalMethod:
-    """The registered baseline ``name`` as an EvalMethod (its output is in metres)."""
+    """The registered baseline ``name`` as an EvalMethod (metres, or relative depth for monocular ones)."""
     baseline = get_baseline(name)
-    return EvalMethod(f"baseline:{baseline.name}", None, True, baseline.complete, baseline.dense)
+    return EvalMethod(f"baseline:{baseline.name}", None, baseline.metric, baseline.complete, baseline.dense)
 
 
 def model_method(checkpoint: str | Path, mode: str, steps: int = 1, seed: int = 0,
@@ -62,12 +62,13 @@ def describe(method: EvalMethod, protocol: EvalProtocol) -> str:
     return f"mf eval: {method.name}{mode}, protocol {protocol.name}, region {protocol.region.name}"
 
 
-def evaluate(samples: Iterable[Sample], method: EvalMethod, protocol: EvalProtocol, out_dir: str | Path,
-             total: int | None = None, progress: bool = True) -> dict:
+def evaluate(samples: Iterable[Sample], method: EvalMethod, protocol: EvalProtocol, out_dir: str | Path | None,
+             total: int | None = None, progress: bool = True, panels: bool = True) -> dict:
     """Score ``method`` on ``samples`` under ``protocol``; write metrics.json, metrics.md, panels/NAME.png.
 
     Only the protocol's ``fed_sparse`` (a fresh copy, held-out points removed) reaches the
-    method. ``total`` (the frame count, when known) only sizes the progress bar. Returns the
+    method. ``total`` (the frame count, when known) only sizes the progress bar. With
+    ``out_dir`` None nothing is written; ``panels`` False skips the PNGs. Returns the
     metrics.json content:
     ``{"frames": [{"name", <metrics>, "runtime_s"}], "mean": {...}, "protocol", "mode", "model"}``.
     """
@@ -77,8 +78,8 @@ def evaluate(samples: Iterable[Sample], method: EvalMethod, protocol: EvalProtoc
     if not method.dense and protocol.name == "lidar-holdout":
         raise InputError(f"{method.name} gives depth only at the LiDAR points it is fed, and lidar-holdout "
                          "scores only the points it did not feed: nothing to score; use --protocol metric")
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
+    out_dir = None if out_dir is None else Path(out_dir)
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise InputError(f"{out_dir} exists and is not a folder; choose another --out")
     frames: list[dict] = []
     for sample in tqdm(samples, total=total, desc="eval", unit="frame", disable=not progress):
@@ -92,10 +93,12 @@ def evaluate(samples: Iterable[Sample], method: EvalMethod, protocol: EvalProtoc
         pred = protocol.finalize(raw, split)  # (H, W) metres as scored
         frames.append({"name": sample.name, **depth_metrics(pred, split.target, split.score_mask),
                        "runtime_s": runtime})
-        save_png(out_dir / "panels" / f"{sample.name}.png", frame_panel(sample.image, split, pred))
+        if out_dir is not None and panels:
+            save_png(out_dir / "panels" / f"{sample.name}.png", frame_panel(sample.image, split, pred))
     mean = {**mean_metrics(frames), "runtime_s": float(np.mean([f["runtime_s"] for f in frames]))}
     report = {"frames": frames, "mean": mean, "protocol": protocol.name, "mode": method.mode, "model": method.name}
-    write_report(out_dir, report, describe(method, protocol))
+    if out_dir is not None:
+        write_report(out_dir, report, describe(method, protocol))
     return report
 
 
