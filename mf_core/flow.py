@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mf_core.depth_codec import decode_depth
 from mf_core.errors import InputError
 
 # Training modes drawn per sample.
@@ -44,7 +45,8 @@ class TrainingMix:
         density: "uniform" (u ~ U(0, 1)) or "logit_normal" (u = sigmoid(N(0, 1))), then shifted.
         mu, sigma: the time shift (METHOD.md: mu = 1.1, sigma = 1).
         sparse_input_fraction: LiDAR-conditioned models only: the fraction of each sweep's
-            points given as input; the others stay as depth targets.
+            points given as input; the others stay as depth targets (the split is made with the
+            training view, in :func:`training.train.data.split_lidar`).
         sparse_drop_prob: probability of giving no LiDAR input at all to a sample, so the
             conditioned model still works monocular.
         context_drop_prob: probability of zeroing a sample's context, which teaches the
@@ -78,12 +80,18 @@ class TrainingMix:
                 raise InputError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 
 
+DEPTH_LOSSES = ("l1", "l2", "huber", "relative_l2")
+
+
 @dataclass(frozen=True)
 class LossConfig:
     """Weights and forms of the loss terms.
 
     Attributes:
-        depth_loss: "l1" (default; METHOD.md), "l2" or "huber", on x0 in model space.
+        depth_loss: "l1" (default; METHOD.md), "l2" or "huber", on x0 in model space; or
+            "relative_l2": squared error of depth in units of the fed LiDAR's mean (decoded x0), the
+            loss whose mean is the RMSE the benchmarks report: it weighs the rare large errors at
+            depth edges, which an L1 in model space all but ignores.
         huber_delta: the Huber transition, in model-space units (range 2).
         image_weight, depth_weight: multipliers of the two flow-matching terms.
         distill_hi, distill_lo: self-distillation weight lambda_hi * t_depth + lambda_lo * (1 - t_depth);
@@ -98,8 +106,8 @@ class LossConfig:
     distill_lo: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.depth_loss not in ("l1", "l2", "huber"):
-            raise InputError(f"depth_loss must be 'l1', 'l2' or 'huber', got {self.depth_loss!r}")
+        if self.depth_loss not in DEPTH_LOSSES:
+            raise InputError(f"depth_loss must be one of {', '.join(DEPTH_LOSSES)}, got {self.depth_loss!r}")
         if self.huber_delta <= 0:
             raise InputError(f"huber_delta must be positive, got {self.huber_delta}")
 
@@ -146,17 +154,6 @@ def noise_sample(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, valid: 
     return torch.where(valid, x_t, noise)
 
 
-def split_sparse_input(sweep_mask: torch.Tensor, mix: TrainingMix, generator: torch.Generator) -> torch.Tensor:
-    """Choose which LiDAR pixels are model input (the rest stay targets), dropping whole samples.
-
-    sweep_mask: (B, 1, H, W) bool. Returns the input mask (B, 1, H, W) bool, a subset of it.
-    """
-    device = sweep_mask.device
-    keep_point = torch.rand(sweep_mask.shape, generator=generator, device=device) < mix.sparse_input_fraction
-    keep_sample = torch.rand(sweep_mask.shape[0], generator=generator, device=device) >= mix.sparse_drop_prob
-    return sweep_mask & keep_point & keep_sample.view(-1, 1, 1, 1)
-
-
 def drop_context(context: torch.Tensor | None, mix: TrainingMix, generator: torch.Generator
                  ) -> torch.Tensor | None:
     """Zero each sample's (B, L, D) context with probability ``mix.context_drop_prob``; None stays None."""
@@ -187,6 +184,8 @@ def _depth_error(pred: torch.Tensor, target: torch.Tensor, config: LossConfig) -
         return (pred - target).abs()
     if config.depth_loss == "l2":
         return (pred - target).square()
+    if config.depth_loss == "relative_l2":
+        return (decode_depth(pred) - decode_depth(target)).square()
     return F.huber_loss(pred, target, reduction="none", delta=config.huber_delta)
 
 
@@ -216,10 +215,10 @@ def flow_matching_losses(
         model: called as ``model(image, depth, t_image, t_depth, context=, sparse_depth=, sparse_mask=)``
             returning ``image_velocity`` (B,3,H,W) and ``depth_x0`` (B,1,H,W).
         batch: ``image`` (B,3,H,W) pixels in [-1, 1] (a VAE model encodes them here);
-            ``depth`` (B,1,H,W) encoded (mf_core.depth_codec);
+            ``depth`` (B,1,H,W) encoded (mf_core.frame_codec);
             ``depth_valid`` (B,1,H,W) bool; optional ``context`` (B,L,D); for LiDAR-conditioned
-            models optional ``sparse_depth``/``sparse_mask`` (B,1,H,W), the encoded sweep to split
-            into input and target points (default: the supervision depth itself).
+            models ``sparse_depth``/``sparse_mask`` (B,1,H,W): the fed LiDAR, encoded with the scale
+            the target is (:func:`training.train.data.make_example`); without them, no LiDAR is fed.
         mix: how modes and times are drawn.
         generator: seeds modes, times, noise and the LiDAR split.
         teacher: optional frozen model for the self-distillation term on the image velocity.
@@ -247,14 +246,10 @@ def flow_matching_losses(
 
     inputs = {"context": drop_context(batch.get("context"), mix, generator)}
     target_mask = valid
-    if getattr(model.config, "depth_conditioned", False):
-        sweep = batch.get("sparse_depth", depth)
-        sweep_mask = batch.get("sparse_mask", valid).bool()
-        given = split_sparse_input(sweep_mask, mix, generator)  # (B, 1, H, W)
-        inputs["sparse_depth"] = torch.where(given, sweep.float(), 0.0)
-        inputs["sparse_mask"] = given
-        # Points given as input would be trivially copied: supervise the held-out ones.
-        target_mask = valid & ~given
+    if getattr(model.config, "depth_conditioned", False) and "sparse_mask" in batch:
+        # The fed LiDAR, split from the sweep with the view (its points are never targets).
+        inputs["sparse_depth"] = batch["sparse_depth"].float()
+        inputs["sparse_mask"] = batch["sparse_mask"].bool()
 
     out = model(image_t, depth_t, t_img, t_depth, **inputs)
 

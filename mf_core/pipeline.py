@@ -1,8 +1,10 @@
 """DepthEstimator: image (+ LiDAR) in, depth (+ confidence) out. The one inference entry point.
 
 Nodes, offline tools and evaluation all call :meth:`DepthEstimator.predict`; it owns the
-pre-processing (resize to the processing resolution), the sampler call per mode, the metric
-alignment to LiDAR and the way back to the caller's resolution.
+pre-processing (resize to the processing resolution, :mod:`mf_core.frame_codec` for the model
+inputs), the sampler call per mode, the metric alignment to LiDAR (aligned modes only) and the
+way back to the caller's resolution: for refine_head models the LiDAR prior of the full-resolution
+sweep composed with the model's upsampled terms, so depth edges are placed at the input resolution.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
@@ -20,8 +24,10 @@ from mf_core.align import MIN_POINTS, Alignment, align_to_lidar
 from mf_core.checkpoint import load_model, resolve_model_path
 from mf_core.depth_codec import decode_depth, encode_depth
 from mf_core.errors import InputError
+from mf_core.frame_codec import MAX_LOG_DEPTH, depth_tensor, encode_lidar, image_tensor, to_metres
+from mf_core.lidar_prior import compose, lidar_prior
 from mf_core.resize import processing_shape, resize_dense_depth, resize_image, resize_sparse_depth
-from mf_core.sampling import sample, time_grid
+from mf_core.sampling import SampleOutput, sample, time_grid
 
 MODES = ("i2d", "i2d-aligned", "guided", "conditioned")
 LIDAR_MODES = ("i2d-aligned", "guided", "conditioned")
@@ -36,6 +42,12 @@ LIDAR_MODES = ("i2d-aligned", "guided", "conditioned")
 EDGE_SCALE = 0.05
 RESIDUAL_SCALE = 0.05
 PROXIMITY_FRACTION = 0.05
+# Valid depth (REP 118: NaN elsewhere in ROS output) is where the LiDAR supports it: within
+# SUPPORT_SPACINGS typical point spacings of a LiDAR pixel (sqrt(area of the points' bounding box /
+# their count)), and no farther than RANGE_MARGIN x the farthest return. Sky and the rows far above
+# the top beam have no return near them: they stay invalid instead of being filled with guesses.
+SUPPORT_SPACINGS = 10.0
+RANGE_MARGIN = 1.1
 
 
 @dataclass(frozen=True)
@@ -47,10 +59,15 @@ class DepthResult:
             0 where an alignment gives no positive depth.
         confidence: (H, W) float32 in [0, 1] (see the module constants for how it is made), or
             None when not asked for (``predict(with_confidence=False)``).
-        metric: True when aligned to LiDAR.
-        scale, shift: the alignment (1, 0 when not metric).
+        metric: True in the LiDAR modes (metres), False for "i2d" (relative depth).
+        scale, shift: the alignment of "i2d-aligned" / "guided"; for "conditioned" the LiDAR
+            scale the model output was decoded with (metres per unit), shift 0; 1, 0 for "i2d".
         timings: milliseconds per stage: preprocess, model, align, postprocess, total.
-        alignment: the full fit (inliers, residual statistics), None when not metric.
+        alignment: the full fit (inliers, residual statistics) of the aligned modes, else None.
+        lidar_residual: LiDAR modes: median |depth - LiDAR| / LiDAR over the LiDAR pixels before
+            ``keep_lidar`` (how far the estimate strays from the measurements), else None.
+        valid: (H, W) bool, LiDAR modes: where the LiDAR supports the estimate (see
+            :func:`lidar_support`); outputs that follow REP 118 publish NaN elsewhere. None for "i2d".
     """
 
     depth: np.ndarray
@@ -60,10 +77,22 @@ class DepthResult:
     shift: float
     timings: dict[str, float] = field(default_factory=dict)
     alignment: Alignment | None = None
+    lidar_residual: float | None = None
+    valid: np.ndarray | None = None
 
 
 def _lidar_points(sparse_depth: np.ndarray) -> np.ndarray:
     return np.isfinite(sparse_depth) & (sparse_depth > 0)
+
+
+def lidar_support(depth: np.ndarray, sparse_depth: np.ndarray) -> np.ndarray:
+    """(H, W) bool: pixels near enough to a LiDAR point and not beyond its range (see SUPPORT_SPACINGS)."""
+    points = _lidar_points(sparse_depth)
+    rows, cols = np.nonzero(points)
+    spacing = np.sqrt((np.ptp(rows) + 1) * (np.ptp(cols) + 1) / rows.size)  # typical pixels between points
+    distance = cv2.distanceTransform((~points).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)  # (H, W)
+    far = RANGE_MARGIN * float(sparse_depth[points].max())
+    return (distance <= SUPPORT_SPACINGS * spacing) & (depth > 0) & (depth <= far)
 
 
 def _confidence(depth: np.ndarray, sparse_depth: np.ndarray | None) -> np.ndarray:
@@ -153,8 +182,27 @@ class DepthEstimator:
         encoded, _ = encode_depth(relative_t, mask, scale=torch.ones(1))
         return encoded, mask
 
+    def _native_composition(self, image: np.ndarray, sparse_depth: np.ndarray, out: SampleOutput,
+                            scale: torch.Tensor) -> np.ndarray:
+        """A refine_head model's depth (H, W) metres at the input resolution: the prior of the native
+        LiDAR composed with the model's upsampled terms (mf_core.lidar_prior.compose), same scale."""
+        h, w = image.shape[:2]
+        native = depth_tensor(np.where(_lidar_points(sparse_depth), sparse_depth, 0.0))  # (1, 1, H, W) metres
+        mask = native > 0
+        log_depth = torch.where(mask, (native / scale.view(-1, 1, 1, 1)).clamp(min=1e-6).log(), 0.0)
+        prior = lidar_prior(image_tensor(image)[None], log_depth, mask)
+
+        def upsample(x: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(x.float().cpu(), size=(h, w), mode="bilinear", align_corners=False)
+
+        composed = compose(prior, upsample(out.refine_terms), upsample(out.transformer_log_depth),
+                           *(weight.detach().cpu() for weight in self.model.refine.selection_weights))
+        metres = scale.view(-1, 1, 1, 1) * composed.clamp(-MAX_LOG_DEPTH, MAX_LOG_DEPTH).exp()
+        return metres[0, 0].numpy()
+
     def predict(self, image: np.ndarray, sparse_depth: np.ndarray | None = None, mode: str = "i2d-aligned",
-                steps: int = 1, seed: int = 0, with_confidence: bool = True) -> DepthResult:
+                steps: int = 1, seed: int = 0, with_confidence: bool = True, keep_lidar: bool = False
+                ) -> DepthResult:
         """Estimate depth for one frame.
 
         Args:
@@ -163,11 +211,13 @@ class DepthEstimator:
                 does not use it.
             mode: "i2d" (relative, unit mean), "i2d-aligned" (metric by robust alignment to LiDAR),
                 "guided" (LiDAR-guided sampling, then alignment) or "conditioned" (LiDAR-conditioned
-                checkpoint, then alignment).
+                checkpoint: metres directly, in the scale of the LiDAR it was given).
             steps: sampler steps, 1..50; 1 is one deterministic forward pass.
             seed: seeds the sampler noise.
             with_confidence: compute the confidence map (about 28 ms at 640x480 on one core);
                 callers that do not use it (a node not publishing it) pass False.
+            keep_lidar: LiDAR modes: write the measured depth back at the LiDAR pixels (the model's
+                own value there differs by ``DepthResult.lidar_residual``).
 
         Returns:
             DepthResult at the caller's (H, W).
@@ -176,47 +226,56 @@ class DepthEstimator:
         self._check_inputs(image, sparse_depth, mode, steps)
         height, width = image.shape[:2]
         ph, pw = processing_shape(height, width, self.model.config.patch_size, self.processing_size)
-        pixels = torch.from_numpy(resize_image(image, pw, ph)).permute(2, 0, 1)[None]  # (1, 3, ph, pw) uint8
-        image_t = pixels.float() / 127.5 - 1.0  # (1, 3, ph, pw) in [-1, 1]
+        image_t = image_tensor(resize_image(image, pw, ph))[None]  # (1, 3, ph, pw) in [-1, 1]
         sparse = None if sparse_depth is None else resize_sparse_depth(sparse_depth, pw, ph)  # (ph, pw)
         timings = {"preprocess": time.perf_counter() - start}
 
         start = time.perf_counter()
         options: dict = {}
-        decode_scale: torch.Tensor | float = 1.0
+        scale: torch.Tensor | float = 1.0
         if mode == "guided":
             first = sample(self.model, "i2d", image=image_t, steps=1,
                            generator=torch.Generator().manual_seed(seed)).depth
             options["lidar_depth"], options["lidar_mask"] = self._relative_lidar(
                 decode_depth(first)[0, 0].cpu().numpy(), sparse)
         elif mode == "conditioned":
-            sparse_t = torch.from_numpy(sparse)[None, None]  # (1, 1, ph, pw)
-            options["sparse_mask"] = sparse_t > 0
-            options["sparse_depth"], decode_scale = encode_depth(sparse_t, options["sparse_mask"])
+            lidar = encode_lidar(depth_tensor(sparse))
+            options["sparse_depth"], options["sparse_mask"], scale = lidar.depth, lidar.mask, lidar.scale
         out = sample(self.model, "i2d", image=image_t, steps=steps,
                      generator=torch.Generator().manual_seed(seed), **options)
-        relative = decode_depth(out.depth, decode_scale)[0, 0].cpu().numpy()  # (ph, pw)
         timings["model"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        depth = resize_dense_depth(relative, width, height)  # (H, W)
         alignment = None
-        if mode != "i2d":
-            alignment = align_to_lidar(depth, sparse_depth)
-            depth = alignment.apply(depth)
+        if mode == "conditioned" and out.refine_terms is not None and (ph, pw) != (height, width):
+            depth = self._native_composition(image, sparse_depth, out, scale)  # (H, W) metres
+        else:
+            depth = resize_dense_depth(to_metres(out.depth, scale)[0, 0].cpu().numpy(), width, height)  # (H, W)
+            if mode in ("i2d-aligned", "guided"):
+                alignment = align_to_lidar(depth, sparse_depth)
+                depth = alignment.apply(depth)
+        residual = valid = None
+        if mode in LIDAR_MODES:
+            valid = lidar_support(depth, sparse_depth)
+            points = _lidar_points(sparse_depth)
+            residual = float(np.median(np.abs(depth[points] - sparse_depth[points]) / sparse_depth[points]))
+            if keep_lidar:
+                depth = np.where(points, sparse_depth, depth).astype(np.float32)
         timings["align"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        confidence = _confidence(depth, sparse_depth if alignment is not None else None) if with_confidence else None
+        confidence = _confidence(depth, sparse_depth if mode in LIDAR_MODES else None) if with_confidence else None
         timings["postprocess"] = time.perf_counter() - start
         timings = {k: 1000.0 * v for k, v in timings.items()}
         timings["total"] = sum(timings.values())
         return DepthResult(
-            depth=depth,
+            depth=depth.astype(np.float32, copy=False),
             confidence=confidence,
-            metric=alignment is not None,
-            scale=alignment.scale if alignment else 1.0,
+            metric=mode in LIDAR_MODES,
+            scale=alignment.scale if alignment else float(scale),
             shift=alignment.shift if alignment else 0.0,
             timings=timings,
             alignment=alignment,
+            lidar_residual=residual,
+            valid=valid,
         )

@@ -26,10 +26,16 @@ MIN_DEPTH_TIME = 0.05
 
 @dataclass(frozen=True)
 class SampleOutput:
-    """Clean estimates at t = 0: image (B, 3, H, W) in [-1, 1], depth (B, 1, H, W) encoded."""
+    """Clean estimates at t = 0: image (B, 3, H, W) in [-1, 1], depth (B, 1, H, W) encoded.
+
+    For refine_head models also the last step's head terms and transformer depth
+    (:class:`mf_core.model.dit.ModelOutput`), whose composition the final depth is.
+    """
 
     image: torch.Tensor
     depth: torch.Tensor
+    refine_terms: torch.Tensor | None = None
+    transformer_log_depth: torch.Tensor | None = None
 
 
 def time_grid(steps: int, mu: float = 1.1, sigma: float = 1.0) -> torch.Tensor:
@@ -151,9 +157,12 @@ def sample(
     if lidar_depth is not None:
         lidar_depth, lidar_mask = lidar_depth.float().to(device), lidar_mask.bool().to(device)
 
+    last: dict = {}
+
     def predict(t_img: torch.Tensor, t_depth: torch.Tensor, ctx: torch.Tensor | None
                 ) -> tuple[torch.Tensor, torch.Tensor]:
         out = model(x_img.to(dtype), x_depth.to(dtype), t_img.to(dtype), t_depth.to(dtype), context=ctx, **extra)
+        last["terms"], last["transformer"] = out.refine_terms, out.transformer_log_depth
         return out.image_velocity.float(), out.depth_x0.float()  # (B, 3, H, W), (B, 1, H, W)
 
     for t, t_next in itertools.pairwise(grid):
@@ -174,4 +183,5 @@ def sample(
         if mode != "d2i":
             depth_velocity = (x_depth - x0_hat) / t_depth.clamp(min=MIN_DEPTH_TIME)
             x_depth = x_depth + (t_depth_next - t_depth) * depth_velocity
-    return SampleOutput(image=model.decode_image(x_img.to(dtype)).float(), depth=x_depth)
+    return SampleOutput(image=model.decode_image(x_img.to(dtype)).float(), depth=x_depth,
+                        refine_terms=last["terms"], transformer_log_depth=last["transformer"])

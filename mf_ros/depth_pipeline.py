@@ -212,17 +212,17 @@ class DepthPipeline:
             result = self.estimator.predict(rgb, sparse, self._estimator_mode(sparse is not None),
                                             self.options.steps, self.options.seed,
                                             with_confidence=self.options.confidence)
-        return result.depth, result.confidence, result.metric
+        depth = result.depth if result.valid is None else np.where(result.valid, result.depth, np.float32(0))
+        return depth, result.confidence, result.metric  # 0 = no valid depth: NaN in the messages (REP 118)
 
     def _encode(self, rgb: np.ndarray, depth: np.ndarray, confidence: np.ndarray | None, camera: PinholeCamera,
                 stamp_ns: int, frame_id: str, metric: bool) -> DepthFrame:
         m, stride = self.messages, self.options.stride
+        if self.options.max_range > 0:
+            depth = np.where(depth > self.options.max_range, np.float32(0), depth)  # (H, W) beyond: no depth
         depth_msg = conv.depth_to_image(depth, stamp_ns, frame_id, "32FC1", m)
         info_msg = conv.camera_to_camera_info(camera, stamp_ns, frame_id, m)
-        cloud_depth = depth
-        if self.options.max_range > 0:
-            cloud_depth = np.where(depth > self.options.max_range, np.float32(0), depth)  # (H, W)
-        points_msg = conv.depth_to_xyzrgb_pointcloud2(cloud_depth, rgb, camera, stamp_ns, frame_id, stride, m)
+        points_msg = conv.depth_to_xyzrgb_pointcloud2(depth, rgb, camera, stamp_ns, frame_id, stride, m)
         confidence_msg = None
         if confidence is not None:
             confidence_msg = conv.depth_to_image(np.where(depth > 0, confidence, np.nan).astype(np.float32),

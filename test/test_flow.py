@@ -20,7 +20,6 @@ from mf_core.flow import (
     sample_times,
     sample_training_times,
     shift_time,
-    split_sparse_input,
 )
 
 
@@ -146,26 +145,35 @@ def test_l2_and_huber_losses_and_self_distillation():
     assert own["distill"].item() == 0.0
 
 
-def test_sparse_split_and_conditioned_targets():
-    generator = torch.Generator().manual_seed(2)
-    sweep = torch.rand((200, 1, 8, 8), generator=generator) > 0.5
-    given = split_sparse_input(sweep, TrainingMix(sparse_input_fraction=0.5, sparse_drop_prob=0.25), generator)
-    assert torch.all(sweep | ~given)  # input points are sweep points
-    dropped = given.sum(dim=(1, 2, 3)) == 0
-    assert dropped.float().mean().item() == pytest.approx(0.25, abs=0.08)
-    kept_fraction = given[~dropped].sum() / sweep[~dropped].sum()
-    assert kept_fraction.item() == pytest.approx(0.5, abs=0.02)
-
+def test_conditioned_loss_feeds_the_batch_lidar_and_scores_only_targets():
     model = random_model(depth_conditioned=True)
     seen = _capture_outputs(model)
     batch = _batch()
-    mix = TrainingMix(p_i2d=1.0, p_d2i=0.0, sparse_drop_prob=0.0)
+    fed = batch["depth_valid"] & (torch.rand(batch["depth"].shape, generator=torch.Generator().manual_seed(3)) < 0.5)
+    batch["sparse_depth"], batch["sparse_mask"] = torch.where(fed, batch["depth"], 0.0), fed
+    batch["depth_valid"] = batch["depth_valid"] & ~fed  # make_example never targets a fed point
+    mix = TrainingMix(p_i2d=1.0, p_d2i=0.0)
     flow_matching_losses(model, batch, mix, torch.Generator().manual_seed(0))["loss"].backward()
-    mask = seen["kwargs"]["sparse_mask"]
-    assert mask.any() and torch.all(batch["depth_valid"] | ~mask)
-    torch.testing.assert_close(seen["kwargs"]["sparse_depth"][mask], batch["depth"][mask])
-    # Points given as input are not targets: no gradient there.
-    assert torch.all(seen["output"].depth_x0.grad[mask] == 0)
+    assert torch.equal(seen["kwargs"]["sparse_mask"], fed)
+    torch.testing.assert_close(seen["kwargs"]["sparse_depth"], batch["sparse_depth"])
+    grad = seen["output"].depth_x0.grad
+    assert torch.all(grad[fed] == 0) and torch.any(grad[batch["depth_valid"]] != 0)
+
+
+def test_relative_l2_is_the_squared_error_of_decoded_depth():
+    from mf_core.depth_codec import decode_depth
+
+    model = random_model()
+    seen = _capture_outputs(model)
+    batch = _batch()
+    mix = TrainingMix(p_i2d=1.0, p_d2i=0.0)
+    losses = flow_matching_losses(model, batch, mix, torch.Generator().manual_seed(0),
+                                  config=LossConfig(depth_loss="relative_l2"))
+    pred = decode_depth(seen["output"].depth_x0.detach())
+    error = (pred - decode_depth(batch["depth"])).square()
+    valid = batch["depth_valid"]
+    per_sample = torch.stack([error[i][valid[i]].mean() for i in range(error.shape[0])])
+    assert losses["depth_x0"].item() == pytest.approx(per_sample.mean().item(), rel=1e-5)
 
 
 def test_bad_batch_is_an_input_error():

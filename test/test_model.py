@@ -246,20 +246,26 @@ def test_mf_models_prints_the_registry(capsys):
     assert xl[1] == "2048" and xl[-1].endswith("B")
 
 
-def test_lidar_prior_model_starts_as_the_nearest_fill_of_its_lidar_input():
-    from mf_core.sparse_fill import nearest_fill
+def test_refining_model_starts_as_the_smooth_fill_of_its_lidar_input():
+    from mf_core.depth_codec import decode_depth
+    from mf_core.frame_codec import log_relative_depth
+    from mf_core.sparse_fill import smooth_fill
 
     with pytest.raises(InputError, match="depth_conditioned"):
-        build_model(TINY, lidar_prior=True)
-    fresh = build_model(TINY, depth_conditioned=True, lidar_prior=True)
+        build_model(TINY, refine_head=True)
+    with pytest.raises(InputError, match="before the refinement head"):
+        build_model(TINY, depth_conditioned=True, lidar_prior=True)  # a pre-refinement checkpoint setting
+    fresh = build_model(TINY, depth_conditioned=True, refine_head=True)
     image, depth = inputs()
     t = torch.rand(2)
     mask = torch.rand(2, 1, 16, 24) > 0.9
-    mask[1] = False  # a sample whose LiDAR input was dropped: no prior, plain prediction
-    sparse = torch.rand(2, 1, 16, 24) * 2 - 1
+    mask[1] = False  # a sample whose LiDAR input was dropped: no prior, the transformer's own depth
+    sparse = torch.where(mask, torch.rand(2, 1, 16, 24) * 1.5 - 0.9, 0.0)  # encoded LiDAR
     out = fresh(image, depth, t, t, sparse_depth=sparse, sparse_mask=mask)
-    prior, _ = nearest_fill(sparse, mask)
-    torch.testing.assert_close(out.depth_x0, prior)  # zero head: exactly the prior, 0 without LiDAR
+    prior = smooth_fill(log_relative_depth(sparse, mask), mask).exp()  # relative depth
+    torch.testing.assert_close(decode_depth(out.depth_x0[:1]), prior[:1], rtol=1e-5, atol=1e-6)
+    assert torch.all(out.depth_x0[1] == 0)  # fresh transformer: zero x0, unchanged by the zero head
+    assert out.refine_terms.shape == (2, 7, 16, 24) and torch.all(out.refine_terms == 0)
     trained = randomize(fresh)
     out = trained(image, depth, t, t, sparse_depth=sparse, sparse_mask=mask)
-    assert not torch.allclose(out.depth_x0[0], prior[0])  # a trained head corrects it
+    assert not torch.allclose(decode_depth(out.depth_x0[:1]), prior[:1])  # a trained head corrects it

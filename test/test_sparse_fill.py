@@ -1,45 +1,75 @@
-"""Jump-flooding nearest fill against scipy's exact Euclidean distance transform."""
+"""Push-pull fill, directional neighbours and their colour differences (mf_core.sparse_fill)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from scipy import ndimage
 
+from mf_core.completion import complete_linear, complete_smooth
 from mf_core.errors import InputError
-from mf_core.sparse_fill import nearest_fill
+from mf_core.sparse_fill import directional_neighbours, neighbour_colour_difference, smooth_fill
+from training.eval.synthetic import default_camera, synthetic_sample
 
 
-def test_fill_matches_exact_nearest_distance():
-    generator = torch.Generator().manual_seed(0)
-    values = torch.rand(3, 1, 61, 83, generator=generator) * 50 + 1
-    mask = torch.rand(3, 1, 61, 83, generator=generator) < torch.tensor([0.002, 0.03, 0.3]).view(3, 1, 1, 1)
-    filled, has_seed = nearest_fill(values, mask)
-    assert has_seed.all()
-    torch.testing.assert_close(filled[mask], values[mask])  # valid pixels untouched
-    for b in range(3):
-        m = mask[b, 0].numpy()
-        exact_distance = ndimage.distance_transform_edt(~m)  # (H, W) to the nearest valid pixel
-        # Distance from each pixel to the seed whose value it took (found by value: values are unique).
-        seeds = {float(v): (r, c) for (r, c), v in zip(np.argwhere(m), values[b, 0].numpy()[m], strict=True)}
-        picked = np.array([seeds[float(v)] for v in filled[b, 0].numpy().ravel()]).reshape(61, 83, 2)
-        rows, cols = np.indices(m.shape)
-        picked_distance = np.hypot(picked[..., 0] - rows, picked[..., 1] - cols)
-        assert np.mean(picked_distance <= exact_distance + 1e-6) > 0.97  # exact almost everywhere
-        assert np.max(picked_distance - exact_distance) < 2.5  # and never far off
+def _maps(seed: int = 0, shape=(2, 1, 37, 53), density: float = 0.05):
+    gen = torch.Generator().manual_seed(seed)
+    mask = torch.rand(shape, generator=gen) < density
+    values = torch.rand(shape, generator=gen) * 4 + 1
+    return torch.where(mask, values, 0.0), mask
 
 
-def test_samples_without_points_fill_with_zeros():
-    values = torch.rand(2, 1, 8, 8)
-    mask = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
-    mask[1, 0, 3, 5] = True
-    filled, has_seed = nearest_fill(values, mask)
-    assert has_seed.tolist() == [False, True]
-    assert torch.all(filled[0] == 0)
-    assert torch.all(filled[1] == values[1, 0, 3, 5])
+def test_smooth_fill_is_exact_at_points_and_bounded_between_them():
+    values, mask = _maps()
+    filled = smooth_fill(values, mask)
+    torch.testing.assert_close(filled[mask], values[mask])
+    for b in range(2):
+        seen = values[b][mask[b]]
+        assert filled[b].min() >= seen.min() - 1e-5 and filled[b].max() <= seen.max() + 1e-5  # a convex blend
+    empty = smooth_fill(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8, dtype=torch.bool))
+    assert torch.all(empty == 0)
+    with pytest.raises(InputError, match="shape"):
+        smooth_fill(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 4, dtype=torch.bool))
 
 
-def test_bad_shapes_raise_input_error():
-    with pytest.raises(InputError, match=r"\(B, 1, H, W\)"):
-        nearest_fill(torch.rand(1, 2, 4, 4), torch.ones(1, 2, 4, 4, dtype=torch.bool))
+def test_smooth_fill_reproduces_a_plane_and_rivals_delaunay_linear():
+    h, w = 96, 128
+    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
+    plane = 2.0 + 0.03 * rows + 0.01 * cols  # depth linear in the pixel position
+    mask = np.zeros((h, w), bool)
+    mask[::6, ::3] = True  # scan-line-like rows of points
+    filled = smooth_fill(torch.from_numpy(np.where(mask, plane, 0))[None, None], torch.from_numpy(mask)[None, None])
+    inside = np.s_[6:-6, 6:-6]
+    assert np.abs(filled[0, 0].numpy() - plane)[inside].max() < 0.05  # the tilt is kept, not flattened
+    # On a textured scene with occlusions, the log-depth fill is about as accurate as Delaunay-linear.
+    scene = synthetic_sample("scene", default_camera(320, 240), seed=3)
+    truth = scene.gt_depth > 0
+    errors = {}
+    for name, fill in (("smooth", complete_smooth), ("linear", complete_linear)):
+        depth = fill(scene.image, scene.sparse_depth, scene.camera)
+        errors[name] = float(np.sqrt(np.mean((depth[truth] - scene.gt_depth[truth]) ** 2)))
+    assert errors["smooth"] < 1.2 * errors["linear"], errors
+
+
+def test_directional_neighbours_find_the_nearest_point_on_each_side():
+    values = torch.zeros(1, 1, 5, 7)
+    mask = torch.zeros(1, 1, 5, 7, dtype=torch.bool)
+    for (r, c), v in (((2, 1), 1.0), ((2, 5), 2.0), ((0, 3), 3.0)):
+        values[0, 0, r, c], mask[0, 0, r, c] = v, True
+    found, distance = directional_neighbours(values, mask)
+    # Pixel (2, 3): left (2, 1) at 2 px, right (2, 5) at 2 px, up (0, 3) at 2 px, nothing below.
+    assert found[0, :, 2, 3].tolist()[:3] == [1.0, 2.0, 3.0] and torch.isnan(found[0, 3, 2, 3])
+    assert distance[0, :, 2, 3].tolist() == [2.0, 2.0, 2.0, float("inf")]
+    assert torch.all(distance[0, :, 2, 1] == 0) and torch.all(found[0, :, 2, 1] == 1.0)  # a point is its own
+    assert torch.isnan(found[0, 0, 2, 0]) and found[0, 1, 2, 0] == 1.0  # left of everything: right only
+
+
+def test_colour_difference_compares_with_the_neighbour_pixel():
+    image = torch.zeros(1, 3, 4, 6)
+    image[..., 4:] = 1.0  # a bright band on the right
+    mask = torch.zeros(1, 1, 4, 6, dtype=torch.bool)
+    mask[0, 0, 1, 0] = mask[0, 0, 1, 5] = True
+    _, distance = directional_neighbours(torch.ones(1, 1, 4, 6), mask)
+    diff = neighbour_colour_difference(image, distance)
+    assert diff[0, 0, 1, 2] == 0 and diff[0, 1, 1, 2] == pytest.approx(3.0)  # same as left, unlike right
+    assert diff[0, 2, 1, 2] == 0  # no neighbour above: compared with itself

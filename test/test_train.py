@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import subprocess
@@ -14,6 +15,7 @@ import torch
 
 from mf_core.checkpoint import load_model
 from mf_core.errors import InputError
+from mf_core.flow import TrainingMix
 from training.cli import main as mf_main
 from training.train.config import SourceConfig, load_config, save_config
 from training.train.data import SampleMixer, Shard, collate, make_example
@@ -117,17 +119,65 @@ def test_shards_split_the_global_batch_the_same_way_for_any_world_size():
     assert [p.tolist() for p in single] == [ranks[0][0].tolist(), ranks[1][0].tolist()] == [[20, 21], [22, 23]]
 
 
-def test_training_views_keep_lidar_points_and_encode_depth(sim_cache):
+def test_conditioned_views_split_the_sweep_and_share_the_fed_lidar_scale(sim_cache):
+    from mf_core.depth_codec import decode_depth
+
     samples = read_source(SIM, sim_cache)
     config = tiny(sim_cache, "data.width=48", "data.height=32", "data.max_zoom=1.5", "data.hflip=true").data
-    example = make_example(samples[0], config, np.random.default_rng(0))
+    mix = TrainingMix(sparse_input_fraction=0.5, sparse_drop_prob=0.0)
+    example = make_example(samples[0], config, np.random.default_rng(0), mix, conditioned=True)
     assert example["image"].shape == (3, 32, 48) and example["image"].abs().max() <= 1.0
-    valid = example["depth_valid"]
-    assert valid.float().mean() > 0.5  # dense GT supervision
-    lidar = example["metric_lidar"][example["sparse_mask"]]
+    fed, valid = example["sparse_mask"], example["depth_valid"]
+    lidar = example["metric_lidar"][fed]
     assert lidar.numel() > 0 and set(lidar.tolist()) <= set(samples[0].sparse_depth[samples[0].sparse_depth > 0])
-    depth = example["depth"][valid]
-    assert depth.min() >= -1 and depth.max() < 1
+    assert not (fed & valid).any() and valid.float().mean() > 0.5  # dense GT, minus the fed points
+    scale = example["depth_scale"]
+    assert scale.item() == pytest.approx(lidar.mean().item(), rel=1e-5)  # the fed points' own mean, as at inference
+    torch.testing.assert_close(decode_depth(example["sparse_depth"][None], scale)[0][fed], lidar)
+    torch.testing.assert_close(decode_depth(example["depth"][None], scale)[0][valid],
+                               example["metric_target"][valid], rtol=1e-4, atol=1e-4)
+    plain = make_example(samples[0], config, np.random.default_rng(0))  # not conditioned: nothing fed
+    assert not plain["sparse_mask"].any() and plain["depth_valid"].float().mean() > 0.5
+
+
+def test_frame_size_views_keep_the_inference_scale_and_pad_small_frames():
+    from training.eval.synthetic import default_camera, synthetic_sample
+    from training.train.config import DataConfig
+    from training.train.data import choose_view
+
+    data = DataConfig(width=96, height=64, frame_size=64, max_zoom=1.0, hflip=False)
+    view = choose_view((80, 100), data, np.random.default_rng(0))
+    assert view.window == (0, 0, 80, 100) and view.size == (51, 64)  # 100 px wide frame shown 64 px wide
+    big = choose_view((480, 640), DataConfig(width=96, height=64, frame_size=320, max_zoom=1.0), None)
+    assert big.size == (64, 96) and big.window[2:] == (128, 192)  # half scale, like a 320-wide processing size
+    sample = synthetic_sample("s", default_camera(100, 80), seed=0)
+    example = make_example(sample, data, None, TrainingMix(sparse_drop_prob=0.0), conditioned=True)
+    assert example["image"].shape == (3, 64, 96)
+    assert torch.all(example["image"][:, 51:] == 0) and torch.all(example["image"][:, :, 64:] == 0)
+    for key in ("sparse_mask", "depth_valid"):
+        assert not example[key][:, 51:].any() and not example[key][:, :, 64:].any()
+    assert example["sparse_mask"][:, :51, :64].any()
+
+
+def test_training_and_inference_feed_the_model_the_same_lidar_encoding():
+    """The frame-to-metres path is one: for the same frame and fed points, the training example and
+    DepthEstimator give the model identical inputs, and both decode with the same scale."""
+    from mf_core.model import build_model
+    from mf_core.pipeline import DepthEstimator
+    from training.eval.synthetic import default_camera, synthetic_sample
+    from training.train.config import DataConfig
+
+    sample = synthetic_sample("s", default_camera(128, 96), seed=1)
+    data = DataConfig(width=128, height=96, frame_size=128, max_zoom=1.0, hflip=False)
+    example = make_example(sample, data, None, TrainingMix(sparse_drop_prob=0.0), conditioned=True)
+    model = build_model("MF-XS", depth_conditioned=True, refine_head=True, patch_size=16)
+    seen = {}
+    model.register_forward_hook(lambda m, args, kwargs, out: seen.update(kwargs), with_kwargs=True)
+    fed = example["metric_lidar"][0].numpy()  # the points the example feeds, in metres
+    result = DepthEstimator(model, processing_size=128).predict(sample.image, fed, "conditioned")
+    torch.testing.assert_close(seen["sparse_depth"][0], example["sparse_depth"])
+    assert torch.equal(seen["sparse_mask"][0], example["sparse_mask"])
+    assert result.scale == pytest.approx(example["depth_scale"].item(), rel=1e-6)
 
 
 # ---------------------------------------------------------------- runs
@@ -242,27 +292,20 @@ def test_tiny_model_overfits_a_few_sim_frames(sim_cache, tmp_path):
     assert scores.count == 4 and scores.abs_rel < 0.05
 
 
-def test_conditioned_validation_of_a_fresh_lidar_prior_model_scores_the_nearest_fill():
-    """A fresh lidar_prior model predicts exactly the nearest fill of the LiDAR it is fed, so the
-    conditioned validation must score that fill, on pixels that were not fed, without alignment."""
+def test_validation_of_a_fresh_refining_model_scores_exactly_its_prior():
+    """A fresh refine_head model outputs its LiDAR prior (the smooth fill) at full resolution, so
+    frame-by-frame validation must find the same RMSE for both: every ratio and the score are 1."""
     from mf_core.model import build_model
-    from mf_core.sparse_fill import nearest_fill
     from training.eval.synthetic import default_camera, synthetic_sample
-    from training.train.config import DataConfig
-    from training.train.validation import FED_LIDAR_SHARE, VALIDATION_SEED, evaluate_conditioned
+    from training.train.validation import validate_frames
 
-    data = DataConfig(width=96, height=64)
-    samples = [synthetic_sample(f"s{i}", default_camera(192, 128), seed=i) for i in range(3)]
-    views = collate([make_example(s, data, None) for s in samples])
-    model = build_model("MF-XS", depth_conditioned=True, lidar_prior=True)
-    result = evaluate_conditioned(model, views)
-
-    lidar, truth = views["metric_lidar"], views["metric_gt"]
-    fed = (lidar > 0) & (torch.rand(lidar.shape, generator=torch.Generator().manual_seed(VALIDATION_SEED))
-                         < FED_LIDAR_SHARE)
-    filled, _ = nearest_fill(torch.where(fed, lidar, 0.0), fed)  # metres: the fill commutes with the codec
-    scored = (truth > 0) & ~fed
-    expected = [float(((f - t).abs() / t)[m].mean()) for f, t, m in zip(filled, truth, scored, strict=True)]
-    assert result.count == 3
-    assert result.abs_rel == pytest.approx(np.mean(expected), rel=1e-3)
-    assert 0 < result.abs_rel < 0.2  # a real score, not a degenerate one
+    samples = [synthetic_sample(f"s{i}", default_camera(160, 112), seed=i) for i in range(3)]
+    lidar_only = [dataclasses.replace(s, name=f"l{i}", gt_depth=None) for i, s in enumerate(samples)]
+    model = build_model("MF-XS", depth_conditioned=True, refine_head=True, patch_size=16)
+    result = validate_frames(model, samples + lidar_only, ["dense"] * 3 + ["lidar"] * 3, processing_size=96)
+    assert set(result) == {"dense/rmse", "dense/rmse_prior", "dense/ratio", "lidar/rmse", "lidar/rmse_prior",
+                           "lidar/ratio", "score"}
+    assert result["dense/rmse"] > 0 and result["lidar/rmse"] > 0
+    assert result["dense/ratio"] == pytest.approx(1.0, abs=1e-4)
+    assert result["lidar/ratio"] == pytest.approx(1.0, abs=1e-4)
+    assert result["score"] == pytest.approx(1.0, abs=1e-4)

@@ -31,7 +31,8 @@ class ModelConfig:
     time_mixing: bool = True  # zero-gated cross-stream timestep mixing (starts as a no-op)
     context_dim: int = 0  # 0 = no context stream
     depth_conditioned: bool = False  # extra always-clean input: encoded sparse depth + mask
-    lidar_prior: bool = False  # conditioned only: nearest-point LiDAR fill as 3rd input; head predicts a correction
+    refine_head: bool = False  # conditioned only: pixel head composes depth from the LiDAR prior (mf_core.lidar_prior)
+    refine_channels: int = 16  # width of the refinement head at full resolution
     image_tokenizer: str = "pixel"  # "pixel" (dependency-free default) | "vae" (frozen, local folder)
     vae_path: str | None = None  # local diffusers AutoencoderKL folder, only for image_tokenizer="vae"
     rope_theta: float = 10000.0  # RoPE base; grids here are < 100 tokens a side, the classic base suffices
@@ -60,8 +61,12 @@ class ModelConfig:
             raise InputError(
                 f"unknown image_tokenizer {self.image_tokenizer!r}; use one of {list(IMAGE_TOKENIZERS)}"
             )
-        if self.lidar_prior and not self.depth_conditioned:
-            raise InputError("lidar_prior needs depth_conditioned: true (the prior is built from the LiDAR input)")
+        if self.refine_head and not self.depth_conditioned:
+            raise InputError("refine_head needs depth_conditioned: true (it composes depth from the LiDAR input)")
+        if self.refine_head and self.image_tokenizer != "pixel":
+            raise InputError("refine_head reads image pixels: it needs image_tokenizer 'pixel'")
+        if self.refine_channels < 4:
+            raise InputError(f"refine_channels must be >= 4, got {self.refine_channels}")
         if self.image_tokenizer == "vae" and not self.vae_path:
             raise InputError('image_tokenizer="vae" needs vae_path: a local diffusers AutoencoderKL folder')
 
@@ -93,6 +98,10 @@ class ModelConfig:
 
 
 def _check_keys(keys) -> None:
+    if "lidar_prior" in keys:
+        raise InputError("this model config has 'lidar_prior' (nearest-point prior): it is from mf before the "
+                         "refinement head and cannot be run by this version; retrain it (config/train_default.yaml) "
+                         "or use refine_head: true")
     valid = {f.name for f in dataclasses.fields(ModelConfig)}
     unknown = sorted(set(keys) - valid)
     if unknown:

@@ -2,10 +2,12 @@
 
 Each modality has its own flow time. The image head predicts velocity (noise - x0); the
 depth head (own decoder blocks, run in fp32) predicts clean encoded depth x0. LiDAR-conditioned
-models take the sparse LiDAR depth as an always-clean extra input; with ``lidar_prior`` they also
-take its nearest-point fill, and the depth head predicts a correction to that fill (a residual
-skip around the whole network, which starts as the fill and learns where the image says the
-depth changes between LiDAR points).
+models take the sparse LiDAR depth as an always-clean extra input. With ``refine_head`` they
+also build the LiDAR prior (:mod:`mf_core.lidar_prior`: smooth fill and directional neighbours),
+give its smooth fill to the transformer as a third LiDAR channel, and a pixel-level head
+(:mod:`mf_core.model.refine`) composes the final depth from prior, image and the transformer's
+own depth: a fresh model outputs exactly the smooth fill; training teaches the head where the
+image says a depth edge lies between LiDAR points, and on which side each pixel belongs.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from mf_core.depth_codec import decode_depth, encode_depth
 from mf_core.errors import InputError
+from mf_core.frame_codec import MAX_LOG_DEPTH, log_relative_depth
+from mf_core.lidar_prior import LidarPrior, compose, head_features, lidar_prior
 from mf_core.model.blocks import FinalLayer, JointBlock, ModParams, Modulation, SingleBlock
 from mf_core.model.config import ModelConfig, get_model_config
 from mf_core.model.embeddings import (
@@ -29,8 +35,8 @@ from mf_core.model.embeddings import (
     token_positions,
     unpatchify,
 )
+from mf_core.model.refine import RefinementHead
 from mf_core.model.vae import VaeTokenizer
-from mf_core.sparse_fill import nearest_fill
 
 # Modules that belong to the depth stream (everything else is image/context/shared).
 DEPTH_MODULES = (
@@ -42,8 +48,9 @@ DEPTH_MODULES = (
     "decoder_modulation.",
     "decoder_blocks.",
     "depth_final.",
+    "refine.",
 )
-DEPTH_HEAD_MODULES = ("decoder_modulation", "decoder_blocks", "depth_final")  # kept in float32
+DEPTH_HEAD_MODULES = ("decoder_modulation", "decoder_blocks", "depth_final", "refine")  # kept in float32
 
 
 @dataclass
@@ -52,6 +59,10 @@ class ModelOutput:
 
     image_velocity: torch.Tensor  # (B, C, H, W) like the image input: predicted noise - x0
     depth_x0: torch.Tensor  # (B, 1, H, W) float32: predicted clean encoded depth
+    # refine_head models: the head's terms (B, N_TERMS, H, W) and the transformer's own log relative
+    # depth (B, 1, H, W), from which mf_core.lidar_prior.compose rebuilds depth at another resolution.
+    refine_terms: torch.Tensor | None = None
+    transformer_log_depth: torch.Tensor | None = None
 
 
 def _is_depth_parameter(name: str) -> bool:
@@ -116,8 +127,10 @@ class ModalityForcingDiT(nn.Module):
         self.image_embed = PatchEmbed(image_channels, self.image_patch, d)
         self.depth_embed = PatchEmbed(1, p, d)
         if config.depth_conditioned:
-            # (encoded sparse depth, mask[, nearest-point prior]), zero-init: starts ignored
-            self.sparse_embed = PatchEmbed(3 if config.lidar_prior else 2, p, d)
+            # (encoded sparse depth, mask[, encoded smooth fill]), zero-init: starts ignored
+            self.sparse_embed = PatchEmbed(3 if config.refine_head else 2, p, d)
+        if config.refine_head:
+            self.refine = RefinementHead(config.refine_channels)
         if config.context_dim:
             self.context_embed = nn.Linear(config.context_dim, d, bias=False)
         self.time_embed_image = TimestepEmbedder(d, config.timestep_dim)
@@ -147,8 +160,8 @@ class ModalityForcingDiT(nn.Module):
     @torch.no_grad()
     def initialize_weights(self) -> None:
         """Xavier linears, N(0, 0.02) timestep MLPs, and adaLN-Zero: every modulation and final layer zero."""
-        for _, module in self._own_modules():
-            if isinstance(module, nn.Linear):
+        for name, module in self._own_modules():
+            if isinstance(module, nn.Linear) and not name.startswith("refine"):
                 nn.init.xavier_uniform_(module.weight)
         for embedder in (self.time_embed_image, self.time_embed_depth):
             for linear in (embedder.linear_1, embedder.linear_2):
@@ -286,11 +299,18 @@ class ModalityForcingDiT(nn.Module):
         tokens["image"] = self.image_embed(image)  # (B, N, D)
         tokens["depth"] = self.depth_embed(depth)  # (B, N, D)
         prior = None
+        if sparse_mask is not None:
+            sparse_mask = sparse_mask.bool()  # samplers may pass it cast to the model's dtype
+        if self.config.refine_head:
+            if sparse_depth is None:  # no LiDAR: an empty prior; the head refines the transformer's depth
+                sparse_mask = torch.zeros_like(depth, dtype=torch.bool)
+                sparse_depth = torch.zeros_like(depth)
+            prior = lidar_prior(image, log_relative_depth(sparse_depth, sparse_mask), sparse_mask)
         if sparse_depth is not None:
             lidar = [sparse_depth, sparse_mask.to(sparse_depth.dtype)]
-            if self.config.lidar_prior:
-                prior, _ = nearest_fill(sparse_depth.float(), sparse_mask)  # (B, 1, H, W), 0 without LiDAR
-                lidar.append(prior.to(sparse_depth.dtype))
+            if prior is not None:
+                smooth, _ = encode_depth(prior.smooth.exp(), scale=torch.ones(b, device=depth.device))
+                lidar.append(torch.where(prior.has_lidar, smooth, 0.0).to(sparse_depth.dtype))
             tokens["depth"] = tokens["depth"] + self.sparse_embed(torch.cat(lidar, dim=1))  # (B, N, D)
 
         # 2. Conditioning vectors and rotary positions.
@@ -314,11 +334,27 @@ class ModalityForcingDiT(nn.Module):
 
         # 5. Depth decoder + head in fp32, then the image head.
         depth_x0 = self._depth_head(x[:, -n:], vec["depth"], rope[-n:], grid_h, grid_w)  # (B, 1, H, W) fp32
-        if prior is not None:
-            depth_x0 = depth_x0 + prior  # the head predicts a correction to the LiDAR prior
         image_out = self.image_final(x[:, -2 * n : -n], vec["image"])  # (B, N, C*q*q)
         image_velocity = unpatchify(image_out, self.image_patch, grid_h, grid_w)  # (B, C, H', W')
-        return ModelOutput(image_velocity=image_velocity, depth_x0=depth_x0)
+        if prior is None:
+            return ModelOutput(image_velocity=image_velocity, depth_x0=depth_x0)
+        return self._refine(image, prior, depth_x0, image_velocity)
+
+    def _refine(self, image: torch.Tensor, prior: LidarPrior, depth_x0: torch.Tensor, image_velocity: torch.Tensor
+                ) -> ModelOutput:
+        """Compose the depth from the LiDAR prior with the refinement head (float32, autocast off)."""
+        with _no_autocast(image.device.type):
+            # The transformer's log relative depth, averaged per token and upsampled bilinearly: its
+            # low-frequency content without the block edges of per-patch pixel predictions.
+            p = self.config.patch_size
+            per_token = F.avg_pool2d(decode_depth(depth_x0).clamp(min=1e-6).log(), p)  # (B, 1, H/p, W/p)
+            transformer = F.interpolate(per_token, size=depth_x0.shape[-2:], mode="bilinear", align_corners=False)
+            terms = self.refine(head_features(image.float(), prior, transformer))  # (B, N_TERMS, H, W)
+            log_depth = compose(prior, terms, transformer, *self.refine.selection_weights)
+            composed, _ = encode_depth(log_depth.clamp(-MAX_LOG_DEPTH, MAX_LOG_DEPTH).exp(),
+                                       scale=torch.ones(image.shape[0], device=image.device))
+        return ModelOutput(image_velocity=image_velocity, depth_x0=composed, refine_terms=terms,
+                           transformer_log_depth=transformer)
 
     def _time_vectors(self, t_image: torch.Tensor, t_depth: torch.Tensor) -> dict[str, torch.Tensor]:
         image, depth = self.time_embed_image(t_image), self.time_embed_depth(t_depth)  # (B, D)
@@ -341,13 +377,7 @@ class ModalityForcingDiT(nn.Module):
         """Depth decoder blocks and final layer in float32 with autocast off: (B, N, D) -> (B, 1, H, W)."""
         if self.depth_final.linear.weight.dtype != torch.float32:
             raise InputError("the depth head must stay float32: cast the model with model.to_dtype(), not .to()")
-        device_type = x.device.type
-        no_autocast = (
-            torch.autocast(device_type, enabled=False)
-            if torch.amp.is_autocast_available(device_type)
-            else contextlib.nullcontext()  # e.g. the meta device (FLOP counting) has no autocast
-        )
-        with no_autocast:
+        with _no_autocast(x.device.type):
             x, vec = x.float(), vec.float()  # (B, N, D), (B, D)
             if self.decoder_blocks:
                 (mod,) = self.decoder_modulation(vec)
@@ -359,6 +389,13 @@ class ModalityForcingDiT(nn.Module):
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
             return checkpoint(block, *args, use_reentrant=False)
         return block(*args)
+
+
+def _no_autocast(device_type: str):
+    """A context with autocast off (a no-op where the device has none, e.g. meta for FLOP counting)."""
+    if torch.amp.is_autocast_available(device_type):
+        return torch.autocast(device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def _vector_of(stream: str) -> str:

@@ -60,7 +60,8 @@ PARAMS = (
     Param("camera_info_topic", "camera_info", "input camera_info topic"),
     Param("points_topic", "points", "input LiDAR PointCloud2 topic"),
     Param("output_namespace", "depth", "outputs go to <ns>/image, <ns>/camera_info, <ns>/points, ..."),
-    Param("max_range", 0.0, "depth/points drops points farther than this (metres; 0 = keep all)", 0.0, 10000.0),
+    Param("max_range", 0.0, "depth/image and depth/points have no depth (NaN) farther than this (metres; 0 = no "
+          "cap beyond the LiDAR-support rule)", 0.0, 10000.0),
     Param("stride", 1, "depth/points keeps every stride-th row and column", 1, 64),
     Param("publish_confidence", False, "also publish <ns>/confidence (32FC1 in [0, 1]; model modes only)"),
     Param("qos_reliability", "best_effort", "input QoS reliability", choices=QOS_RELIABILITY),

@@ -3,11 +3,15 @@
 For every real set in the data root (:mod:`training.data.real_sets`; a set that is absent is
 skipped with a note) the **test** split is scored, never a frame a model trains or is selected on:
 
-- with LiDAR: the model in its LiDAR mode and the classical baselines (nearest, linear, IP-Basic),
-  under the set's protocol (lidar-holdout: the same seeded 80/20 split of every frame for every
-  method; metric: simulated scan lines fed, dense ground truth scored). Per set: RMSE, MAE,
-  AbsRel, delta1 and ms/frame of each method, the best classical method (lowest RMSE) and the
-  ratio model RMSE / best classical RMSE; over all sets, the geometric mean of the ratios.
+- with LiDAR: the model in its LiDAR mode, its LiDAR prior alone (``mf prior``: the smooth fill a
+  fresh refining model outputs, so the learned part's share is visible) and the classical
+  baselines (nearest, linear, IP-Basic), under the set's protocol (lidar-holdout: the same seeded
+  80/20 split of every frame for every method; metric: simulated scan lines fed, dense ground
+  truth scored). Per set: RMSE, MAE, AbsRel, delta1 and ms/frame of each method, the best
+  classical method (lowest RMSE) and the ratio model RMSE / best classical RMSE; over all sets,
+  the geometric mean of the ratios. Also per set: the Spearman correlation of the model's
+  confidence with its absolute error on the scored pixels (negative: confident where it is
+  right), and the median relative distance of its output from the fed LiDAR at the fed pixels.
 - monocular: the model's ``i2d`` against the row prior (depth linear in the pixel row), both under
   the affine protocol (against the dense ground truth, or all LiDAR points where there is none),
   and their AbsRel ratio.
@@ -68,7 +72,9 @@ def markdown(report: dict) -> str:
                          f"{100 * m['delta1']:.1f} | {100 * m['coverage']:.1f} | {m['ms']:.0f} |")
         lines.append("")
         summary = (f"best classical: **{result['best_classical']}**; RMSE ratio model / best classical: "
-                   f"**{result['rmse_ratio']:.3f}**")
+                   f"**{result['rmse_ratio']:.3f}**; confidence vs |error| Spearman "
+                   f"{result['confidence_error_spearman']:.2f}; median |model - LiDAR| / LiDAR at fed pixels "
+                   f"{100 * result['lidar_residual']:.2f} %")
         if "mono_abs_rel_ratio" in result:
             summary += f"; monocular AbsRel ratio i2d / row prior (affine): **{result['mono_abs_rel_ratio']:.3f}**"
         lines += [summary, ""]
@@ -84,8 +90,9 @@ def run(args: argparse.Namespace) -> dict:
 
     from mf_core.completion import CLASSICAL_BASELINES
     from mf_core.errors import InputError
+    from mf_core.pipeline import DepthEstimator
     from training.data.real_sets import REAL_SETS, data_root, read_real_split
-    from training.eval.harness import baseline_method, evaluate, model_method
+    from training.eval.harness import baseline_method, estimator_method, evaluate
     from training.eval.protocols import make_protocol
 
     root = data_root(args.data_root)
@@ -98,8 +105,9 @@ def run(args: argparse.Namespace) -> dict:
     if args.panels and not args.out_dir:
         raise InputError("--panels needs --out-dir (where the PNGs go)")
     mode = args.mode or _recommended_mode(args.model)
-    model = model_method(args.model, mode, device=args.device)
-    mono = None if args.no_mono else model_method(args.model, "i2d", device=args.device)
+    estimator = DepthEstimator.from_checkpoint(args.model, args.device)
+    model = estimator_method(estimator, str(args.model), mode)
+    mono = None if args.no_mono else estimator_method(estimator, str(args.model), "i2d")
     out_dir = Path(args.out_dir) if args.out_dir else None
 
     report: dict = {"model": str(args.model), "mode": mode, "data_root": str(root), "sets": {}, "skipped": {}}
@@ -113,7 +121,8 @@ def run(args: argparse.Namespace) -> dict:
             report["skipped"][name] = "no test frames"
             continue
         protocol = make_protocol(real_set.protocol)
-        methods = [(f"mf {mode}", model)] + [(f"baseline:{b}", baseline_method(b)) for b in CLASSICAL_BASELINES]
+        methods = [(f"mf {mode}", model), ("mf prior (smooth fill)", baseline_method("smooth"))]
+        methods += [(f"baseline:{b}", baseline_method(b)) for b in CLASSICAL_BASELINES]
         result: dict = {"frames": len(samples), "protocol": real_set.protocol, "provenance": real_set.provenance,
                         "methods": {}}
         for label, method in methods:
@@ -125,6 +134,7 @@ def run(args: argparse.Namespace) -> dict:
         best = min(classical, key=classical.get)
         result["best_classical"] = best
         result["rmse_ratio"] = round(result["methods"][f"mf {mode}"]["rmse"] / classical[best], 4)
+        result |= confidence_and_lidar_fit(estimator, mode, samples, protocol)
         if mono is not None:
             affine = make_protocol("affine")
             targets = _lidar_as_ground_truth(samples)
@@ -146,6 +156,24 @@ def run(args: argparse.Namespace) -> dict:
         (out_dir / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
         (out_dir / "quality.md").write_text(table)
     return report
+
+
+def confidence_and_lidar_fit(estimator, mode: str, samples: list, protocol) -> dict:
+    """Spearman correlation of confidence with |error| over all scored pixels of ``samples``, and the mean
+    over frames of the median relative distance from the fed LiDAR (``DepthResult.lidar_residual``)."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    confidences, errors, residuals = [], [], []
+    for sample in samples:
+        split = protocol.split(sample)
+        result = estimator.predict(sample.image, split.fed_sparse, mode=mode, with_confidence=True)
+        scored = split.score_mask & (split.target > 0) & (result.depth > 0)
+        confidences.append(result.confidence[scored])
+        errors.append(np.abs(result.depth[scored] - split.target[scored]))
+        residuals.append(result.lidar_residual)
+    rho = spearmanr(np.concatenate(confidences), np.concatenate(errors)).statistic
+    return {"confidence_error_spearman": round(float(rho), 4), "lidar_residual": round(float(np.mean(residuals)), 5)}
 
 
 def _recommended_mode(checkpoint: str) -> str:

@@ -1,4 +1,8 @@
-"""``mf release``: turn a training run's newest checkpoint into a shippable model folder.
+"""``mf release``: turn a training run into a shippable model folder.
+
+The model released is the run's best by validation (``RUN/best``: the lowest frame-by-frame
+validation score of a LiDAR-conditioned run, see :mod:`training.train.validation`), else its
+newest checkpoint; ``--latest`` forces the newest.
 
 Writes ``model.safetensors`` (fp16 by default: half the bytes, and the depth head is cast
 back to fp32 on load) and ``config.json`` with the metadata inference reads: the mode
@@ -23,7 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="recommended inference mode (default: conditioned for LiDAR-conditioned models, "
                              "else guided)")
     parser.add_argument("--processing-size", type=int, default=None,
-                        help="longer image side inference runs at (default: 5/4 of the training crop's)")
+                        help="longer image side inference runs at (default: the run's data.frame_size, "
+                             "else 5/4 of the training crop's)")
+    parser.add_argument("--latest", action="store_true", help="release the newest checkpoint, not the best")
     parser.add_argument("--dtype", choices=DTYPES, default="float16", help="weight dtype (default float16)")
 
 
@@ -33,19 +39,20 @@ def run(args: argparse.Namespace) -> int:
     from mf_core.checkpoint import load_model, save_model
     from mf_core.pipeline import MODES
     from training.train.config import load_config
-    from training.train.loop import CONFIG_FILE
+    from training.train.loop import BEST_DIR, CONFIG_FILE
     from training.train.state import latest_checkpoint
 
     run_dir = Path(args.run)
     if not (run_dir / CONFIG_FILE).is_file():
         raise InputError(f"{run_dir} is not a training run (no {CONFIG_FILE}); pass the folder given to mf train --out")
     config = load_config(run_dir / CONFIG_FILE)
-    checkpoint = latest_checkpoint(run_dir)
-    model, metadata = load_model(checkpoint / "model")
+    best = run_dir / BEST_DIR
+    source = best if (best / "config.json").is_file() and not args.latest else latest_checkpoint(run_dir) / "model"
+    model, metadata = load_model(source)
     mode = args.mode or ("conditioned" if model.config.depth_conditioned else "guided")
     if mode not in MODES:
         raise InputError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
-    size = args.processing_size or round(max(config.data.width, config.data.height) * 5 / 4)
+    size = args.processing_size or config.data.frame_size or round(max(config.data.width, config.data.height) * 5 / 4)
     metadata = {
         **metadata,
         "recommended_mode": mode,
@@ -56,6 +63,8 @@ def run(args: argparse.Namespace) -> int:
     }
     out = save_model(args.out, model, metadata, dtype=getattr(torch, args.dtype))
     size_mb = (out / "model.safetensors").stat().st_size / 2**20
-    print(f"released step {metadata.get('step')} of {run_dir} to {out} ({size_mb:.1f} MB, {args.dtype}, "
-          f"mode {mode}, processing size {size})")
+    score = metadata.get("validation", {}).get("score")
+    chosen = f"best by validation (score {score:.4f})" if source == best else "newest"
+    print(f"released step {metadata.get('step')} ({chosen}) of {run_dir} to {out} ({size_mb:.1f} MB, "
+          f"{args.dtype}, mode {mode}, processing size {size})")
     return 0

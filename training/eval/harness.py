@@ -48,12 +48,17 @@ def model_method(checkpoint: str | Path, mode: str, steps: int = 1, seed: int = 
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     estimator = DepthEstimator.from_checkpoint(checkpoint, device, processing_size=processing_size)
+    return estimator_method(estimator, str(checkpoint), mode, steps, seed)
+
+
+def estimator_method(estimator, name: str, mode: str, steps: int = 1, seed: int = 0) -> EvalMethod:
+    """A loaded ``DepthEstimator`` in ``mode`` as an EvalMethod (confidence off: it is not scored)."""
 
     def predict(image: np.ndarray, sparse_depth: np.ndarray, camera: PinholeCamera) -> np.ndarray:
         lidar = None if mode == "i2d" else sparse_depth
-        return estimator.predict(image, lidar, mode=mode, steps=steps, seed=seed).depth
+        return estimator.predict(image, lidar, mode=mode, steps=steps, seed=seed, with_confidence=False).depth
 
-    return EvalMethod(str(checkpoint), mode, mode != "i2d", predict)
+    return EvalMethod(name, mode, mode != "i2d", predict)
 
 
 def describe(method: EvalMethod, protocol: EvalProtocol) -> str:

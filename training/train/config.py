@@ -31,6 +31,9 @@ class SourceConfig:
     weight: float = 1.0  # relative share of training samples drawn from this source
     max_samples: int = 0  # cap on samples read (0 = all): keeps memory bounded on big datasets
     val_count: int = 0  # samples held out for validation, taken from the end of the source
+    # Real sets of shared/data only (training/data/real_sets.py): "train" reads only the frames of
+    # the fixed train split, "val" only those of the val split, as validation samples (never trained on).
+    split: str = ""
     # Only for sim: sources (passed to `mf sim`); generated once into data.cache_dir.
     frames: int = 8
     seed: int = 0
@@ -44,6 +47,11 @@ class SourceConfig:
             raise InputError(f"data source {self.path}: weight must be > 0, got {self.weight}")
         if self.max_samples < 0 or self.val_count < 0:
             raise InputError(f"data source {self.path}: max_samples and val_count must be >= 0")
+        if self.split not in ("", "train", "val"):
+            raise InputError(f"data source {self.path}: split must be train or val (or empty), got {self.split!r}; "
+                             "test frames are for mf bench quality only")
+        if self.split == "val" and self.val_count:
+            raise InputError(f"data source {self.path}: a split: val source is all validation; drop val_count")
 
     @property
     def is_sim(self) -> bool:
@@ -57,7 +65,11 @@ class DataConfig:
     sources: list[SourceConfig] = field(default_factory=list)
     width: int = 256  # training resolution; a multiple of the model's patch size
     height: int = 192
-    max_zoom: float = 1.25  # random scale in [1, max_zoom] over the smallest covering resize, then crop
+    max_zoom: float = 1.25  # random zoom: [1, max_zoom] over the covering resize, or [1/z, z] with frame_size
+    # > 0: examples are windows of the frame scaled to this longer side (the inference processing
+    # size), so LiDAR spacing and edges look as they will at inference; 0: the covering resize.
+    frame_size: int = 0
+    dense_target_prob: float = 1.0  # conditioned, dense GT: share of examples supervised by GT (else held-out LiDAR)
     hflip: bool = True  # random horizontal flips (depth is symmetric under a mirror)
     use_gt_as_supervision: bool = False  # supervise with dense GT instead of LiDAR (sim / RGB-D only)
     cache_dir: str = "~/.cache/mf/sim"  # where sim: sources are generated (reused when present)
@@ -67,6 +79,9 @@ class DataConfig:
             raise InputError(f"data.width/height must be >= 8, got {self.width}x{self.height}")
         if self.max_zoom < 1.0:
             raise InputError(f"data.max_zoom must be >= 1 (1 = no zoom), got {self.max_zoom}")
+        if self.frame_size < 0 or not 0 <= self.dense_target_prob <= 1:
+            raise InputError(f"data.frame_size must be >= 0 and dense_target_prob in [0, 1], got "
+                             f"{self.frame_size} and {self.dense_target_prob}")
 
 
 @dataclass

@@ -9,15 +9,21 @@ endless stream of global batches: step k covers positions [k * B, (k + 1) * B).
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from mf_core.depth_codec import encode_depth
+from mf_core.flow import TrainingMix
+from mf_core.frame_codec import depth_tensor, encode_lidar, encode_target, image_tensor
 from mf_core.resize import resize_dense_depth, resize_image, resize_sparse_depth
 from training.data.sample import Sample
 from training.train.config import DataConfig
+
+# Seeds the LiDAR split of evaluation views (with the sample name), so every run scores the same points.
+VALIDATION_SPLIT_SEED = 1234
 
 
 @dataclass
@@ -82,66 +88,117 @@ def crop_box(height: int, width: int, out_h: int, out_w: int, zoom: float, rng: 
     ``rng`` None -> centred (evaluation); otherwise a uniformly random offset.
     """
     scale = max(out_h / height, out_w / width) * zoom  # output pixels per source pixel
-    crop_h = min(height, max(1, round(out_h / scale)))
-    crop_w = min(width, max(1, round(out_w / scale)))
+    return _window(height, width, out_h / scale, out_w / scale, rng)
+
+
+def _window(height: int, width: int, crop_h: float, crop_w: float, rng: np.random.Generator | None
+            ) -> tuple[int, int, int, int]:
+    """A (top, left, h, w) window of at most ``crop_h`` x ``crop_w`` source pixels, centred or random."""
+    crop_h, crop_w = min(height, max(1, round(crop_h))), min(width, max(1, round(crop_w)))
     if rng is None:
         return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
     return int(rng.integers(0, height - crop_h + 1)), int(rng.integers(0, width - crop_w + 1)), crop_h, crop_w
 
 
-def _to_depth_tensor(depth: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(depth, dtype=np.float32))[None, None]  # (1, 1, H, W)
+@dataclass(frozen=True)
+class View:
+    """Where an example comes from in its frame and how it is scaled: window, output size, flip."""
+
+    window: tuple[int, int, int, int]  # top, left, h, w in source pixels
+    size: tuple[int, int]  # (h, w) the window is resized to, at most the example size
+    flip: bool
 
 
-def make_example(sample: Sample, config: DataConfig, rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
-    """One sample at the training resolution: image in [-1, 1] and encoded depth target.
+def choose_view(shape: tuple[int, int], config: DataConfig, rng: np.random.Generator | None) -> View:
+    """The view of a frame an example shows (see :class:`training.train.config.DataConfig`).
 
-    ``rng`` None gives the deterministic evaluation view (centre crop, no flip). The depth
-    target is the LiDAR depth, or dense GT with ``config.use_gt_as_supervision`` (or when
-    the sample has no LiDAR return at all). Returned tensors (no batch dim): ``image``
-    (3, h, w), ``depth`` (1, h, w) encoded, ``depth_valid`` (1, h, w) bool, ``sparse_depth``
-    (1, h, w) LiDAR encoded with the target's scale, ``sparse_mask`` (1, h, w) bool,
-    ``depth_scale`` () metres per unit (0 when the view has no valid depth), and the
-    metric views ``metric_target``/``metric_lidar``/``metric_gt`` (1, h, w) for evaluation.
+    With ``frame_size``, the frame is scaled so its longer side is ``frame_size`` (times a random
+    zoom in [1/max_zoom, max_zoom]): the scale the model runs at in inference, so that edges and
+    LiDAR spacing look the same in training; a window of at most (height, width) of it is taken.
+    Otherwise the window is the smallest one covering the example size, times a zoom in [1, max_zoom].
     """
+    height, width = shape
     out_h, out_w = config.height, config.width
-    zoom = 1.0 if rng is None else float(rng.uniform(1.0, config.max_zoom))
-    top, left, h, w = crop_box(*sample.image.shape[:2], out_h, out_w, zoom, rng)
-    window = (slice(top, top + h), slice(left, left + w))
-    flip = rng is not None and config.hflip and bool(rng.integers(0, 2))
-
-    def view(array: np.ndarray, resize) -> np.ndarray:
-        resized = resize(array[window], out_w, out_h)
-        return resized[:, ::-1] if flip else resized
-
-    image = view(sample.image, resize_image)  # (h, w, 3) uint8
-    lidar = view(sample.sparse_depth, resize_sparse_depth)  # (h, w) metres, 0 = none
-    gt = None if sample.gt_depth is None else view(sample.gt_depth, resize_dense_depth)  # (h, w)
-    use_gt = gt is not None and (config.use_gt_as_supervision or not (lidar > 0).any())
-    target = gt if use_gt else lidar
-
-    target_t = _to_depth_tensor(target)  # (1, 1, h, w)
-    lidar_t = _to_depth_tensor(lidar)  # (1, 1, h, w)
-    valid = target_t > 0  # (1, 1, h, w)
-    lidar_valid = lidar_t > 0  # (1, 1, h, w)
-    if valid.any():
-        encoded, scale = encode_depth(target_t, valid)  # (1, 1, h, w), (1,)
-        lidar_encoded, _ = encode_depth(lidar_t, lidar_valid, scale=scale) if lidar_valid.any() else (
-            torch.zeros_like(lidar_t), scale)
+    if config.frame_size:
+        zoom = 1.0 if rng is None else float(np.exp(rng.uniform(-1, 1) * np.log(config.max_zoom)))
+        scale = config.frame_size * zoom / max(height, width)  # example pixels per source pixel
+        window = _window(height, width, out_h / scale, out_w / scale, rng)
+        size = (min(out_h, max(1, round(window[2] * scale))), min(out_w, max(1, round(window[3] * scale))))
     else:
-        encoded, lidar_encoded, scale = torch.zeros_like(target_t), torch.zeros_like(lidar_t), torch.zeros(1)
-    pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()  # (3, h, w)
-    return {
-        "image": pixels / 127.5 - 1.0,  # (3, h, w) in [-1, 1]
+        zoom = 1.0 if rng is None else float(rng.uniform(1.0, config.max_zoom))
+        window, size = crop_box(height, width, out_h, out_w, zoom, rng), (out_h, out_w)
+    flip = rng is not None and config.hflip and bool(rng.integers(0, 2))
+    return View(window, size, flip)
+
+
+def split_lidar(sweep: np.ndarray, gt: np.ndarray | None, config: DataConfig, mix: TrainingMix,
+                rng: np.random.Generator, conditioned: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(fed LiDAR, supervision target), (h, w) metres each, 0 = none; no target pixel is fed.
+
+    Conditioned models are fed ``mix.sparse_input_fraction`` of the sweep's points (none for a
+    ``mix.sparse_drop_prob`` share of examples: monocular samples); the target is the dense ground
+    truth where the source has it and ``config.use_gt_as_supervision`` (with ``config.dense_target_prob``),
+    else the held-out sweep points. Other models get no input, and the whole sweep (or GT) as target.
+    """
+    use_gt = gt is not None and (config.use_gt_as_supervision or not (sweep > 0).any())
+    if not conditioned:
+        return np.zeros_like(sweep), gt if use_gt else sweep
+    if rng.random() < mix.sparse_drop_prob:
+        return np.zeros_like(sweep), gt if use_gt else sweep
+    fed = np.where(rng.random(sweep.shape) < mix.sparse_input_fraction, sweep, 0.0).astype(np.float32)
+    if use_gt and rng.random() < config.dense_target_prob:
+        return fed, np.where(fed > 0, 0.0, gt).astype(np.float32)
+    return fed, np.where(fed > 0, 0.0, sweep).astype(np.float32)
+
+
+def make_example(sample: Sample, config: DataConfig, rng: np.random.Generator | None,
+                 mix: TrainingMix | None = None, conditioned: bool = False) -> dict[str, torch.Tensor]:
+    """One sample as the model trains on it: image, fed LiDAR and encoded supervision depth.
+
+    ``rng`` None gives the deterministic evaluation view (centred, no flip, the split drawn from
+    the sample name). The LiDAR split is :func:`split_lidar`; the fed points and the target go
+    through :mod:`mf_core.frame_codec`, as at inference. Returned tensors (no batch dim):
+    ``image`` (3, h, w) in [-1, 1], ``depth`` (1, h, w) encoded target, ``depth_valid`` (1, h, w)
+    bool, ``sparse_depth`` (1, h, w) fed LiDAR encoded, ``sparse_mask`` (1, h, w) bool,
+    ``depth_scale`` () metres per unit (0 when the view has no target), and the metric views
+    ``metric_target`` / ``metric_lidar`` (the fed points) / ``metric_gt`` (1, h, w). Views smaller
+    than (height, width) (``frame_size`` with small frames) are zero-padded: no image, no depth.
+    """
+    view = choose_view(sample.image.shape[:2], config, rng)
+    top, left, h, w = view.window
+    out_h, out_w = view.size
+
+    def crop(array: np.ndarray, resize) -> np.ndarray:
+        resized = resize(array[top:top + h, left:left + w], out_w, out_h)
+        return resized[:, ::-1] if view.flip else resized
+
+    image = crop(sample.image, resize_image)  # (h, w, 3) uint8
+    sweep = crop(sample.sparse_depth, resize_sparse_depth)  # (h, w) metres, 0 = none
+    gt = None if sample.gt_depth is None else crop(sample.gt_depth, resize_dense_depth)
+    split_rng = rng or np.random.default_rng([VALIDATION_SPLIT_SEED, zlib.crc32(sample.name.encode())])
+    fed, target = split_lidar(sweep, gt, config, mix or TrainingMix(), split_rng, conditioned)
+
+    lidar = encode_lidar(depth_tensor(fed))  # scale = mean of the fed points
+    target_t = depth_tensor(target)  # (1, 1, h, w)
+    valid = target_t > 0
+    if valid.any():
+        encoded, scale = encode_target(target_t, valid, lidar.scale if lidar.mask.any() else None)
+    else:
+        encoded, scale = torch.zeros_like(target_t), torch.zeros(1)
+    pad = (0, config.width - out_w, 0, config.height - out_h)  # right and bottom
+    example = {
+        "image": image_tensor(image),  # (3, h, w) in [-1, 1]
         "depth": encoded[0],  # (1, h, w)
         "depth_valid": valid[0],  # (1, h, w)
-        "sparse_depth": lidar_encoded[0],  # (1, h, w)
-        "sparse_mask": lidar_valid[0],  # (1, h, w)
-        "depth_scale": scale[0],  # ()
+        "sparse_depth": lidar.depth[0],  # (1, h, w)
+        "sparse_mask": lidar.mask[0],  # (1, h, w)
         "metric_target": target_t[0],  # (1, h, w)
-        "metric_lidar": lidar_t[0],  # (1, h, w)
-        "metric_gt": (target_t if gt is None else _to_depth_tensor(gt))[0],  # (1, h, w)
+        "metric_lidar": depth_tensor(fed)[0],  # (1, h, w)
+        "metric_gt": (target_t if gt is None else depth_tensor(gt))[0],  # (1, h, w)
     }
+    example = {k: F.pad(v, pad) if v.dtype != torch.bool else F.pad(v, pad, value=False) for k, v in example.items()}
+    example["depth_scale"] = scale[0]  # ()
+    return example
 
 
 def collate(examples: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -180,9 +237,9 @@ class Shard:
         return self.rank * self.accumulation
 
 
-def load_batch(mixer: SampleMixer, positions: np.ndarray, config: DataConfig, seed: int
-               ) -> dict[str, torch.Tensor]:
-    """The training batch at ``positions`` of the sample stream (random crops and flips)."""
+def load_batch(mixer: SampleMixer, positions: np.ndarray, config: DataConfig, seed: int,
+               mix: TrainingMix | None = None, conditioned: bool = False) -> dict[str, torch.Tensor]:
+    """The training batch at ``positions`` of the sample stream (random views, flips and LiDAR splits)."""
     indices = mixer.indices(int(positions[0]), len(positions))
-    return collate([make_example(mixer.pool[i], config, example_rng(seed, int(p)))
+    return collate([make_example(mixer.pool[i], config, example_rng(seed, int(p)), mix, conditioned)
                     for i, p in zip(indices, positions, strict=True)])

@@ -7,6 +7,7 @@ fit comfortably, and random access is what makes the data order derivable from a
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mf_core.errors import InputError
+from training.data.real_sets import REAL_SETS, real_set_of, split_samples
 from training.data.sample import Sample
 from training.data.sources import open_samples
 from training.train.config import SIM_PREFIX, DataConfig, SourceConfig
@@ -27,6 +29,7 @@ class TrainingData:
 
     mixer: SampleMixer
     validation: list[Sample]
+    validation_sources: list[str]  # the data.sources path of each validation sample
 
 
 def sim_bag_path(source: SourceConfig, cache_dir: str | Path) -> Path:
@@ -56,11 +59,20 @@ def generate_sim_bag(source: SourceConfig, cache_dir: str | Path) -> Path:
 
 
 def read_source(source: SourceConfig, cache_dir: str | Path) -> list[Sample]:
-    """All samples of one source (``max_samples`` at most), in the source's order."""
+    """All samples of one source (``max_samples`` at most; only its ``split`` for a real set), in order."""
     path = sim_bag_path(source, cache_dir) if source.is_sim else Path(source.path).expanduser()
     if not path.exists():
         raise InputError(f"data source {source.path}: {path} does not exist; fix data.sources")
     limit = source.max_samples or None
+    if source.split:
+        real_set = real_set_of(path)
+        if real_set is None:
+            raise InputError(f"data source {source.path}: split: {source.split} applies to the real sets of "
+                             f"shared/data only ({', '.join(REAL_SETS)}); drop it for other data")
+        samples = list(itertools.islice(split_samples(iter(open_samples(path)), real_set, source.split), limit))
+        if not samples:
+            raise InputError(f"data source {source.path} has no frames in split {source.split}")
+        return samples
     samples = list(open_samples(path, limit=limit))
     if len(samples) <= source.val_count:
         raise InputError(f"data source {source.path} has {len(samples)} samples, not enough to hold out "
@@ -78,11 +90,13 @@ def load_training_data(config: DataConfig, seed: int, info: DistInfo) -> Trainin
     pool: list[Sample] = []
     source_of: list[int] = []
     validation: list[Sample] = []
+    validation_sources: list[str] = []
     for index, source in enumerate(config.sources):
         samples = read_source(source, config.cache_dir)
-        cut = len(samples) - source.val_count
+        cut = 0 if source.split == "val" else len(samples) - source.val_count
         pool += samples[:cut]
         validation += samples[cut:]
+        validation_sources += [source.path] * (len(samples) - cut)
         source_of += [index] * cut
     mixer = SampleMixer(pool, np.asarray(source_of), [s.weight for s in config.sources], seed)
-    return TrainingData(mixer, validation)
+    return TrainingData(mixer, validation, validation_sources)

@@ -20,7 +20,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from tqdm import tqdm
 
 from mf_core.checkpoint import CONFIG_FILE as MODEL_CONFIG_FILE
-from mf_core.checkpoint import load_model, save_model
+from mf_core.checkpoint import load_model, read_checkpoint_config, save_model
 from mf_core.errors import InputError
 from mf_core.flow import flow_matching_losses
 from mf_core.model import ModalityForcingDiT, ModelConfig, build_model, get_model_config
@@ -40,9 +40,10 @@ from training.train.ema import EMA
 from training.train.logging import RunLogger, depth_panel
 from training.train.optim import build_optimizer
 from training.train.state import collect_state, latest_checkpoint, read_checkpoint, restore_state, write_checkpoint
-from training.train.validation import evaluate_conditioned, evaluate_i2d
+from training.train.validation import evaluate_i2d, validate_frames
 
 CONFIG_FILE = "config.yaml"
+BEST_DIR = "best"  # the EMA model of the best validation score so far (conditioned models)
 LOSS_KEYS = ("loss", "image_velocity", "depth_x0", "distill")
 
 
@@ -100,6 +101,15 @@ def build_models(config: TrainConfig) -> tuple[ModalityForcingDiT, ModalityForci
         teacher = copy.deepcopy(model).eval().requires_grad_(False)
     model.init_depth_stream_from_image()
     return model, teacher
+
+
+def _best_score(run_dir: Path) -> float:
+    """The validation score of a run's kept best model (inf when there is none yet)."""
+    try:
+        _, metadata = read_checkpoint_config(run_dir / BEST_DIR)
+    except InputError:
+        return float("inf")
+    return float(metadata.get("validation", {}).get("score", float("inf")))
 
 
 def _autocast(config: TrainConfig, info: DistInfo):
@@ -166,6 +176,7 @@ class Trainer:
             self.forward_model.encode_image = raw.encode_image
 
         self.step = 0
+        self.best_score = _best_score(self.run_dir) if resume else float("inf")
         self.logger = RunLogger(self.run_dir, self.info.is_main)
         if resume:
             self._resume()
@@ -208,7 +219,8 @@ class Trainer:
         totals = torch.zeros(len(LOSS_KEYS), device=info.device)
         raw = unwrap(self.model)
         for i, positions in enumerate(self.shard.micro_positions(self.step)):
-            batch = load_batch(self.data.mixer, positions, config.data, config.seed)
+            batch = load_batch(self.data.mixer, positions, config.data, config.seed, config.mix,
+                               self.model_config.depth_conditioned)
             batch = {k: v.to(info.device, non_blocking=True) for k, v in batch.items()}
             mix = config.mix
             if config.stage == "pretrain":
@@ -238,8 +250,9 @@ class Trainer:
         return out | {"grad_norm": float(norm), "lr": self.scheduler.get_last_lr()[0]}
 
     def validate(self) -> dict[str, float]:
-        """AbsRel / delta1 of 1-step i2d on the held-out views (EMA weights), plus the LiDAR-conditioned
-        metric scores for conditioned models; panels to TensorBoard."""
+        """Validation on the held-out samples with the EMA weights: AbsRel / delta1 of 1-step monocular
+        i2d, and for conditioned models the frame-by-frame scores of :func:`validate_frames` (its
+        ``score`` picks the run's best model, kept in RUN/best); panels to TensorBoard."""
         if not self.data.validation:  # the same on every rank: all skip together
             return {}
         evaluation = _evaluation_model(self.model, self.ema, self.model_config, self.info)
@@ -250,8 +263,12 @@ class Trainer:
         result = evaluate_i2d(evaluation, views, steps=1, keep_views=self.config.val_panels)
         metrics = {"abs_rel": result.abs_rel, "delta1": result.delta1, "count": float(result.count)}
         if self.model_config.depth_conditioned:
-            conditioned = evaluate_conditioned(evaluation, views, steps=1)
-            metrics |= {"conditioned_abs_rel": conditioned.abs_rel, "conditioned_delta1": conditioned.delta1}
+            metrics |= validate_frames(evaluation, self.data.validation, self.data.validation_sources,
+                                       self.config.data.frame_size or None, self.info.device)
+            if metrics.get("score", float("inf")) < self.best_score:
+                self.best_score = metrics["score"]
+                save_model(self.run_dir / BEST_DIR, evaluation,
+                           {"stage": self.config.stage, "step": self.step, "validation": metrics})
         self.logger.scalars(self.step, metrics, kind="val")
         for i, (rgb, truth, aligned) in enumerate(result.views):
             self.logger.image(self.step, f"val/panel_{i}", depth_panel(rgb, truth, aligned))

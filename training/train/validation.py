@@ -1,12 +1,18 @@
-"""Held-out validation: 1-step image -> depth against ground truth.
+"""Held-out validation during training.
 
-Two views of the same model: monocular (scale/shift aligned to the target, the paper's
-protocol) and, for LiDAR-conditioned models, metric depth from image + LiDAR scored only
-where no LiDAR point was fed (the robot's case).
+- :func:`evaluate_i2d`: 1-step image -> depth against ground truth on batched views, scale/shift
+  aligned (the paper's protocol); the only check for models without LiDAR input.
+- :func:`validate_frames`: LiDAR-conditioned models, scored the way ``mf bench quality`` scores
+  them and through the same :class:`mf_core.pipeline.DepthEstimator` a robot runs: each held-out
+  frame at its own resolution, under its set's protocol (lidar-holdout on LiDAR-only frames: 80 %
+  fed, the rest scored; metric against dense ground truth otherwise), against the LiDAR prior a
+  fresh model would output (the smooth fill). ``score`` is the geometric mean over sources of
+  RMSE(model) / RMSE(prior): below 1 the learned part helps; ``mf release`` ships the best one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,13 +20,15 @@ import torch
 from torch import nn
 
 from mf_core.align import MIN_POINTS, fit_scale_shift
-from mf_core.depth_codec import decode_depth, encode_depth
+from mf_core.depth_codec import decode_depth
 from mf_core.sampling import sample
+from training.data.real_sets import real_set_of
+from training.data.sample import Sample
+from training.eval.harness import baseline_method, estimator_method, evaluate
+from training.eval.protocols import make_protocol
 
 # Sample seed of the validation noise: fixed so runs compare step to step.
 VALIDATION_SEED = 1234
-# Conditioned validation feeds the model this share of each view's LiDAR and scores the rest.
-FED_LIDAR_SHARE = 0.8
 
 
 @dataclass
@@ -79,33 +87,37 @@ def evaluate_i2d(model: nn.Module, batch: dict[str, torch.Tensor], steps: int = 
     return ValidationResult(float(np.mean(abs_rels)), float(np.mean(deltas)), len(abs_rels), views)
 
 
-@torch.no_grad()
-def evaluate_conditioned(model: nn.Module, batch: dict[str, torch.Tensor], steps: int = 1) -> ValidationResult:
-    """Metric depth from image + LiDAR, scored where no LiDAR point was fed (no alignment).
+def _protocol_name(samples: Sequence[Sample], path: str) -> str:
+    real_set = real_set_of(path)
+    if real_set is not None:
+        return real_set.protocol
+    return "metric" if all(s.gt_depth is not None for s in samples) else "lidar-holdout"
 
-    A fixed (seeded) ``FED_LIDAR_SHARE`` of each view's LiDAR pixels is fed, encoded with its
-    own mean as at inference; the prediction is decoded with that scale and scored against
-    ``metric_gt`` (dense GT when known, else the LiDAR) on the pixels that were not fed. Views
-    with fewer than ``MIN_POINTS`` fed or scored pixels are skipped.
+
+@torch.no_grad()
+def validate_frames(model: nn.Module, samples: Sequence[Sample], source_paths: Sequence[str],
+                    processing_size: int | None, device: str | torch.device = "cpu") -> dict[str, float]:
+    """Score a LiDAR-conditioned ``model`` on held-out frames grouped by source (see the module docstring).
+
+    Returns ``{"<source>/rmse", "<source>/rmse_prior", "<source>/ratio", "score"}``; sources whose
+    frames give nothing to score are left out.
     """
-    lidar = batch["metric_lidar"]  # (B, 1, H, W) metres, 0 = none
-    truth = batch["metric_gt"]  # (B, 1, H, W)
-    generator = torch.Generator().manual_seed(VALIDATION_SEED)
-    fed = (lidar > 0) & (torch.rand(lidar.shape, generator=generator) < FED_LIDAR_SHARE)  # (B, 1, H, W)
-    scored = (truth > 0) & ~fed
-    keep = (fed.flatten(1).sum(1) >= MIN_POINTS) & (scored.flatten(1).sum(1) >= MIN_POINTS)  # (B,)
-    if not keep.any():
-        return ValidationResult(float("nan"), float("nan"), 0)
-    fed, scored, truth = fed[keep], scored[keep], truth[keep]
-    sparse, scale = encode_depth(torch.where(fed, lidar[keep], 0.0), fed)  # (K, 1, H, W), (K,)
+    from mf_core.pipeline import DepthEstimator
+
     was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    image = model.encode_image(batch["image"][keep].to(device))  # (K, C, h, w)
-    out = sample(model, "i2d", image=image, steps=steps, generator=torch.Generator().manual_seed(VALIDATION_SEED),
-                 sparse_depth=sparse.to(device), sparse_mask=fed.to(device))
+    method = estimator_method(DepthEstimator(model, device, processing_size), "validation", "conditioned")
+    prior = baseline_method("smooth")
+    out: dict[str, float] = {}
+    ratios = []
+    for path in dict.fromkeys(source_paths):
+        group = [s for s, p in zip(samples, source_paths, strict=True) if p == path]
+        protocol = make_protocol(_protocol_name(group, path))
+        name = real_set_of(path).name if real_set_of(path) else path
+        model_rmse = evaluate(group, method, protocol, None, progress=False)["mean"]["rmse"]
+        prior_rmse = evaluate(group, prior, protocol, None, progress=False)["mean"]["rmse"]
+        out |= {f"{name}/rmse": model_rmse, f"{name}/rmse_prior": prior_rmse, f"{name}/ratio": model_rmse / prior_rmse}
+        ratios.append(model_rmse / prior_rmse)
     model.train(was_training)
-    pred = decode_depth(out.depth.cpu(), scale).numpy()[:, 0]  # (K, H, W) metres
-    scores = [_scores(p, t, m) for p, t, m in zip(pred, truth.numpy()[:, 0], scored.numpy()[:, 0], strict=True)]
-    abs_rels, deltas = zip(*scores, strict=True)
-    return ValidationResult(float(np.mean(abs_rels)), float(np.mean(deltas)), len(scores))
+    if ratios:
+        out["score"] = float(np.exp(np.mean(np.log(ratios))))
+    return out

@@ -1,0 +1,107 @@
+"""The LiDAR prior of refining models and how their output is composed from it.
+
+Everything here works in **log relative depth**, ``log(d / s)`` with ``s`` the mean of the LiDAR
+depth fed to the model (:mod:`mf_core.frame_codec`), on (B, C, H, W) tensors, at any resolution:
+the model composes its output with it at the processing resolution, and
+:class:`mf_core.pipeline.DepthEstimator` composes again at the camera's native resolution with
+the same function, from the model's upsampled terms and a prior computed from the native LiDAR.
+
+The prior of one frame (:func:`lidar_prior`):
+
+- ``smooth``: the push-pull fill of the LiDAR (:func:`mf_core.sparse_fill.smooth_fill`),
+- ``neighbours``: the nearest LiDAR pixel to the left, right, above and below each pixel, with
+  its distance and how different it looks from the pixel: the candidates between which a depth
+  edge lies, and the evidence for choosing one.
+
+The output (:func:`compose`), from the refinement head's terms (gate ``g``, four selection
+logits ``l``, free correction ``c``, weight ``a`` of the transformer's own depth ``t``):
+
+    base     = smooth (LiDAR given) | t (no LiDAR)
+    w        = softmax_k(l_k - colour_difference_k * exp(alpha) - distance_k * exp(beta))
+    log d/s  = base + g * sum_k w_k (neighbour_k - base) + a * (t - base) + c
+
+A fresh model has g = a = c = 0, so it outputs exactly the smooth fill; the gate learns where a
+depth edge is and the selection which side of it each pixel belongs to, from the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mf_core.sparse_fill import directional_neighbours, neighbour_colour_difference, smooth_fill
+
+N_NEIGHBOURS = 4
+N_TERMS = 3 + N_NEIGHBOURS  # gate, selection logits (4), correction, transformer weight
+MAX_DELTA = 3.0  # |log depth ratio| a neighbour may pull a pixel by (e^3 = 20x): clamps outliers
+N_FEATURES = 3 + 1 + N_NEIGHBOURS * 3 + 3  # image, base, per neighbour (delta, distance, colour), mask, lidar, t
+_MISSING = -1.0e4  # selection logit of a direction without a neighbour
+
+
+@dataclass
+class LidarPrior:
+    """The prior of a batch of frames; every map (B, C, H, W) at one resolution."""
+
+    smooth: torch.Tensor  # (B, 1, H, W) log relative depth; 0 in a sample without LiDAR
+    neighbours: torch.Tensor  # (B, 4, H, W) log relative depth of the directional neighbours, NaN = none
+    distance: torch.Tensor  # (B, 4, H, W) pixels to them, inf = none
+    colour_difference: torch.Tensor  # (B, 4, H, W) squared RGB difference (image in [-1, 1]) to them
+    mask: torch.Tensor  # (B, 1, H, W) bool: LiDAR pixels
+    log_depth: torch.Tensor  # (B, 1, H, W) log relative LiDAR depth at the mask, 0 elsewhere
+
+    @property
+    def has_lidar(self) -> torch.Tensor:
+        """(B, 1, 1, 1) bool: the sample has at least one LiDAR pixel."""
+        return self.mask.flatten(1).any(dim=1).view(-1, 1, 1, 1)
+
+
+def lidar_prior(image: torch.Tensor, log_depth: torch.Tensor, mask: torch.Tensor) -> LidarPrior:
+    """The prior of ``log_depth`` (B, 1, H, W), valid where ``mask``, for ``image`` (B, 3, H, W) in [-1, 1]."""
+    log_depth = torch.where(mask, log_depth.float(), 0.0)
+    neighbours, distance = directional_neighbours(log_depth, mask)
+    return LidarPrior(
+        smooth=smooth_fill(log_depth, mask),
+        neighbours=neighbours,
+        distance=distance,
+        colour_difference=neighbour_colour_difference(image, distance),
+        mask=mask,
+        log_depth=log_depth,
+    )
+
+
+def _base(prior: LidarPrior, transformer: torch.Tensor) -> torch.Tensor:
+    return torch.where(prior.has_lidar, prior.smooth, transformer)  # (B, 1, H, W)
+
+
+def _deltas(prior: LidarPrior, base: torch.Tensor) -> torch.Tensor:
+    """(B, 4, H, W) neighbour minus base, clamped; 0 where a direction has no neighbour."""
+    return torch.nan_to_num(prior.neighbours - base, nan=0.0).clamp(-MAX_DELTA, MAX_DELTA)
+
+
+def head_features(image: torch.Tensor, prior: LidarPrior, transformer: torch.Tensor) -> torch.Tensor:
+    """The refinement head's input (B, N_FEATURES, H, W): image, base, per-neighbour delta / log
+    distance / log colour difference, LiDAR mask and depth, and the transformer's log depth."""
+    base = _base(prior, transformer)
+    present = torch.isfinite(prior.distance)
+    distance = torch.log1p(torch.where(present, prior.distance, 1.0e4)) / 4.0  # ~[0, 2.3]
+    colour = torch.where(present, torch.log1p(20.0 * prior.colour_difference), 5.0)  # ~[0, 4.4]
+    return torch.cat([image.float(), base, _deltas(prior, base), distance, colour, prior.mask.float(),
+                      prior.log_depth, transformer.float()], dim=1)
+
+
+def compose(prior: LidarPrior, terms: torch.Tensor, transformer: torch.Tensor, colour_weight: torch.Tensor,
+            distance_weight: torch.Tensor) -> torch.Tensor:
+    """Log relative depth (B, 1, H, W) from the head's ``terms`` (B, N_TERMS, H, W) (see the module docstring).
+
+    ``colour_weight`` and ``distance_weight`` are exp(alpha) and exp(beta) (scalars); ``transformer`` is
+    the transformer's own log relative depth (B, 1, H, W).
+    """
+    gate, logits, correction, weight = terms[:, :1], terms[:, 1:5], terms[:, 5:6], terms[:, 6:7]
+    base = _base(prior, transformer)
+    present = torch.isfinite(prior.distance)
+    cost = prior.colour_difference * colour_weight + torch.where(present, prior.distance, 0.0) * distance_weight
+    logits = logits - cost
+    logits = torch.where(present, logits, _MISSING)
+    selection = (torch.softmax(logits, dim=1) * _deltas(prior, base)).sum(dim=1, keepdim=True)  # (B, 1, H, W)
+    return base + gate * selection + weight * (transformer - base) + correction
