@@ -46,8 +46,9 @@ bench: $(STAMP)
 	$(BIN)/mf bench geometry
 	$(BIN)/mf bench sim
 	$(BIN)/mf bench node --model default --mode conditioned
-	$(BIN)/mf bench eval
+	$(BIN)/mf bench eval --model default
 	$(BIN)/mf bench model
+	$(BIN)/mf bench quality --out-dir out/quality
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

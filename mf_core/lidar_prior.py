@@ -14,14 +14,19 @@ The prior of one frame (:func:`lidar_prior`):
   edge lies, and the evidence for choosing one.
 
 The output (:func:`compose`), from the refinement head's terms (gate ``g``, four selection
-logits ``l``, free correction ``c``, weight ``a`` of the transformer's own depth ``t``):
+logits ``l``, free correction ``c``) and the transformer's own log depth ``t``:
 
-    base     = smooth (LiDAR given) | t (no LiDAR)
     w        = softmax_k(l_k - colour_difference_k * exp(alpha) - distance_k * exp(beta))
-    log d/s  = base + g * sum_k w_k (neighbour_k - base) + a * (t - base) + c
+    log d/s  = smooth + g * sum_k w_k (neighbour_k - smooth)     (LiDAR given)
+             = t + c                                             (no LiDAR: monocular)
 
-A fresh model has g = a = c = 0, so it outputs exactly the smooth fill; the gate learns where a
-depth edge is and the selection which side of it each pixel belongs to, from the image.
+A fresh model has g = c = 0, so it outputs exactly the smooth fill; the gate learns where a depth
+edge is and the selection which side of it each pixel belongs to, from the image (the transformer's
+depth is one of the head's inputs). With LiDAR the output stays between the prior and the LiDAR
+values around each pixel: measured on the val split, a free per-pixel correction learned scan-line
+streaks and guesses above the top beam (7-Scenes RMSE +8 %), and mixing in the transformer's depth
+cost 7-Scenes 9 % and KITTI 3 %, while the gated selection alone kept the gains (KITTI -17 % RMSE
+against the prior after 250 steps).
 """
 
 from __future__ import annotations
@@ -30,10 +35,10 @@ from dataclasses import dataclass
 
 import torch
 
-from mf_core.sparse_fill import directional_neighbours, neighbour_colour_difference, smooth_fill
+from mf_core.sparse_fill import directional_neighbours, smooth_fill
 
 N_NEIGHBOURS = 4
-N_TERMS = 3 + N_NEIGHBOURS  # gate, selection logits (4), correction, transformer weight
+N_TERMS = 2 + N_NEIGHBOURS  # gate, selection logits (4), correction (monocular samples only)
 MAX_DELTA = 3.0  # |log depth ratio| a neighbour may pull a pixel by (e^3 = 20x): clamps outliers
 N_FEATURES = 3 + 1 + N_NEIGHBOURS * 3 + 3  # image, base, per neighbour (delta, distance, colour), mask, lidar, t
 _MISSING = -1.0e4  # selection logit of a direction without a neighbour
@@ -59,12 +64,12 @@ class LidarPrior:
 def lidar_prior(image: torch.Tensor, log_depth: torch.Tensor, mask: torch.Tensor) -> LidarPrior:
     """The prior of ``log_depth`` (B, 1, H, W), valid where ``mask``, for ``image`` (B, 3, H, W) in [-1, 1]."""
     log_depth = torch.where(mask, log_depth.float(), 0.0)
-    neighbours, distance = directional_neighbours(log_depth, mask)
+    neighbours, distance, colour_difference = directional_neighbours(log_depth, mask, image)
     return LidarPrior(
         smooth=smooth_fill(log_depth, mask),
         neighbours=neighbours,
         distance=distance,
-        colour_difference=neighbour_colour_difference(image, distance),
+        colour_difference=colour_difference,
         mask=mask,
         log_depth=log_depth,
     )
@@ -91,17 +96,19 @@ def head_features(image: torch.Tensor, prior: LidarPrior, transformer: torch.Ten
 
 
 def compose(prior: LidarPrior, terms: torch.Tensor, transformer: torch.Tensor, colour_weight: torch.Tensor,
-            distance_weight: torch.Tensor) -> torch.Tensor:
-    """Log relative depth (B, 1, H, W) from the head's ``terms`` (B, N_TERMS, H, W) (see the module docstring).
+            distance_weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log relative depth (B, 1, H, W) from the head's ``terms`` (B, N_TERMS, H, W) (see the module docstring),
+    and the learned part of it (B, 1, H, W): the output minus its base (smooth fill, or ``t`` without LiDAR).
 
     ``colour_weight`` and ``distance_weight`` are exp(alpha) and exp(beta) (scalars); ``transformer`` is
     the transformer's own log relative depth (B, 1, H, W).
     """
-    gate, logits, correction, weight = terms[:, :1], terms[:, 1:5], terms[:, 5:6], terms[:, 6:7]
+    gate, logits, correction = terms[:, :1], terms[:, 1:5], terms[:, 5:6]
     base = _base(prior, transformer)
     present = torch.isfinite(prior.distance)
     cost = prior.colour_difference * colour_weight + torch.where(present, prior.distance, 0.0) * distance_weight
     logits = logits - cost
     logits = torch.where(present, logits, _MISSING)
     selection = (torch.softmax(logits, dim=1) * _deltas(prior, base)).sum(dim=1, keepdim=True)  # (B, 1, H, W)
-    return base + gate * selection + weight * (transformer - base) + correction
+    learned = torch.where(prior.has_lidar, gate * selection, correction)
+    return base + learned, learned

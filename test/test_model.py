@@ -265,7 +265,7 @@ def test_refining_model_starts_as_the_smooth_fill_of_its_lidar_input():
     prior = smooth_fill(log_relative_depth(sparse, mask), mask).exp()  # relative depth
     torch.testing.assert_close(decode_depth(out.depth_x0[:1]), prior[:1], rtol=1e-5, atol=1e-6)
     assert torch.all(out.depth_x0[1] == 0)  # fresh transformer: zero x0, unchanged by the zero head
-    assert out.refine_terms.shape == (2, 7, 16, 24) and torch.all(out.refine_terms == 0)
+    assert out.refine_terms.shape == (2, 6, 16, 24) and torch.all(out.refine_terms == 0)
     trained = randomize(fresh)
     out = trained(image, depth, t, t, sparse_depth=sparse, sparse_mask=mask)
     assert not torch.allclose(decode_depth(out.depth_x0[:1]), prior[:1])  # a trained head corrects it

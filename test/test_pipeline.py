@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from helpers import random_model
 
 from mf_core.checkpoint import save_model
@@ -99,6 +100,38 @@ def test_conditioned_mode(image):
     assert result.metric and result.depth.shape == (HEIGHT, WIDTH) and result.depth.max() > 0
     with pytest.raises(InputError, match="depth_conditioned=True"):
         DepthEstimator(random_model()).predict(image, sparse, mode="conditioned")
+
+
+def test_a_fresh_refining_model_outputs_its_prior_at_the_native_resolution():
+    """At any processing size the output is composed at the input resolution, from the full-resolution
+    LiDAR: a fresh refine_head model gives exactly the smooth fill of the native sweep (the LiDAR is
+    kept exactly), with the support mask, the LiDAR residual and keep_lidar on top."""
+    from mf_core.completion import complete_smooth
+    from mf_core.model import build_model
+    from training.eval.synthetic import default_camera, synthetic_sample
+
+    sample = synthetic_sample("s", default_camera(200, 150), seed=2)
+    model = build_model("MF-XS", depth_conditioned=True, refine_head=True, patch_size=16)
+    expected = complete_smooth(sample.image, sample.sparse_depth, sample.camera)
+    for size in (96, 200):  # composed again at 200x150, or by the model itself at the native size
+        result = DepthEstimator(model, processing_size=size).predict(sample.image, sample.sparse_depth, "conditioned")
+        np.testing.assert_allclose(result.depth, expected, rtol=2e-5)
+        assert result.metric and result.lidar_residual < 1e-5 and result.alignment is None
+    assert result.valid.dtype == bool and 0.5 < result.valid.mean() < 1.0  # the sky has no LiDAR near it
+    assert not result.valid[0].any()  # the top row is far above the top beam
+    # Trained, the output still passes through every LiDAR pixel (its neighbours there are itself).
+    trained = build_model("MF-XS", depth_conditioned=True, refine_head=True, patch_size=16)
+    torch.nn.init.normal_(trained.refine.out.weight, std=0.01)
+    moved = DepthEstimator(trained, processing_size=96).predict(sample.image, sample.sparse_depth, "conditioned")
+    points = sample.sparse_depth > 0
+    assert not np.allclose(moved.depth, expected, rtol=1e-3)
+    np.testing.assert_allclose(moved.depth[points], sample.sparse_depth[points], rtol=1e-5)
+    # A model without the head strays from its LiDAR: keep_lidar writes the measurements back.
+    plain = DepthEstimator(random_model(depth_conditioned=True), processing_size=96)
+    strayed = plain.predict(sample.image, sample.sparse_depth, "conditioned")
+    kept = plain.predict(sample.image, sample.sparse_depth, "conditioned", keep_lidar=True)
+    assert strayed.lidar_residual > 0.01
+    np.testing.assert_array_equal(kept.depth[points], sample.sparse_depth[points])
 
 
 def test_from_checkpoint_matches_the_in_memory_model(tmp_path, estimator, image):

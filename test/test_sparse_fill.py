@@ -8,7 +8,7 @@ import torch
 
 from mf_core.completion import complete_linear, complete_smooth
 from mf_core.errors import InputError
-from mf_core.sparse_fill import directional_neighbours, neighbour_colour_difference, smooth_fill
+from mf_core.sparse_fill import directional_neighbours, smooth_fill
 from training.eval.synthetic import default_camera, synthetic_sample
 
 
@@ -56,7 +56,7 @@ def test_directional_neighbours_find_the_nearest_point_on_each_side():
     mask = torch.zeros(1, 1, 5, 7, dtype=torch.bool)
     for (r, c), v in (((2, 1), 1.0), ((2, 5), 2.0), ((0, 3), 3.0)):
         values[0, 0, r, c], mask[0, 0, r, c] = v, True
-    found, distance = directional_neighbours(values, mask)
+    found, distance, _ = directional_neighbours(values, mask, torch.zeros(1, 3, 5, 7))
     # Pixel (2, 3): left (2, 1) at 2 px, right (2, 5) at 2 px, up (0, 3) at 2 px, nothing below.
     assert found[0, :, 2, 3].tolist()[:3] == [1.0, 2.0, 3.0] and torch.isnan(found[0, 3, 2, 3])
     assert distance[0, :, 2, 3].tolist() == [2.0, 2.0, 2.0, float("inf")]
@@ -69,7 +69,6 @@ def test_colour_difference_compares_with_the_neighbour_pixel():
     image[..., 4:] = 1.0  # a bright band on the right
     mask = torch.zeros(1, 1, 4, 6, dtype=torch.bool)
     mask[0, 0, 1, 0] = mask[0, 0, 1, 5] = True
-    _, distance = directional_neighbours(torch.ones(1, 1, 4, 6), mask)
-    diff = neighbour_colour_difference(image, distance)
+    _, _, diff = directional_neighbours(torch.ones(1, 1, 4, 6), mask, image)
     assert diff[0, 0, 1, 2] == 0 and diff[0, 1, 1, 2] == pytest.approx(3.0)  # same as left, unlike right
     assert diff[0, 2, 1, 2] == 0  # no neighbour above: compared with itself

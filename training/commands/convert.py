@@ -14,6 +14,7 @@ from tqdm import tqdm
 from mf_core.errors import InputError
 from training.data.real_bags import dgp_to_bags, sevenscenes_to_bag
 from training.data.sample_folder import SampleFolderWriter
+from training.data.simulated_lidar import SPARSE_PATTERNS
 from training.data.sources import detect_kind, open_samples
 
 
@@ -24,8 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("bag", "folder"), default="bag", help="output kind (default %(default)s)")
     parser.add_argument("--limit", type=int, help="convert at most this many camera frames")
     parser.add_argument("--overwrite", action="store_true", help="replace bags that already exist at the output")
+    parser.add_argument("--sparse-pattern", choices=SPARSE_PATTERNS, default="scanlines",
+                        help="7-Scenes only: simulated LiDAR from the Kinect depth: 32 scan lines or random "
+                             "points (default %(default)s)")
     parser.add_argument("--sparse-points", type=int, default=500,
-                        help="7-Scenes only: simulated sparse depth points per frame (default %(default)s)")
+                        help="7-Scenes, --sparse-pattern random: points per frame (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="7-Scenes only: seed of the simulated points")
 
 
@@ -33,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     kind = detect_kind(args.path)
     if kind != args.source:
         raise InputError(f"--path {args.path} looks like a {kind} source, not {args.source}; fix --source or --path")
-    options = {"sparse_points": args.sparse_points, "seed": args.seed} if args.source == "sevenscenes" else {}
+    options = {"sparse_points": args.sparse_points, "seed": args.seed, "sparse_pattern": args.sparse_pattern} \
+        if args.source == "sevenscenes" else {}
     if args.format == "folder":
         source = open_samples(args.path, limit=args.limit, **options)
         writer = SampleFolderWriter(args.out)

@@ -15,6 +15,7 @@ Each step is the real command, run in-process, so the demo exercises exactly wha
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
@@ -106,6 +107,8 @@ def _real_data_comparison(out: Path, model: Path, mode: str) -> str:
     if not root.is_dir():
         print(f"note: no real data at {root} (set $MF_DATA_ROOT): skipping the real-data comparison")
         return ""
-    _step(["bench", "quality", "--model", str(model), "--mode", mode, "--sets", REAL_SETS, "--limit",
-           str(REAL_FRAMES), "--out-dir", str(out), "--panels", "--out", str(out / "report.json")])
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "stdout.json", "w") as report, contextlib.redirect_stdout(report):  # the JSON, kept quiet
+        _step(["bench", "quality", "--model", str(model), "--mode", mode, "--sets", REAL_SETS, "--limit",
+               str(REAL_FRAMES), "--out-dir", str(out), "--panels"])
     return (out / "quality.md").read_text()

@@ -95,9 +95,9 @@ def dgp_to_bags(path: str | os.PathLike, out: str | os.PathLike, limit: int | No
 
 def sevenscenes_to_bag(path: str | os.PathLike, out: str | os.PathLike, limit: int | None = None,
                        overwrite: bool = False, sparse_points: int = 500, seed: int = 0,
-                       progress: bool = False) -> Path:
+                       progress: bool = False, sparse_pattern: str = "scanlines") -> Path:
     """Write 7-Scenes frames (image, camera_info, GT depth, simulated sparse points) as one bag at ``out``."""
-    dataset = SevenScenes(path, sparse_points=sparse_points, seed=seed)
+    dataset = SevenScenes(path, sparse_points=sparse_points, seed=seed, sparse_pattern=sparse_pattern)
     with BagWriter(out, overwrite) as bag:
         for i, sample in enumerate(_frames(dataset, limit, progress, len(dataset))):
             t = sample.stamp_ns
