@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -11,6 +12,12 @@ from mf_core.errors import InputError
 
 # Number of coefficients for each distortion model name used by sensor_msgs/CameraInfo.
 DISTORTION_MODELS: dict[str, int] = {"none": 0, "plumb_bob": 5, "rational_polynomial": 8}
+MAX_FOCAL_RATIO = 1000.0  # focal length / image size outside [1/1000, 1000]: not a focal length in pixels
+
+
+def _is_real(value: object) -> bool:
+    """A real number (Python or numpy), not a bool or a string."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool | np.bool_)
 
 
 @dataclass(frozen=True)
@@ -31,18 +38,37 @@ class PinholeCamera:
     distortion: tuple[float, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        if self.width <= 0 or self.height <= 0:
-            raise InputError(f"camera size must be positive, got {self.width}x{self.height}")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if not _is_real(value) or value != int(value) or value <= 0:
+                raise InputError(f"camera {name} must be a positive whole number of pixels, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        for name in ("fx", "fy", "cx", "cy"):
+            value = getattr(self, name)
+            if not _is_real(value) or not math.isfinite(value):
+                raise InputError(f"camera {name} must be a finite number of pixels, got {value!r}")
+            object.__setattr__(self, name, float(value))
         for name in ("fx", "fy"):
             value = getattr(self, name)
-            if not math.isfinite(value) or value <= 0:
+            if value <= 0:
                 raise InputError(
                     f"camera {name} must be a positive focal length in pixels, got {value} "
                     "(an uncalibrated camera_info has K all zero: calibrate the camera first)"
                 )
-        for name in ("cx", "cy"):
-            if not math.isfinite(getattr(self, name)):
-                raise InputError(f"camera {name} must be finite, got {getattr(self, name)}")
+            # A focal length below size/MAX_FOCAL_RATIO means a field of view near 180 degrees, one above
+            # size*MAX_FOCAL_RATIO a fraction of a degree: almost surely metres or millimetres, not pixels.
+            size = self.width if name == "fx" else self.height
+            if not size / MAX_FOCAL_RATIO <= value <= size * MAX_FOCAL_RATIO:
+                raise InputError(f"camera {name} = {value:g} px for a {size} px image implies a field of view of "
+                                 f"{math.degrees(2 * math.atan(size / (2 * value))):.3g} degrees; "
+                                 "give the focal length in pixels (K[0] and K[4] of camera_info)")
+        if not isinstance(self.distortion_model, str):
+            raise InputError(f"camera distortion_model must be a name, got {self.distortion_model!r}")
+        if isinstance(self.distortion, str | bytes) or not hasattr(self.distortion, "__iter__"):
+            raise InputError(f"camera distortion must be a list of numbers, got {self.distortion!r}")
+        bad = [c for c in self.distortion if not _is_real(c) or not math.isfinite(c)]
+        if bad:
+            raise InputError(f"camera distortion coefficients must be finite numbers, got {bad[0]!r}")
         model = self.distortion_model
         if model not in DISTORTION_MODELS:
             raise InputError(
@@ -99,7 +125,6 @@ class PinholeCamera:
         h = data.get("height", height)
         if w is None or h is None:
             raise InputError("calibration has no width/height and no image to take them from")
-        dist = tuple(data.get("distortion", ()))
+        dist = data.get("distortion", ())
         model = data.get("distortion_model", "plumb_bob" if dist else "none")
-        return cls(int(w), int(h), float(data["fx"]), float(data["fy"]), float(data["cx"]), float(data["cy"]),
-                   model, dist)
+        return cls(w, h, data["fx"], data["fy"], data["cx"], data["cy"], model, dist)  # checked in __post_init__

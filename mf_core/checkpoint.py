@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -19,6 +17,7 @@ from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from mf_core.errors import InputError
+from mf_core.files import atomic_write
 from mf_core.model.config import ModelConfig
 from mf_core.model.dit import ModalityForcingDiT
 
@@ -51,24 +50,6 @@ def shipped_model_path() -> Path:
 def resolve_model_path(model: str | Path) -> Path:
     """``model`` as a checkpoint folder: "default" names the shipped model, anything else is a path."""
     return shipped_model_path() if str(model) == SHIPPED_MODEL_NAME else Path(model)
-
-
-def atomic_write(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp makes owner-only files; checkpoints are meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def save_model(

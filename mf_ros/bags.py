@@ -6,7 +6,6 @@ definitions, so :mod:`mf_ros.conversions` decodes them like rclpy messages.
 
 from __future__ import annotations
 
-import shutil
 import struct
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from rosbags.rosbag2 import ReaderError, StoragePlugin, Writer, WriterError
 from rosbags.serde import SerdeError
 
 from mf_core.errors import InputError
+from mf_core.files import remove_tree
 from mf_ros.conversions import rosbags_messages
 
 # What rosbags, the MCAP / sqlite3 layers and the CDR decoder raise for a truncated, corrupt or
@@ -172,7 +172,7 @@ class BagWriter:
             raise InputError(f"bag {self.path} already exists; choose another path or pass overwrite=True")
         if not self.path.is_dir() or not (self.path / "metadata.yaml").exists():
             raise InputError(f"{self.path} exists and is not a rosbag2 directory; refusing to delete it")
-        shutil.rmtree(self.path)
+        remove_tree(self.path, inside=self.path.parent)
 
     def _open_writer(self) -> Writer:
         if self._writer is None:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mf_core.checkpoint import CONFIG_FILE, WEIGHTS_FILE, atomic_write, load_model, save_model
+from mf_core.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, save_model
 from mf_core.errors import InputError
+from mf_core.files import atomic_write
 from mf_core.model import ModelConfig, build_model
 
 TINY = ModelConfig("tiny", patch_size=4, width=64, heads=2, n_joint=1, n_single=1, n_dec=1, context_dim=8)

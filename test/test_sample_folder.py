@@ -109,3 +109,89 @@ def test_calib_without_intrinsics_is_input_error(tmp_path):
     (tmp_path / "f4_calib.json").write_text(json.dumps({"fx": 10.0}))
     with pytest.raises(InputError, match=r"f4_calib\.json.*fy, cx, cy"):
         SampleFolder(tmp_path)[0]
+
+
+_GOOD_CALIB = {"width": 32, "height": 24, "fx": 30.5, "fy": 31.25, "cx": 15.5, "cy": 11.75, "stamp_ns": 5}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"fx": "abc"}, "fx must be a finite number"),
+    ({"fx": None}, "fx must be a finite number"),
+    ({"fx": [1, 2]}, "fx must be a finite number"),
+    ({"fx": True}, "fx must be a finite number"),
+    ({"fx": 1e-300}, "field of view of 180 degrees"),
+    ({"fy": 1e9}, "give the focal length in pixels"),
+    ({"cx": float("nan")}, "cx must be a finite number"),
+    ({"width": "wide"}, "width must be a positive whole number"),
+    ({"width": 160.7}, "width must be a positive whole number"),
+    ({"height": -24}, "height must be a positive whole number"),
+    ({"distortion": "abc"}, "distortion must be a list of numbers"),
+    ({"distortion": [0.1, float("nan"), 0, 0, 0]}, "coefficients must be finite"),
+    ({"distortion_model": 5, "distortion": [0, 0, 0, 0, 0]}, "distortion_model must be a name"),
+    ({"stamp_ns": "yesterday"}, "stamp_ns must be a whole number"),
+    ({"stamp_ns": 1.5}, "stamp_ns must be a whole number"),
+    ({"stamp_ns": -1}, "stamp_ns must be a whole number"),
+])
+def test_bad_calib_fields_are_input_errors_naming_the_file_and_field(tmp_path, change, message):
+    write_sample_folder(tmp_path, [make_sample("f5", 0, with_gt=False)])
+    (tmp_path / "f5_calib.json").write_text(json.dumps({**_GOOD_CALIB, **change}))
+    with pytest.raises(InputError, match=message) as info:
+        SampleFolder(tmp_path)[0]
+    assert "f5_calib.json" in str(info.value)
+
+
+def test_a_whole_number_width_written_as_a_float_is_accepted(tmp_path):
+    write_sample_folder(tmp_path, [make_sample("f6", 0, with_gt=False)])
+    (tmp_path / "f6_calib.json").write_text(json.dumps({**_GOOD_CALIB, "width": 32.0}))
+    camera = SampleFolder(tmp_path)[0].camera
+    assert camera.width == 32 and isinstance(camera.width, int)
+
+
+def test_deeply_nested_calib_is_an_input_error(tmp_path):
+    write_sample_folder(tmp_path, [make_sample("f7", 0, with_gt=False)])
+    (tmp_path / "f7_calib.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(InputError, match="not valid JSON"):
+        SampleFolder(tmp_path)[0]
+
+
+def _fuzz_value(rng: np.random.Generator):
+    """A random JSON value: numbers of every scale and sign, strings, nulls, bools, lists, objects."""
+    kind = rng.integers(0, 8)
+    if kind == 0:
+        return float(rng.choice([0.0, -1.0, 1e-300, 1e300, 30.5, 1e6])) * float(rng.uniform(0.5, 2))
+    if kind == 1:
+        return int(rng.integers(-(2**40), 2**40))
+    if kind == 2:
+        return str(rng.choice(["", "abc", "32", "nan", "plumb_bob", "none"]))
+    if kind == 3:
+        return None
+    if kind == 4:
+        return bool(rng.integers(0, 2))
+    if kind == 5:
+        return [_fuzz_value(rng) for _ in range(rng.integers(0, 9))] if rng.uniform() < 0.7 else []
+    if kind == 6:
+        return {"a": 1}
+    return int(rng.integers(1, 64))
+
+
+def test_fuzzed_calib_json_never_raises_anything_but_input_error(tmp_path):
+    write_sample_folder(tmp_path, [make_sample("fz", 0, with_gt=False)])
+    calib_path = tmp_path / "fz_calib.json"
+    rng = np.random.default_rng(1234)
+    keys = [*_GOOD_CALIB, "distortion", "distortion_model"]
+    accepted = 0
+    for _ in range(300):
+        calib = dict(_GOOD_CALIB)
+        for key in rng.choice(keys, size=rng.integers(1, 4), replace=False):
+            if rng.uniform() < 0.15:
+                calib.pop(str(key), None)
+            else:
+                calib[str(key)] = _fuzz_value(rng)
+        calib_path.write_text(json.dumps(calib))
+        try:
+            sample = SampleFolder(tmp_path)[0]
+        except InputError:
+            continue
+        accepted += 1
+        assert sample.camera.width == 32 and np.isfinite(sample.camera.K).all()
+    assert 0 < accepted < 300  # the fuzzing reaches both outcomes

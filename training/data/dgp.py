@@ -30,6 +30,7 @@ import numpy as np
 
 from mf_core.camera import PinholeCamera
 from mf_core.errors import InputError
+from mf_core.files import safe_file_name
 from mf_core.geometry import points_to_depth_map
 from mf_core.transforms import compose, from_quaternion, invert
 from training.data.sample import Sample
@@ -156,6 +157,8 @@ def _read_calibration(path: Path, image_sizes: dict[str, tuple[int, int]]) -> _C
     extrinsics = _field(calib, "extrinsics", where=where)
     if not len(names) == len(intrinsics) == len(extrinsics):
         raise InputError(f"{where}: names, intrinsics and extrinsics have different lengths")
+    for name in names:  # sensor names become file names (bags, panels, samples)
+        safe_file_name(name, f"{where}: sensor name")
     cameras = {}
     for name, k in zip(names, intrinsics, strict=True):
         if name in image_sizes:

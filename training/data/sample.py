@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mf_core.camera import PinholeCamera
+from mf_core.files import safe_file_name
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Sample:
     gt_depth: np.ndarray | None = None  # (H, W) float32 metres, 0 = invalid; dense ground truth when known
 
     def __post_init__(self) -> None:
+        safe_file_name(self.name, "sample name")  # consumers write it as a file name (panels, exports)
         h, w = self.image.shape[:2]
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
             raise ValueError(f"Sample.image must be (H, W, 3) uint8 RGB, got {self.image.shape} {self.image.dtype}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,13 +25,13 @@ import numpy as np
 
 from mf_core.camera import PinholeCamera
 from mf_core.errors import InputError
+from mf_core.files import atomic_write, safe_file_name
 from training.data.sample import Sample
 
 DEPTH_SCALE = 256.0  # PNG code per metre
 MAX_CODE = np.iinfo(np.uint16).max
 MAX_DEPTH_M = MAX_CODE / DEPTH_SCALE
 IMAGE_SUFFIXES = ("_rgb.png", "_rgb.jpg", "_rgb.jpeg")
-_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def encode_depth(depth: np.ndarray) -> tuple[np.ndarray, int]:
@@ -55,11 +54,10 @@ def decode_depth(codes: np.ndarray) -> np.ndarray:
     return (codes.astype(np.float32) / np.float32(DEPTH_SCALE)).astype(np.float32)
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+def _write_file(path: Path, data: bytes) -> None:
+    # Exported samples can be regenerated from their source, so no fsync per file (it would
+    # dominate export time); the write is still atomic and never goes through a planted name.
+    atomic_write(path, data, durable=False)
 
 
 def _encode(ext: str, image: np.ndarray, params: tuple[int, ...] = ()) -> bytes:
@@ -86,22 +84,19 @@ class SampleFolderWriter:
 
     def write(self, sample: Sample) -> None:
         """Write one sample's files (image, sparse, optional gt, calib) under ``sample.name``."""
-        if not _NAME_OK.match(sample.name):
-            raise InputError(f"sample name {sample.name!r} is not a safe file name (letters, digits, . _ -)")
-        base = self.folder / sample.name
+        base = self.folder / safe_file_name(sample.name, "sample name")
         bgr = cv2.cvtColor(sample.image, cv2.COLOR_RGB2BGR)
         params = (cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality) if self.image_format == "jpg" else ()
         image_bytes = _encode(f".{self.image_format}", bgr, params)
-        _atomic_write_bytes(base.with_name(f"{sample.name}_rgb.{self.image_format}"), image_bytes)
+        _write_file(base.with_name(f"{sample.name}_rgb.{self.image_format}"), image_bytes)
         for suffix, depth in (("sparse", sample.sparse_depth), ("gt", sample.gt_depth)):
             if depth is None:
                 continue
             codes, clipped = encode_depth(depth)
             self.clipped_pixels += clipped
-            _atomic_write_bytes(base.with_name(f"{sample.name}_{suffix}.png"), _encode(".png", codes))
+            _write_file(base.with_name(f"{sample.name}_{suffix}.png"), _encode(".png", codes))
         calib = {**sample.camera.to_dict(), "stamp_ns": int(sample.stamp_ns)}
-        _atomic_write_bytes(base.with_name(f"{sample.name}_calib.json"),
-                            (json.dumps(calib, indent=2) + "\n").encode())
+        _write_file(base.with_name(f"{sample.name}_calib.json"), (json.dumps(calib, indent=2) + "\n").encode())
         self.written += 1
 
     def summary(self) -> str:
@@ -188,7 +183,7 @@ class SampleFolder:
         calib_path = self.folder / f"{name}_calib.json"
         try:
             calib = json.loads(calib_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
             raise InputError(f"{calib_path} is not valid JSON ({exc}); it needs fx, fy, cx, cy") from exc
         if not isinstance(calib, dict):
             raise InputError(f"{calib_path} must hold a JSON object with fx, fy, cx, cy")
@@ -201,5 +196,7 @@ class SampleFolder:
                              "fix width/height in the calibration")
         sparse = _read_depth_png(self.folder / f"{name}_sparse.png", (h, w))
         gt = _read_depth_png(self.folder / f"{name}_gt.png", (h, w)) if self._has_gt[name] else None
-        return Sample(name=name, image=image, sparse_depth=sparse, camera=camera,
-                      stamp_ns=int(calib.get("stamp_ns", 0)), gt_depth=gt)
+        stamp_ns = calib.get("stamp_ns", 0)
+        if not isinstance(stamp_ns, int) or isinstance(stamp_ns, bool) or stamp_ns < 0:
+            raise InputError(f"{calib_path}: stamp_ns must be a whole number of nanoseconds >= 0, got {stamp_ns!r}")
+        return Sample(name=name, image=image, sparse_depth=sparse, camera=camera, stamp_ns=stamp_ns, gt_depth=gt)

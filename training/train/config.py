@@ -13,10 +13,11 @@ from pathlib import Path
 
 import yaml
 
-from mf_core.checkpoint import atomic_write
 from mf_core.errors import InputError
+from mf_core.files import atomic_write
 from mf_core.flow import LossConfig, TrainingMix
 from mf_core.model.config import get_model_config
+from training.sim.config import SCENE_KINDS
 from training.train.config_tree import apply_overrides, from_dict, read_yaml_chain, to_dict
 
 STAGES = ("pretrain", "modality-forcing")
@@ -52,10 +53,18 @@ class SourceConfig:
                              "test frames are for mf bench quality only")
         if self.split == "val" and self.val_count:
             raise InputError(f"data source {self.path}: a split: val source is all validation; drop val_count")
+        if self.is_sim and self.sim_scene not in SCENE_KINDS:
+            raise InputError(f"data source {self.path}: the scene after {SIM_PREFIX!r} must be one of "
+                             f"{', '.join(SCENE_KINDS)}")
 
     @property
     def is_sim(self) -> bool:
         return self.path.startswith(SIM_PREFIX)
+
+    @property
+    def sim_scene(self) -> str:
+        """The scene kind of a ``sim:`` source (``sim:street`` -> ``street``)."""
+        return self.path[len(SIM_PREFIX):]
 
 
 @dataclass

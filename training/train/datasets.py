@@ -8,17 +8,17 @@ fit comfortably, and random access is what makes the data order derivable from a
 from __future__ import annotations
 
 import itertools
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mf_core.errors import InputError
+from mf_core.files import remove_tree, temp_dir_beside
 from training.data.real_sets import REAL_SETS, real_set_of, split_samples
 from training.data.sample import Sample
 from training.data.sources import open_samples
-from training.train.config import SIM_PREFIX, DataConfig, SourceConfig
+from training.train.config import DataConfig, SourceConfig
 from training.train.data import SampleMixer
 from training.train.distributed import DistInfo, barrier
 
@@ -34,8 +34,7 @@ class TrainingData:
 
 def sim_bag_path(source: SourceConfig, cache_dir: str | Path) -> Path:
     """Where a ``sim:`` source's bag lives in the cache (one folder per set of generator options)."""
-    scene = source.path[len(SIM_PREFIX):]
-    name = f"{scene}_{source.frames}f_{source.width}x{source.height}_seed{source.seed}"
+    name = f"{source.sim_scene}_{source.frames}f_{source.width}x{source.height}_seed{source.seed}"
     return Path(cache_dir).expanduser() / name
 
 
@@ -46,15 +45,16 @@ def generate_sim_bag(source: SourceConfig, cache_dir: str | Path) -> Path:
     out = sim_bag_path(source, cache_dir)
     if out.exists():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    code = mf_main(["sim", "--out", str(tmp), "--frames", str(source.frames), "--seed", str(source.seed),
-                    "--scene", source.path[len(SIM_PREFIX):], "--width", str(source.width),
-                    "--height", str(source.height)])
-    if code != 0:
-        raise InputError(f"mf sim failed for data source {source.path} (exit {code}); see the message above")
-    tmp.rename(out)
+    work = temp_dir_beside(out)  # exclusively ours: a failed or concurrent run never deletes another's files
+    try:
+        code = mf_main(["sim", "--out", str(work / "bag"), "--frames", str(source.frames), "--seed",
+                        str(source.seed), "--scene", source.sim_scene, "--width", str(source.width),
+                        "--height", str(source.height)])
+        if code != 0:
+            raise InputError(f"mf sim failed for data source {source.path} (exit {code}); see the message above")
+        (work / "bag").rename(out)
+    finally:
+        remove_tree(work, inside=out.parent)
     return out
 
 

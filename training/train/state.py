@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,8 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from mf_core.checkpoint import atomic_write
 from mf_core.errors import InputError
+from mf_core.files import atomic_write, remove_tree, temp_dir_beside
 from training.train.ema import EMA
 
 CHECKPOINTS = "checkpoints"
@@ -143,17 +142,20 @@ def write_checkpoint(run_dir: str | Path, state: TrainingState, export_model: Ca
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{_PREFIX}{state.step:08d}"
-    tmp = root / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    atomic_write(tmp / STATE_TENSORS, save(state.tensors))
-    atomic_write(tmp / STATE_JSON, json.dumps(state.meta, indent=1).encode())
-    export_model(tmp / "model")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    tmp = temp_dir_beside(final)
+    try:
+        atomic_write(tmp / STATE_TENSORS, save(state.tensors))
+        atomic_write(tmp / STATE_JSON, json.dumps(state.meta, indent=1).encode())
+        export_model(tmp / "model")
+        if final.exists():
+            remove_tree(final, inside=root)
+        os.replace(tmp, final)
+    except BaseException:
+        if tmp.exists():
+            remove_tree(tmp, inside=root)
+        raise
     for old in checkpoint_dirs(run_dir)[:-keep_last]:
-        shutil.rmtree(old)
+        remove_tree(old, inside=root)
     return final
 
 

@@ -1,0 +1,82 @@
+"""Writing files safely: names from data as file names, atomic writes, confined deletes.
+
+Every file the package writes goes through here: a name that comes from data (a camera, a scene,
+a sample) becomes part of a path only after :func:`safe_file_name` accepted it; files are written
+through a temp file created exclusively in the destination folder (never a fixed name that a
+planted symlink could redirect) and ``os.replace``; a tree is deleted only when it lies inside the
+folder the caller owns and is not a symlink.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from mf_core.errors import InputError
+
+MAX_NAME_LENGTH = 200  # bytes are 255 on common file systems; room for suffixes such as "_calib.json"
+_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")  # separators and control characters
+
+
+def safe_file_name(name: str, what: str) -> str:
+    """``name`` itself when it is safe as one file name component; InputError naming ``what`` otherwise.
+
+    Refused: empty, ``.``/``..``, a leading dot (hidden, and the project's temp-file prefix), path
+    separators, control characters, and more than MAX_NAME_LENGTH characters. Names are refused
+    rather than rewritten so two different names can never land on the same file.
+    """
+    if not isinstance(name, str):
+        raise InputError(f"{what} must be a string, got {type(name).__name__}")
+    if not name or name.startswith(".") or _UNSAFE.search(name) or len(name) > MAX_NAME_LENGTH:
+        raise InputError(f"{what} {name!r} cannot be used as a file name (it must be 1-{MAX_NAME_LENGTH} characters "
+                         "without '/', '\\', control characters or a leading '.'); rename it in the data")
+    return name
+
+
+def atomic_write(path: str | Path, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` through an exclusively created temp file in the same folder and ``os.replace``.
+
+    ``durable`` fsyncs before the rename (checkpoints, configs); files that can be regenerated
+    may skip it. A crash leaves the old file (or none), never a partial one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp makes owner-only files; outputs are meant to be shared
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def remove_tree(path: str | Path, inside: str | Path) -> None:
+    """Delete the directory ``path``, which must lie strictly inside ``inside`` and not be a symlink.
+
+    The guard for every ``rmtree``: a path built from data or planted by someone else can never
+    make the package delete anything outside the folder it was told to write.
+    """
+    path, inside = Path(path), Path(inside)
+    if path.is_symlink():
+        raise InputError(f"{path} is a symlink; refusing to delete through it (remove it yourself)")
+    resolved, root = path.resolve(), inside.resolve()
+    if resolved == root or root not in resolved.parents:
+        raise InputError(f"refusing to delete {path}: it is not inside {inside}")
+    shutil.rmtree(resolved)
+
+
+def temp_dir_beside(path: str | Path) -> Path:
+    """A new, exclusively created directory next to ``path`` (same file system, so it can be renamed onto it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
