@@ -108,11 +108,13 @@ def _check_shapes(model: ModalityForcingDiT, state: dict[str, torch.Tensor], sou
         for n in sorted(expected.keys() & found.keys())
         if found[n] != expected[n]
     ]
+    problems += [f"{n} is {t.dtype} (weights must be float32, float16 or bfloat16)"
+                 for n, t in sorted(state.items()) if not t.is_floating_point()]
     if problems:
         shown = "; ".join(problems[:5]) + (f"; ... ({len(problems)} in all)" if len(problems) > 5 else "")
         raise InputError(
             f"weights in {source} do not fit model {model.config.name!r} ({shown}); "
-            "the weights and config.json are from different model sizes"
+            "the weights and config.json are from different model sizes, or the weights were converted"
         )
 
 

@@ -47,6 +47,11 @@ class TrainingMix:
         sparse_input_fraction: LiDAR-conditioned models only: the fraction of each sweep's
             points given as input; the others stay as depth targets (the split is made with the
             training view, in :func:`training.train.data.split_lidar`).
+        segment_holdout_prob: probability that a sample's held-out points are whole scan-line
+            segments (tiles of SEGMENT_TILE pixels) instead of single random points. Single points
+            always have a fed neighbour on their own scan line one point away, which teaches copying
+            along rows: streaks between the lines, where no point is ever scored. Segments make the
+            targets look like the pixels between lines that inference must fill.
         sparse_drop_prob: probability of giving no LiDAR input at all to a sample, so the
             conditioned model still works monocular.
         context_drop_prob: probability of zeroing a sample's context, which teaches the
@@ -62,6 +67,7 @@ class TrainingMix:
     mu: float = 1.1
     sigma: float = 1.0
     sparse_input_fraction: float = 0.5
+    segment_holdout_prob: float = 0.0
     sparse_drop_prob: float = 0.2
     context_drop_prob: float = 0.1
     image_only: bool = False
@@ -75,7 +81,7 @@ class TrainingMix:
             raise InputError(f"density must be 'uniform' or 'logit_normal', got {self.density!r}")
         if self.sigma <= 0:
             raise InputError(f"time shift sigma must be positive, got {self.sigma}")
-        for name in ("sparse_input_fraction", "sparse_drop_prob", "context_drop_prob"):
+        for name in ("sparse_input_fraction", "segment_holdout_prob", "sparse_drop_prob", "context_drop_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise InputError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 

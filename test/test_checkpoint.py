@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from mf_core.checkpoint import CONFIG_FILE, WEIGHTS_FILE, load_model, save_model
 from mf_core.errors import InputError
@@ -77,6 +78,16 @@ def test_weights_of_another_size_raise_input_error(tmp_path):
     (tmp_path / "small" / WEIGHTS_FILE).write_bytes((tmp_path / "wide" / WEIGHTS_FILE).read_bytes())
     with pytest.raises(InputError, match="different model sizes"):
         load_model(tmp_path / "small")
+
+
+def test_integer_weights_raise_input_error_naming_the_tensor(tmp_path):
+    save_model(tmp_path, trained_like())
+    state = load_file(tmp_path / WEIGHTS_FILE)
+    name = sorted(state)[0]
+    state[name] = state[name].to(torch.int8)
+    save_file(state, tmp_path / WEIGHTS_FILE)
+    with pytest.raises(InputError, match=f"{name} is torch.int8"):
+        load_model(tmp_path)
 
 
 def test_corrupt_or_missing_files_raise_input_error(tmp_path):

@@ -38,6 +38,13 @@ def test_export_then_folder_reads_like_the_bag(bag, tmp_path, capsys):
         np.testing.assert_allclose(b.gt_depth, a.gt_depth, atol=0.5 / 256 + 1e-6)
 
 
+def test_export_that_pairs_nothing_exits_2_and_says_why(tmp_path, capsys):
+    write_bag(tmp_path / "far", frames=1, lidar_offsets_ms=[60])  # every sweep outside a 50 ms slop
+    assert main(["export", "--bag", str(tmp_path / "far"), "--out", str(tmp_path / "none"), "--slop", "0.05"]) == 2
+    captured = capsys.readouterr()
+    assert "no sample was written" in captured.err and "1 no LiDAR sweep within the slop" in captured.out
+
+
 def test_inspect_reports_counts_rates_and_sync(bag, capsys):
     assert main(["inspect", str(bag), "--json", "--slop", "0.05"]) == 0
     report = json.loads(capsys.readouterr().out)

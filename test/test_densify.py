@@ -65,8 +65,8 @@ def test_densify_with_a_model_and_a_tight_slop(sim_bag, tmp_path, capsys):
                        "--processing-size", "64", "48", "--confidence") == 0
     assert {t.topic: t.count for t in bag_topics(out)}["/camera/depth/confidence"] == FRAMES
     # The sim's sweeps are 5 ms after the images: a 1 ms slop pairs nothing, and says so.
-    assert run_densify("--bag", str(sim_bag), "--out", str(tmp_path / "none"), "--mode", "classical",
-                       "--slop", "0.001") == 0
+    with pytest.raises(InputError, match=r"no frame of .* got depth"):  # exit 2, not a silent success
+        run_densify("--bag", str(sim_bag), "--out", str(tmp_path / "none"), "--mode", "classical", "--slop", "0.001")
     summary = capsys.readouterr().out
     assert "0 frames with depth" in summary and f"'no_lidar_in_slop': {FRAMES}" in summary
 

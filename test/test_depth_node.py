@@ -148,6 +148,27 @@ def test_classical_depth_matches_lidar_and_keeps_the_input_header(rig, sim):
     np.testing.assert_allclose(xyz[..., 2], depth, rtol=1e-5)
     stats = json.loads(r.received["stats"][-1].data)
     assert stats["counts"]["published"] == 1 and stats["timings"]["model"]["last_ms"] > 0
+    # the sim's stamps are from 2023, years off the node's clock: counted, kept out of the latency figures
+    assert stats["counts"]["stamp_off_clock"] == 1 and "latency" not in stats["timings"]
+
+
+def test_an_unexpected_error_is_counted_and_logged_once_with_its_traceback(rig, sim, capfd):
+    r = rig([Parameter("mode", value="classical"), Parameter("extrinsic", value=sim["extrinsic"]),
+             Parameter("warn_period", value=0.0)])
+    assert r.start()
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug in the field")
+
+    r.node._pipeline.process = broken
+    image, info, cloud = sim["images"][0], sim["infos"][0], sim["clouds"][0]
+    t0 = conv.header_stamp_ns(image)
+    for i in range(2):
+        stamp = t0 + i * 1_000_000_000
+        r.send(restamp(image, stamp), restamp(info, stamp), restamp(cloud, stamp))
+        assert r.spin_until(lambda i=i: r.node.stats.drops["error"] == i + 1, 10)
+    err = capfd.readouterr().err
+    assert err.count("Traceback (most recent call last)") == 1 and "ZeroDivisionError: a bug in the field" in err
 
 
 def test_model_modes_publish_metric_and_relative_depth(rig, sim):

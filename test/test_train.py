@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
+import pickle  # only to plant a pickle where safetensors belong; it is never loaded
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from mf_core.checkpoint import load_model
 from mf_core.errors import InputError
 from mf_core.flow import TrainingMix
 from training.cli import main as mf_main
-from training.train.config import SourceConfig, load_config, save_config
-from training.train.data import SampleMixer, Shard, collate, make_example
+from training.train.config import DataConfig, SourceConfig, load_config, save_config
+from training.train.data import SampleMixer, Shard, collate, make_example, split_lidar
 from training.train.datasets import generate_sim_bag, read_source
 from training.train.logging import read_metrics
 from training.train.loop import build_models, train
@@ -75,6 +79,9 @@ def test_config_composes_base_files_and_types_overrides(tmp_path):
         ("stage=finetune", "stage must be one of"),
         ("model.name=MF-XXL", "unknown model 'MF-XXL'"),
         ("model.overrides={widht: 3}", "unknown model setting"),
+        ("model.overrides={width: wide}", "model setting width must be int"),
+        ("model.overrides={width: '256'}", "model setting width must be int"),
+        ("model.overrides={qk_norm: 1}", "model setting qk_norm must be bool"),
         ("batch_size=3", None),  # valid on its own; only a world size that does not divide it fails
         ("noequals", "must look like key.sub=value"),
     ],
@@ -140,6 +147,27 @@ def test_conditioned_views_split_the_sweep_and_share_the_fed_lidar_scale(sim_cac
     assert not plain["sparse_mask"].any() and plain["depth_valid"].float().mean() > 0.5
 
 
+def test_segment_holdout_holds_out_pieces_of_scan_lines_not_single_points():
+    from training.train.data import SEGMENT_TILE, held_out_segments
+
+    sweep = np.zeros((96, 240), np.float32)
+    sweep[::6] = 10.0  # a scan line every 6th row, a return on every pixel of it
+    config = DataConfig(sources=[SourceConfig(path="x")], width=240, height=96, use_gt_as_supervision=False)
+    for prob in (0.0, 1.0):
+        mix = TrainingMix(sparse_input_fraction=0.8, segment_holdout_prob=prob, sparse_drop_prob=0.0)
+        fed, target = split_lidar(sweep, None, config, mix, np.random.default_rng(3), conditioned=True)
+        held = target[::6] > 0  # (lines, w)
+        assert not ((fed > 0) & (target > 0)).any() and 0.12 < held.mean() < 0.28
+        # how often a held-out point's right-hand neighbour on its own line is fed
+        fed_beside = (held[:, :-1] & ~held[:, 1:]).sum() / held[:, :-1].sum()
+        if prob == 0.0:
+            assert fed_beside > 0.7  # single points: almost always a fed neighbour one pixel away
+        else:
+            assert fed_beside < 1.5 / SEGMENT_TILE[1]  # segments: only at a segment's end
+    mask = held_out_segments((50, 70), 0.3, np.random.default_rng(0))
+    assert mask.shape == (50, 70) and 0.15 < mask.mean() < 0.45
+
+
 def test_frame_size_views_keep_the_inference_scale_and_pad_small_frames():
     from training.eval.synthetic import default_camera, synthetic_sample
     from training.train.config import DataConfig
@@ -200,6 +228,83 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(sim_cache, tmp_path):
     for (name, a), b in zip(ema_full.state_dict().items(), ema_part.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert full.losses == resumed.losses
+
+
+def _drop_moments(path: Path) -> None:
+    tensors = load_file(path / "training_state.safetensors")
+    save_file({k: v for k, v in tensors.items() if not k.endswith("/exp_avg")}, path / "training_state.safetensors")
+
+
+def _set_meta(path: Path, **changes) -> None:
+    meta_file = path / "training_state.json"
+    meta = json.loads(meta_file.read_text())
+    meta.update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del meta[key]
+    meta_file.write_text(json.dumps(meta))
+
+
+_DAMAGES = {
+    "tensors truncated": lambda p: (p / "training_state.safetensors").write_bytes(
+        (p / "training_state.safetensors").read_bytes()[:1000]),
+    "tensors empty": lambda p: (p / "training_state.safetensors").write_bytes(b""),
+    "tensors a pickle": lambda p: (p / "training_state.safetensors").write_bytes(pickle.dumps({"a": 1})),
+    "json truncated": lambda p: (p / "training_state.json").write_text((p / "training_state.json").read_text()[:40]),
+    "step a string": lambda p: _set_meta(p, step="four"),
+    "no scheduler": lambda p: _set_meta(p, scheduler=None),
+    "AdamW moments missing": _drop_moments,
+}
+
+
+@pytest.fixture(scope="module")
+def two_checkpoint_run(sim_cache, tmp_path_factory) -> tuple[Path, list[float]]:
+    """A 4-step run with checkpoints at steps 2 and 4, and the losses of resuming it from step 2 to 5."""
+    root = tmp_path_factory.mktemp("two_ckpt")
+    run = root / "run"
+    train(tiny(sim_cache, "steps=4", "batch_size=2", "ckpt_every=2", "keep_last=2"), run)
+    assert [p.name for p in checkpoint_dirs(run)] == ["step_00000002", "step_00000004"]
+    reference = root / "reference"
+    shutil.copytree(run, reference)
+    shutil.rmtree(checkpoint_dirs(reference)[-1])
+    assert mf_main(["train", "--resume", str(reference), "steps=5"]) == 0
+    return run, train_losses(reference)
+
+
+@pytest.mark.parametrize("damage", sorted(_DAMAGES))
+def test_resume_skips_a_damaged_newest_checkpoint_and_says_so(two_checkpoint_run, tmp_path, capsys, damage):
+    source, reference_losses = two_checkpoint_run
+    run = tmp_path / "run"
+    shutil.copytree(source, run)
+    _DAMAGES[damage](checkpoint_dirs(run)[-1])
+    assert mf_main(["train", "--resume", str(run), "steps=5"]) == 0
+    err = capsys.readouterr().err
+    assert "skipping a damaged checkpoint" in err and "resuming from" in err and "step_00000002" in err
+    assert latest_checkpoint(run).name == "step_00000005"
+    assert train_losses(run) == reference_losses  # steps 3-5 continue exactly from the step-2 state
+
+
+def test_resume_with_no_readable_checkpoint_or_a_truncated_config_exits_2(two_checkpoint_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(two_checkpoint_run[0], run)
+    for path in checkpoint_dirs(run):
+        _drop_moments(path)
+    assert mf_main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "no readable checkpoint" in err and "optimizer state is incomplete" in err
+    text = (run / "config.yaml").read_text()
+    failing = []
+    for cut in range(len(text)):  # a config cut anywhere loads or is an InputError, never anything else
+        (tmp_path / "cut.yaml").write_text(text[:cut])
+        try:
+            load_config(tmp_path / "cut.yaml")
+        except InputError:
+            failing.append(cut)
+    assert failing
+    (run / "config.yaml").write_text(text[:failing[-1]])
+    for command in (["train", "--resume", str(run)], ["release", "--run", str(run), "--out", str(tmp_path / "m")]):
+        assert mf_main(command) == 2
+        assert "config" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
 
 
 def test_resume_with_another_model_size_is_an_input_error(sim_cache, tmp_path):

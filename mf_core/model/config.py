@@ -40,6 +40,7 @@ class ModelConfig:
     norm_eps: float = 1e-6  # LayerNorm / RMSNorm epsilon, as in DiT and FLUX
 
     def __post_init__(self) -> None:
+        self._check_types()
         for key in ("patch_size", "width", "heads", "timestep_dim"):
             if getattr(self, key) < 1:
                 raise InputError(f"model {key} must be >= 1, got {getattr(self, key)}")
@@ -70,6 +71,24 @@ class ModelConfig:
         if self.image_tokenizer == "vae" and not self.vae_path:
             raise InputError('image_tokenizer="vae" needs vae_path: a local diffusers AutoencoderKL folder')
 
+    def _check_types(self) -> None:
+        """Each field has the type of its default (ints may stand for floats); InputError naming the field."""
+        for f in dataclasses.fields(self):
+            value, kind = getattr(self, f.name), type(f.default)
+            if f.default is None:  # vae_path: a path or nothing
+                ok = value is None or isinstance(value, str)
+            elif kind is float:
+                ok = isinstance(value, int | float) and not isinstance(value, bool)
+                if ok:
+                    object.__setattr__(self, f.name, float(value))
+            elif kind is int:
+                ok = isinstance(value, int) and not isinstance(value, bool)
+            else:
+                ok = isinstance(value, kind)
+            if not ok:
+                wanted = "a folder path" if f.default is None else f"{kind.__name__} (e.g. {f.name}: {f.default!r})"
+                raise InputError(f"model setting {f.name} must be {wanted}, got {value!r} ({type(value).__name__})")
+
     @property
     def head_dim(self) -> int:
         return self.width // self.heads
@@ -86,10 +105,7 @@ class ModelConfig:
     def from_dict(cls, data: dict) -> ModelConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise InputError."""
         _check_keys(data)
-        try:
-            return cls(**data)
-        except TypeError as exc:  # a value of the wrong type, e.g. width "256"
-            raise InputError(f"bad model config {data}: {exc}") from exc
+        return cls(**data)  # field types are checked in __post_init__
 
     def updated(self, **overrides) -> ModelConfig:
         """A copy with ``overrides`` applied; unknown keys raise InputError listing the valid ones."""

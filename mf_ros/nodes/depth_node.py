@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import sys
 import time
+import traceback
 from typing import Any
 
 import rclpy
@@ -73,6 +74,7 @@ PARAMS = (
 # Output QoS: reliable keep-last-1 matches reliable (RViz, rosbag) and best-effort subscribers.
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
                         durability=DurabilityPolicy.VOLATILE)
+MAX_PLAUSIBLE_LATENCY_MS = 60_000.0  # an image older than this (or from the future) is on another clock
 WARM_UP_SIZE = (480, 640)  # (height, width) when the processing size follows the input
 
 
@@ -111,6 +113,7 @@ class DepthNode(LifecycleNode):
         self._stats_timer = None
         self._extrinsics: ExtrinsicSource | None = None
         self._last_warning: dict[str, float] = {}
+        self._traced: set[str] = set()  # exception kinds already logged with a traceback
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -269,7 +272,7 @@ class DepthNode(LifecycleNode):
         now = time.monotonic()
         if now - self._last_warning.get(kind, -float("inf")) >= self.p["warn_period"]:
             self._last_warning[kind] = now
-            self.get_logger().warning(f"{text} [{self.stats.drops[kind]} so far]")
+            self.get_logger().warning(f"{text} [{self.stats.drops[kind] or self.stats.counts[kind]} so far]")
 
     # ------------------------------------------------------------------ worker thread
 
@@ -306,12 +309,20 @@ class DepthNode(LifecycleNode):
         except Exception as err:  # any other failure: the node must survive the frame; logged and counted
             self.stats.drop("error")
             self._warn("error", f"frame failed: {type(err).__name__}: {err}")
+            if type(err).__name__ not in self._traced:  # the first of each kind with its traceback, to debug it
+                self._traced.add(type(err).__name__)
+                self.get_logger().error(f"first {type(err).__name__} in a frame:\n{traceback.format_exc()}")
             return
         if not out.metric:
             self.get_logger().warning("no LiDAR: publishing RELATIVE depth (unit mean), not metres", once=True)
         out.timings["total"] = 1000 * (time.perf_counter() - start)
-        age_ns = self.get_clock().now().nanoseconds - frame.image.stamp_ns
-        out.timings["latency"] = age_ns / 1e6
+        age_ms = (self.get_clock().now().nanoseconds - frame.image.stamp_ns) / 1e6
+        if 0 <= age_ms <= MAX_PLAUSIBLE_LATENCY_MS:
+            out.timings["latency"] = age_ms
+        else:  # a stamp from another clock would swamp the latency statistics: counted, not timed
+            self.stats.count("stamp_off_clock")
+            self._warn("stamp_off_clock", f"image stamp is {age_ms / 1000:.3g} s from the node's clock: latency not "
+                       "recorded (camera clock not synchronised, or use_sim_time wrong?)")
         self.stats.time(out.timings)
         self.stats.count("published")
 

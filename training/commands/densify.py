@@ -136,4 +136,7 @@ def run(args: argparse.Namespace) -> int:
     mean = f"{np.mean(times):.1f} ms/frame" if times else "-"
     print(f"densify: {len(times)} frames with depth -> {args.out} ({ns}/*); dropped {sum(drops.values())} "
           f"{drops or ''}; mean pipeline latency {mean}")
+    if not times:
+        raise InputError(f"no frame of {args.bag} got depth (drops by reason above); {args.out} holds only the "
+                         "copied input: check the topics, --slop and the extrinsic")
     return 0

@@ -6,6 +6,7 @@ import argparse
 
 from tqdm import tqdm
 
+from mf_core.errors import InputError
 from training.data.bag_samples import BagSamples, parse_extrinsic
 from training.data.sample_folder import SampleFolderWriter
 from training.data.sync import DEFAULT_SLOP_S
@@ -50,4 +51,7 @@ def run(args: argparse.Namespace) -> int:
     for sample in tqdm(source, total=len(source), desc="export", unit="frame"):
         writer.write(sample)
     print(f"{source.sync.stats.summary()}\n{writer.summary()}")
+    if not writer.written:
+        raise InputError(f"no sample was written from {args.bag}: no frame paired (see the counts above); check "
+                         "the topics, --slop and the extrinsic (--extrinsic or /tf_static)")
     return 0

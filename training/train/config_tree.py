@@ -157,10 +157,10 @@ def _coerce_scalar(value: Any, hint: Any, key: str) -> Any:
         except ValueError:
             raise InputError(f"config key {key} must be a{'n integer' if hint is int else ' number'}, "
                              f"got {value!r}") from None
-        if hint is int and (not isinstance(number, int) and not float(number).is_integer()):
-            raise InputError(f"config key {key} must be an integer, got {value!r}")
         if not isinstance(number, (int, float)):
             raise InputError(f"config key {key} must be a number, got {value!r}")
+        if hint is int and (not isinstance(number, int) and not float(number).is_integer()):
+            raise InputError(f"config key {key} must be an integer, got {value!r}")
         return hint(number)
     if hint is str:
         if isinstance(value, (dict, list)):

@@ -131,11 +131,24 @@ def choose_view(shape: tuple[int, int], config: DataConfig, rng: np.random.Gener
     return View(window, size, flip)
 
 
+SEGMENT_TILE = (2, 24)  # (rows, columns) at the training view's scale: a piece of one scan line
+
+
+def held_out_segments(shape: tuple[int, int], fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """(h, w) bool: a random ``fraction`` of SEGMENT_TILE tiles (on a randomly offset grid) is held out."""
+    th, tw = SEGMENT_TILE
+    dy, dx = int(rng.integers(0, th)), int(rng.integers(0, tw))
+    grid = rng.random(((shape[0] + dy) // th + 1, (shape[1] + dx) // tw + 1)) < fraction  # (tiles_y, tiles_x)
+    tiles = np.repeat(np.repeat(grid, th, axis=0), tw, axis=1)  # pixels of the offset grid
+    return tiles[dy:dy + shape[0], dx:dx + shape[1]]
+
+
 def split_lidar(sweep: np.ndarray, gt: np.ndarray | None, config: DataConfig, mix: TrainingMix,
                 rng: np.random.Generator, conditioned: bool) -> tuple[np.ndarray, np.ndarray]:
     """(fed LiDAR, supervision target), (h, w) metres each, 0 = none; no target pixel is fed.
 
-    Conditioned models are fed ``mix.sparse_input_fraction`` of the sweep's points (none for a
+    Conditioned models are fed ``mix.sparse_input_fraction`` of the sweep's points, as single points
+    or (``mix.segment_holdout_prob``) as whole scan-line segments held out (none for a
     ``mix.sparse_drop_prob`` share of examples: monocular samples); the target is the dense ground
     truth where the source has it and ``config.use_gt_as_supervision`` (with ``config.dense_target_prob``),
     else the held-out sweep points. Other models get no input, and the whole sweep (or GT) as target.
@@ -145,7 +158,9 @@ def split_lidar(sweep: np.ndarray, gt: np.ndarray | None, config: DataConfig, mi
         return np.zeros_like(sweep), gt if use_gt else sweep
     if rng.random() < mix.sparse_drop_prob:
         return np.zeros_like(sweep), gt if use_gt else sweep
-    fed = np.where(rng.random(sweep.shape) < mix.sparse_input_fraction, sweep, 0.0).astype(np.float32)
+    keep = (held_out_segments(sweep.shape, 1 - mix.sparse_input_fraction, rng) == 0
+            if rng.random() < mix.segment_holdout_prob else rng.random(sweep.shape) < mix.sparse_input_fraction)
+    fed = np.where(keep, sweep, 0.0).astype(np.float32)
     if use_gt and rng.random() < config.dense_target_prob:
         return fed, np.where(fed > 0, 0.0, gt).astype(np.float32)
     return fed, np.where(fed > 0, 0.0, sweep).astype(np.float32)

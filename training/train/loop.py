@@ -39,7 +39,13 @@ from training.train.distributed import (
 from training.train.ema import EMA
 from training.train.logging import RunLogger, depth_panel
 from training.train.optim import build_optimizer
-from training.train.state import collect_state, latest_checkpoint, read_checkpoint, restore_state, write_checkpoint
+from training.train.state import (
+    collect_state,
+    latest_checkpoint,
+    newest_readable_checkpoint,
+    restore_state,
+    write_checkpoint,
+)
 from training.train.validation import evaluate_i2d, validate_frames
 
 CONFIG_FILE = "config.yaml"
@@ -185,8 +191,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ state
     def _resume(self) -> None:
-        path = latest_checkpoint(self.run_dir)
-        state = read_checkpoint(path)
+        path, state = newest_readable_checkpoint(self.run_dir)
         found = ModelConfig.from_dict(state.meta["model_config"])
         _check_same_model(found, self.model_config, f"checkpoint {path}")
         if state.meta["batch_size"] != self.config.batch_size:

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch import nn
 from torch.distributed.checkpoint.state_dict import (
@@ -160,9 +162,80 @@ def write_checkpoint(run_dir: str | Path, state: TrainingState, export_model: Ca
 
 
 def read_checkpoint(path: str | Path) -> TrainingState:
-    """Load a checkpoint folder written by :func:`write_checkpoint` (safetensors + JSON only)."""
+    """Load a checkpoint folder written by :func:`write_checkpoint` (safetensors + JSON only).
+
+    Every part is checked before anything is restored, so a damaged checkpoint is an InputError
+    that says what is wrong, never a traceback or a silently partial resume (fresh AdamW moments
+    would make "exact resume" a lie).
+    """
     path = Path(path)
     tensors_file, meta_file = path / STATE_TENSORS, path / STATE_JSON
     if not (tensors_file.is_file() and meta_file.is_file()):
         raise InputError(f"{path} is not a training checkpoint (needs {STATE_TENSORS} and {STATE_JSON})")
-    return TrainingState(load_file(str(tensors_file)), json.loads(meta_file.read_text()))
+    try:
+        tensors = load_file(str(tensors_file))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"{tensors_file} is not a readable safetensors file ({exc})") from exc
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, OSError) as exc:
+        raise InputError(f"{meta_file} is not valid JSON ({exc})") from exc
+    state = TrainingState(tensors, meta)
+    _check_checkpoint(state, path)
+    return state
+
+
+ADAMW_SLOTS = ("step", "exp_avg", "exp_avg_sq")  # per-parameter state of torch.optim.AdamW (no amsgrad)
+_META_TYPES = {"step": int, "batch_size": int, "scheduler": dict, "optimizer_param_groups": list,
+               "optimizer_scalars": dict, "model_config": dict, "ema_updates": int}
+
+
+def _check_checkpoint(state: TrainingState, path: Path) -> None:
+    meta = state.meta
+    if not isinstance(meta, dict):
+        raise InputError(f"{path / STATE_JSON} must hold a JSON object")
+    for key, kind in _META_TYPES.items():
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise InputError(f"{path / STATE_JSON}: {key!r} is missing or not a {kind.__name__} "
+                             f"(got {meta.get(key)!r:.60})")
+    if meta["step"] < 0:
+        raise InputError(f"{path / STATE_JSON}: step must be >= 0, got {meta['step']}")
+    for section in ("model", "rng"):
+        if not state.section(section):
+            raise InputError(f"{path / STATE_TENSORS} has no {section}/* tensors")
+    # AdamW keeps the same slots for every parameter it has stepped.
+    slots: dict[str, set[str]] = {}
+    for key in state.section("optim"):
+        name, _, slot = key.rpartition("/")
+        slots.setdefault(slot, set()).add(name)
+    for name, scalars in meta["optimizer_scalars"].items():
+        for slot in scalars:
+            slots.setdefault(slot, set()).add(name)
+    params = set().union(*slots.values()) if slots else set()
+    incomplete = sorted(slot for slot in {*slots, *ADAMW_SLOTS} if slots.get(slot, set()) != params)
+    if (meta["step"] > 0 and not params) or incomplete:
+        raise InputError(f"{path / STATE_TENSORS}: the optimizer state is incomplete "
+                         f"({'slots ' + ', '.join(incomplete) if incomplete else 'no optim/* moments'} missing for "
+                         "some parameters); an exact resume is impossible from this checkpoint")
+
+
+def newest_readable_checkpoint(run_dir: str | Path) -> tuple[Path, TrainingState]:
+    """The newest checkpoint of ``run_dir`` that reads completely, with its state.
+
+    A damaged newer one (a crash while copying, a full disk) is reported on stderr and skipped;
+    InputError when none is readable, naming each and why.
+    """
+    found = checkpoint_dirs(run_dir)
+    if not found:
+        latest_checkpoint(run_dir)  # raises the "no checkpoints" error
+    problems = []
+    for path in reversed(found):
+        try:
+            state = read_checkpoint(path)
+        except InputError as exc:
+            problems.append(str(exc))
+            continue
+        for problem in problems:
+            print(f"warning: skipping a damaged checkpoint: {problem}; resuming from {path}", file=sys.stderr)
+        return path, state
+    raise InputError(f"no readable checkpoint in {Path(run_dir) / CHECKPOINTS}: " + "; ".join(problems))
