@@ -42,6 +42,10 @@ N_TERMS = 2 + N_NEIGHBOURS  # gate, selection logits (4), correction (monocular 
 MAX_DELTA = 3.0  # |log depth ratio| a neighbour may pull a pixel by (e^3 = 20x): clamps outliers
 N_FEATURES = 3 + 1 + N_NEIGHBOURS * 3 + 3  # image, base, per neighbour (delta, distance, colour), mask, lidar, t
 _MISSING = -1.0e4  # selection logit of a direction without a neighbour
+# Checkpoint metadata key: the share of the learned part a released model applies at inference. The
+# head's per-pixel choice is over-confident between scan lines (measured with segment-holdout on the
+# val split, README), so shrinking it towards the prior is the better estimate there.
+REFINE_STRENGTH_KEY = "refine_strength"
 
 
 @dataclass
@@ -96,12 +100,13 @@ def head_features(image: torch.Tensor, prior: LidarPrior, transformer: torch.Ten
 
 
 def compose(prior: LidarPrior, terms: torch.Tensor, transformer: torch.Tensor, colour_weight: torch.Tensor,
-            distance_weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            distance_weight: torch.Tensor, strength: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Log relative depth (B, 1, H, W) from the head's ``terms`` (B, N_TERMS, H, W) (see the module docstring),
     and the learned part of it (B, 1, H, W): the output minus its base (smooth fill, or ``t`` without LiDAR).
 
     ``colour_weight`` and ``distance_weight`` are exp(alpha) and exp(beta) (scalars); ``transformer`` is
-    the transformer's own log relative depth (B, 1, H, W).
+    the transformer's own log relative depth (B, 1, H, W). ``strength`` in [0, 1] scales the LiDAR
+    case's learned part (1 in training; a released model may record less, see REFINE_STRENGTH_KEY).
     """
     gate, logits, correction = terms[:, :1], terms[:, 1:5], terms[:, 5:6]
     base = _base(prior, transformer)
@@ -110,5 +115,5 @@ def compose(prior: LidarPrior, terms: torch.Tensor, transformer: torch.Tensor, c
     logits = logits - cost
     logits = torch.where(present, logits, _MISSING)
     selection = (torch.softmax(logits, dim=1) * _deltas(prior, base)).sum(dim=1, keepdim=True)  # (B, 1, H, W)
-    learned = torch.where(prior.has_lidar, gate * selection, correction)
+    learned = torch.where(prior.has_lidar, strength * gate * selection, correction)
     return base + learned, learned

@@ -25,7 +25,7 @@ from mf_core.checkpoint import load_model, resolve_model_path
 from mf_core.depth_codec import decode_depth, encode_depth
 from mf_core.errors import InputError
 from mf_core.frame_codec import MAX_LOG_DEPTH, depth_tensor, encode_lidar, image_tensor, to_metres
-from mf_core.lidar_prior import compose, lidar_prior
+from mf_core.lidar_prior import REFINE_STRENGTH_KEY, compose, lidar_prior
 from mf_core.resize import processing_shape, resize_dense_depth, resize_image, resize_sparse_depth
 from mf_core.sampling import SampleOutput, sample, time_grid
 
@@ -122,13 +122,19 @@ class DepthEstimator:
         device: torch device for inference.
         processing_size: resolution the model runs at: None (the input size), an int (the
             longer side) or (height, width); always rounded to multiples of the patch size.
+        refine_strength: refine_head models with LiDAR: the share of the learned correction to the
+            prior that is applied (:func:`mf_core.lidar_prior.compose`); checkpoints record theirs.
     """
 
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
-                 processing_size: int | tuple[int, int] | None = None) -> None:
+                 processing_size: int | tuple[int, int] | None = None, refine_strength: float = 1.0) -> None:
+        if not 0.0 <= refine_strength <= 1.0:
+            raise InputError(f"refine_strength must be in [0, 1] (the share of the learned correction applied), "
+                             f"got {refine_strength}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.processing_size = processing_size
+        self.refine_strength = float(refine_strength)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
@@ -137,13 +143,16 @@ class DepthEstimator:
         """Load a checkpoint folder ("default": the shipped model; ``dtype`` default float32) and wrap it.
 
         Without ``processing_size`` the checkpoint's own ``processing_size`` metadata (the
-        resolution it was trained for) is used when it has one.
+        resolution it was trained for) is used when it has one; its ``refine_strength`` always.
         """
         model, metadata = load_model(resolve_model_path(path), device, dtype)
         if processing_size is None and metadata.get("processing_size"):
             size = metadata["processing_size"]
             processing_size = size if isinstance(size, int) else tuple(size)
-        return cls(model, device, processing_size)
+        strength = metadata.get(REFINE_STRENGTH_KEY, 1.0)
+        if isinstance(strength, bool) or not isinstance(strength, int | float):
+            raise InputError(f"checkpoint {path}: metadata {REFINE_STRENGTH_KEY} must be a number, got {strength!r}")
+        return cls(model, device, processing_size, float(strength))
 
     def _check_inputs(self, image: np.ndarray, sparse_depth: np.ndarray | None, mode: str, steps: int) -> None:
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -196,7 +205,8 @@ class DepthEstimator:
             return F.interpolate(x.float().cpu(), size=(h, w), mode="bilinear", align_corners=False)
 
         composed, _ = compose(prior, upsample(out.refine_terms), upsample(out.transformer_log_depth),
-                              *(weight.detach().cpu() for weight in self.model.refine.selection_weights))
+                              *(weight.detach().cpu() for weight in self.model.refine.selection_weights),
+                              strength=self.refine_strength)
         metres = scale.view(-1, 1, 1, 1) * composed.clamp(-MAX_LOG_DEPTH, MAX_LOG_DEPTH).exp()
         return metres[0, 0].numpy()
 
@@ -247,7 +257,7 @@ class DepthEstimator:
 
         start = time.perf_counter()
         alignment = None
-        if mode == "conditioned" and out.refine_terms is not None and (ph, pw) != (height, width):
+        if mode == "conditioned" and out.refine_terms is not None:  # composed at the input size, also when equal
             depth = self._native_composition(image, sparse_depth, out, scale)  # (H, W) metres
         else:
             depth = resize_dense_depth(to_metres(out.depth, scale)[0, 0].cpu().numpy(), width, height)  # (H, W)

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from mf_core.camera import PinholeCamera
 from training import cli
 from training.commands import eval as eval_command
 from training.data.sample_folder import write_sample_folder
@@ -107,6 +108,25 @@ def test_holdout_method_only_ever_sees_the_fed_points(folder, tmp_path):
         assert (fed > 0).sum() < (sample.sparse_depth > 0).sum()
 
 
+def test_segment_holdout_scores_pieces_of_scan_lines_with_no_fed_neighbour_on_the_line():
+    from training.data.sample import Sample
+    from training.eval.protocols import make_protocol
+
+    sparse = np.zeros((120, 600), np.float32)
+    sparse[::8, ::2] = 10.0  # a scan line every 8th row, a return every 2nd pixel
+    camera = PinholeCamera(600, 120, 300.0, 300.0, 299.5, 59.5)
+    sample = Sample("lines", np.zeros((120, 600, 3), np.uint8), sparse, camera, 0)
+    for name, fed_beside in (("lidar-holdout", 0.7), ("segment-holdout", 0.2)):
+        split = make_protocol(name, seed=1).split(sample)
+        held = split.target[::8, ::2] > 0  # (lines, returns)
+        assert 0.1 < held.mean() < 0.3 and not ((split.fed_sparse > 0) & (split.target > 0)).any()
+        # how often a scored point's next return on its own line is fed
+        share = (held[:, :-1] & ~held[:, 1:]).sum() / held[:, :-1].sum()
+        assert share > fed_beside if name == "lidar-holdout" else share < fed_beside, (name, share)
+    again = make_protocol("segment-holdout", seed=1).split(sample)
+    np.testing.assert_array_equal(again.target, split.target)  # seeded by the frame name
+
+
 def test_no_ground_truth_with_affine_fails_with_exit_2_and_names_lidar_holdout(folder_without_gt, tmp_path, capsys):
     assert _eval("--data", str(folder_without_gt), "--baseline", "classical", "--protocol", "affine",
                  "--out", str(tmp_path / "x")) == 2
@@ -116,7 +136,7 @@ def test_no_ground_truth_with_affine_fails_with_exit_2_and_names_lidar_holdout(f
 @pytest.mark.parametrize("flags, message", [
     (["--baseline", "classical", "--mode", "guided"], "--model only"),
     (["--baseline", "classical", "--steps", "4"], "--model only"),
-    (["--baseline", "classical", "--holdout-fraction", "0.5"], "lidar-holdout only"),
+    (["--baseline", "classical", "--holdout-fraction", "0.5"], "lidar-holdout or segment-holdout only"),
     (["--baseline", "lidar-only", "--protocol", "lidar-holdout"], "nothing to score"),
     (["--baseline", "classical", "--protocol", "lidar-holdout", "--holdout-fraction", "1.5"], "between 0 and 1"),
     (["--baseline", "classical", "--limit", "0"], "positive"),

@@ -134,6 +134,32 @@ def test_a_fresh_refining_model_outputs_its_prior_at_the_native_resolution():
     np.testing.assert_array_equal(kept.depth[points], sample.sparse_depth[points])
 
 
+def test_refine_strength_scales_the_learned_part_in_log_depth(tmp_path):
+    """strength 0 is the prior; strength s moves log depth s of the way from the prior to the full head."""
+    from mf_core.completion import complete_smooth
+    from mf_core.model import build_model
+    from training.eval.synthetic import default_camera, synthetic_sample
+
+    sample = synthetic_sample("s", default_camera(200, 150), seed=3)
+    model = build_model("MF-XS", depth_conditioned=True, refine_head=True, patch_size=16)
+    torch.nn.init.normal_(model.refine.out.weight, std=0.01)
+    depth = {s: DepthEstimator(model, processing_size=96, refine_strength=s).predict(
+        sample.image, sample.sparse_depth, "conditioned").depth for s in (0.0, 0.3, 1.0)}
+    np.testing.assert_allclose(depth[0.0], complete_smooth(sample.image, sample.sparse_depth, sample.camera),
+                               rtol=2e-5)
+    moved = np.abs(np.log(depth[1.0]) - np.log(depth[0.0])) > 1e-3
+    assert moved.mean() > 0.1
+    np.testing.assert_allclose(np.log(depth[0.3])[moved] - np.log(depth[0.0])[moved],
+                               0.3 * (np.log(depth[1.0])[moved] - np.log(depth[0.0])[moved]), atol=2e-5)
+    save_model(tmp_path / "m", model, {"refine_strength": 0.3})
+    assert DepthEstimator.from_checkpoint(tmp_path / "m").refine_strength == 0.3
+    save_model(tmp_path / "bad", model, {"refine_strength": "half"})
+    with pytest.raises(InputError, match="refine_strength must be a number"):
+        DepthEstimator.from_checkpoint(tmp_path / "bad")
+    with pytest.raises(InputError, match=r"in \[0, 1\]"):
+        DepthEstimator(model, refine_strength=1.5)
+
+
 def test_from_checkpoint_matches_the_in_memory_model(tmp_path, estimator, image):
     save_model(tmp_path / "ckpt", estimator.model)
     loaded = DepthEstimator.from_checkpoint(tmp_path / "ckpt")

@@ -19,11 +19,12 @@ from training.eval.metrics import depth_metrics, valid_depth_mask
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "mf-default"
 # The subset: the first REAL_FRAMES test frames of these sets. Measured at release (README), the RMSE
-# ratio to the best classical baseline (Delaunay-linear on all three): KITTI 0.693, DGP 0.986,
-# 7-Scenes 1.008 (there the learned part costs a little against its prior; see the README's limits).
+# ratio to the best classical baseline (Delaunay-linear on all three): KITTI 0.926, DGP 0.946,
+# 7-Scenes 0.994 under the set's protocol; between scan lines (segment-holdout) KITTI 0.953, DGP 0.984.
 REAL_SETS = ("kitti", "dgp", "sevenscenes")
 REAL_FRAMES = 3
-MEASURED_RATIO = {"kitti": 0.693, "dgp": 0.986, "sevenscenes": 1.008}
+MEASURED_RATIO = {"kitti": 0.926, "dgp": 0.946, "sevenscenes": 0.994}
+MEASURED_SEGMENT_RATIO = {"kitti": 0.953, "dgp": 0.984}
 MARGIN = 0.05  # the scores are deterministic; this only absorbs BLAS / platform round-off
 
 
@@ -56,16 +57,21 @@ def test_shipped_model_beats_the_best_classical_baseline_on_held_out_real_frames
         assert result["rmse_ratio"] < MEASURED_RATIO[name] + MARGIN
         assert result["lidar_residual"] < 1e-4  # the output passes through the fed LiDAR
         assert result["confidence_error_spearman"] < -0.3  # confident where the error is small
+    for name, measured in MEASURED_SEGMENT_RATIO.items():  # between the scan lines too
+        segments = report["sets"][name]["segments"]
+        print(f"{name} segment-holdout: ratio {segments['rmse_ratio']:.3f} to {segments['best_classical']}")
+        assert segments["rmse_ratio"] < min(1.0, measured + MARGIN)  # better than every classical method
     kitti = report["sets"]["kitti"]
-    assert kitti["rmse_ratio"] < 0.8  # a clear win over every classical method on real LiDAR
-    assert kitti["methods"]["mf conditioned"]["rmse"] < 0.8 * kitti["methods"]["mf prior (smooth fill)"]["rmse"]
+    assert kitti["rmse_ratio"] < 1.0 and report["sets"]["dgp"]["rmse_ratio"] < 1.0
+    for scored in (kitti, kitti["segments"]):  # and than its own prior: the learned part pays
+        assert scored["methods"]["mf conditioned"]["rmse"] < 0.97 * scored["methods"]["mf prior (smooth fill)"]["rmse"]
 
 
 def test_shipped_model_on_dense_sim_ground_truth_stays_near_its_prior(street_samples):
     """Scored at every pixel the LiDAR did not see (a synthetic street, dense ground truth), the model
-    beats Delaunay-linear but not its own prior: the edge selection it learned on held-out LiDAR points
-    costs a little between scan lines (measured at release: RMSE 5.88 m vs prior 5.33 m, linear
-    7.66 m over these 3 frames; README, limits). This guards that gap from growing."""
+    beats Delaunay-linear but not its own prior: the edge selection it learned on real frames costs a
+    little on this synthetic street (measured at release: RMSE 5.39 m vs prior 5.33 m, linear 7.66 m
+    over these 3 frames; README, limits). This guards that gap from growing."""
     estimator = DepthEstimator.from_checkpoint(MODEL)
     scores: dict[str, list[float]] = {"model": [], "prior": [], "linear": []}
     for sample in street_samples:
@@ -78,4 +84,4 @@ def test_shipped_model_on_dense_sim_ground_truth_stays_near_its_prior(street_sam
             scores[name].append(depth_metrics(depth, sample.gt_depth, scored)["rmse"])
     rmse = {name: float(np.mean(values)) for name, values in scores.items()}
     print(rmse)
-    assert rmse["model"] < rmse["linear"] and rmse["model"] < 1.2 * rmse["prior"]
+    assert rmse["model"] < rmse["linear"] and rmse["model"] < 1.05 * rmse["prior"]

@@ -148,7 +148,8 @@ def test_conditioned_views_split_the_sweep_and_share_the_fed_lidar_scale(sim_cac
 
 
 def test_segment_holdout_holds_out_pieces_of_scan_lines_not_single_points():
-    from training.train.data import SEGMENT_TILE, held_out_segments
+    from training.eval.protocols import held_out_tiles
+    from training.train.data import SEGMENT_TILE
 
     sweep = np.zeros((96, 240), np.float32)
     sweep[::6] = 10.0  # a scan line every 6th row, a return on every pixel of it
@@ -164,7 +165,7 @@ def test_segment_holdout_holds_out_pieces_of_scan_lines_not_single_points():
             assert fed_beside > 0.7  # single points: almost always a fed neighbour one pixel away
         else:
             assert fed_beside < 1.5 / SEGMENT_TILE[1]  # segments: only at a segment's end
-    mask = held_out_segments((50, 70), 0.3, np.random.default_rng(0))
+    mask = held_out_tiles((50, 70), SEGMENT_TILE, 0.3, np.random.default_rng(0))
     assert mask.shape == (50, 70) and 0.15 < mask.mean() < 0.45
 
 
@@ -332,7 +333,9 @@ def test_release_writes_an_fp16_model_that_predicts_like_the_run(sim_cache, tmp_
     config, metadata = read_checkpoint_config(tmp_path / "model")
     assert config.depth_conditioned and metadata["recommended_mode"] == "conditioned"
     assert metadata["processing_size"] == 100 and metadata["step"] == 2  # 5/4 of the 80-px crop
-    assert metadata["train_resolution"] == [64, 80]
+    assert metadata["train_resolution"] == [64, 80] and metadata["refine_strength"] == 1.0
+    assert mf_main(["release", "--run", str(run), "--out", str(tmp_path / "m3"), "--refine-strength", "2"]) == 2
+    assert not (tmp_path / "m3").exists()
     released, _ = load_model(tmp_path / "model")
     full, _ = load_model(latest_checkpoint(run) / "model")
     assert released.depth_final.linear.weight.dtype == torch.float32  # depth head back in fp32

@@ -9,8 +9,11 @@ skipped with a note) the **test** split is scored, never a frame a model trains 
   80/20 split of every frame for every method; metric: simulated scan lines fed, dense ground
   truth scored). Per set: RMSE, MAE, AbsRel, delta1 and ms/frame of each method, the best
   classical method (lowest RMSE) and the ratio model RMSE / best classical RMSE; over all sets,
-  the geometric mean of the ratios. Also per set: the Spearman correlation of the model's
-  confidence with its absolute error on the scored pixels (negative: confident where it is
+  the geometric mean of the ratios. LiDAR-only sets are scored a second time under segment-holdout
+  (whole scan-line pieces held out), which measures the pixels between scan lines that lidar-holdout
+  does not (its held-out points always have fed neighbours on their own line); the geometric mean
+  "between lines" uses those ratios with the dense-ground-truth sets. Also per set: the Spearman
+  correlation of the model's confidence with its absolute error on the scored pixels (negative: confident where it is
   right), and the median relative distance of its output from the fed LiDAR at the fed pixels.
 - monocular: the model's ``i2d`` against the row prior (depth linear in the pixel row), both under
   the affine protocol (against the dense ground truth, or all LiDAR points where there is none),
@@ -78,8 +81,14 @@ def markdown(report: dict) -> str:
         if "mono_abs_rel_ratio" in result:
             summary += f"; monocular AbsRel ratio i2d / row prior (affine): **{result['mono_abs_rel_ratio']:.3f}**"
         lines += [summary, ""]
+        if "segments" in result:
+            seg = result["segments"]
+            lines += ["segment-holdout (whole scan-line pieces held out: between the lines): RMSE "
+                      + ", ".join(f"{label} {m['rmse']:.3f}" for label, m in seg["methods"].items())
+                      + f"; best classical **{seg['best_classical']}**, ratio **{seg['rmse_ratio']:.3f}**", ""]
     lines.append(f"Geometric mean of the RMSE ratios over {len(report['sets'])} sets: "
-                 f"**{report['geomean_rmse_ratio']:.3f}**")
+                 f"**{report['geomean_rmse_ratio']:.3f}**; between scan lines (segment-holdout where a set "
+                 f"has only LiDAR): **{report['geomean_rmse_ratio_between_lines']:.3f}**")
     for name, reason in report["skipped"].items():
         lines.append(f"- skipped {name}: {reason}")
     return "\n".join(lines) + "\n"
@@ -123,17 +132,12 @@ def run(args: argparse.Namespace) -> dict:
         protocol = make_protocol(real_set.protocol)
         methods = [(f"mf {mode}", model), ("mf prior (smooth fill)", baseline_method("smooth"))]
         methods += [(f"baseline:{b}", baseline_method(b)) for b in CLASSICAL_BASELINES]
-        result: dict = {"frames": len(samples), "protocol": real_set.protocol, "provenance": real_set.provenance,
-                        "methods": {}}
-        for label, method in methods:
-            where = None if out_dir is None else out_dir / "panels" / name / label.replace(":", "_").replace(" ", "_")
-            scored = evaluate(samples, method, protocol, where, progress=False, panels=args.panels)
-            result["methods"][label] = _scores(scored)
-            print(f"quality {name}: {label} RMSE {result['methods'][label]['rmse']:.3f}", file=sys.stderr)
-        classical = {b: result["methods"][f"baseline:{b}"]["rmse"] for b in CLASSICAL_BASELINES}
-        best = min(classical, key=classical.get)
-        result["best_classical"] = best
-        result["rmse_ratio"] = round(result["methods"][f"mf {mode}"]["rmse"] / classical[best], 4)
+        result: dict = {"frames": len(samples), "protocol": real_set.protocol, "provenance": real_set.provenance}
+        panels = None if out_dir is None or not args.panels else out_dir / "panels" / name
+        result |= compare(samples, methods, protocol, panels, f"quality {name}")
+        if real_set.protocol == "lidar-holdout":  # also between the lines: see training/eval/protocols.py
+            result["segments"] = compare(samples, methods, make_protocol("segment-holdout"), None,
+                                         f"quality {name} (segment-holdout)")
         result |= confidence_and_lidar_fit(estimator, mode, samples, protocol)
         if mono is not None:
             affine = make_protocol("affine")
@@ -149,6 +153,9 @@ def run(args: argparse.Namespace) -> dict:
     if not report["sets"]:
         raise InputError(f"no real set found under {root}: {report['skipped']}; set --data-root or $MF_DATA_ROOT")
     report["geomean_rmse_ratio"] = round(geometric_mean([r["rmse_ratio"] for r in report["sets"].values()]), 4)
+    # Between scan lines: segment-holdout where a set has only LiDAR, the dense ground truth elsewhere.
+    report["geomean_rmse_ratio_between_lines"] = round(geometric_mean(
+        [r.get("segments", r)["rmse_ratio"] for r in report["sets"].values()]), 4)
     table = markdown(report)
     print(table, file=sys.stderr)
     if out_dir is not None:
@@ -156,6 +163,23 @@ def run(args: argparse.Namespace) -> dict:
         (out_dir / "quality.json").write_text(json.dumps(report, indent=2) + "\n")
         (out_dir / "quality.md").write_text(table)
     return report
+
+
+def compare(samples: list, methods: list, protocol, panels: Path | None, what: str) -> dict:
+    """Score each (label, EvalMethod) of ``methods`` on ``samples`` under ``protocol`` (the first is the
+    model): ``{"methods": {label: scores}, "best_classical", "rmse_ratio"}``; panels under ``panels/<label>``."""
+    from mf_core.completion import CLASSICAL_BASELINES
+    from training.eval.harness import evaluate
+
+    scores = {}
+    for label, method in methods:
+        where = None if panels is None else panels / label.replace(":", "_").replace(" ", "_")
+        scores[label] = _scores(evaluate(samples, method, protocol, where, progress=False, panels=panels is not None))
+        print(f"{what}: {label} RMSE {scores[label]['rmse']:.3f}", file=sys.stderr)
+    classical = {b: scores[f"baseline:{b}"]["rmse"] for b in CLASSICAL_BASELINES}
+    best = min(classical, key=classical.get)
+    return {"methods": scores, "best_classical": best,
+            "rmse_ratio": round(scores[methods[0][0]]["rmse"] / classical[best], 4)}
 
 
 def confidence_and_lidar_fit(estimator, mode: str, samples: list, protocol) -> dict:

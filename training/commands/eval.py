@@ -9,7 +9,7 @@ import argparse
 
 from mf_core.completion import BASELINES
 from mf_core.errors import InputError
-from training.eval.protocols import DEFAULT_HOLDOUT_FRACTION, PROTOCOLS, REGIONS
+from training.eval.protocols import DEFAULT_HOLDOUT_FRACTION, HOLDOUT_PROTOCOLS, PROTOCOLS, REGIONS
 
 MODES = ("i2d", "i2d-aligned", "guided", "conditioned")  # mf_core.pipeline.MODES, without importing torch
 
@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=MODES, help="model mode (with --model; default i2d-aligned)")
     parser.add_argument("--protocol", required=True, choices=PROTOCOLS,
                         help="affine: least-squares scale+shift to ground truth; metric: as is; "
-                             "lidar-holdout: feed part of the LiDAR, score on the rest (needs no ground truth)")
+                             "lidar-holdout: feed part of the LiDAR, score on the rest (needs no ground truth); "
+                             "segment-holdout: the same with whole scan-line pieces held out")
     parser.add_argument("--region", default="none", choices=sorted(REGIONS),
                         help="scored region: kitti = Garg crop + 80 m cap, nyu = Eigen crop + 10 m cap")
     parser.add_argument("--holdout-fraction", type=float, default=None,
@@ -53,8 +54,8 @@ def _check_flags(args: argparse.Namespace) -> None:
                                                ("--device", args.device)) if value is not None]
         if model_only:
             raise InputError(f"{', '.join(model_only)} apply to --model only; drop them for --baseline")
-    if args.holdout_fraction is not None and args.protocol != "lidar-holdout":
-        raise InputError("--holdout-fraction applies to --protocol lidar-holdout only")
+    if args.holdout_fraction is not None and args.protocol not in HOLDOUT_PROTOCOLS:
+        raise InputError("--holdout-fraction applies to --protocol lidar-holdout or segment-holdout only")
     if args.steps is not None and args.steps < 1:
         raise InputError(f"--steps must be at least 1, got {args.steps}")
     if args.processing_size is not None:

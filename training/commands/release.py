@@ -6,8 +6,9 @@ newest checkpoint; ``--latest`` forces the newest.
 
 Writes ``model.safetensors`` (fp16 by default: half the bytes, and the depth head is cast
 back to fp32 on load) and ``config.json`` with the metadata inference reads: the mode
-the model is meant for and the resolution it was trained at (DepthEstimator's default
-processing size), plus where it came from (run, step, data sources).
+the model is meant for, the resolution it was trained at (DepthEstimator's default
+processing size) and the share of the refinement head's correction to apply, plus where
+it came from (run, step, data sources).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--processing-size", type=int, default=None,
                         help="longer image side inference runs at (default: the run's data.frame_size, "
                              "else 5/4 of the training crop's)")
+    parser.add_argument("--refine-strength", type=float, default=1.0,
+                        help="refine_head models: share of the learned correction to the LiDAR prior applied at "
+                             "inference, in [0, 1] (default 1; choose it on the val split, see the README)")
     parser.add_argument("--latest", action="store_true", help="release the newest checkpoint, not the best")
     parser.add_argument("--dtype", choices=DTYPES, default="float16", help="weight dtype (default float16)")
 
@@ -37,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from mf_core.checkpoint import load_model, save_model
+    from mf_core.lidar_prior import REFINE_STRENGTH_KEY
     from mf_core.pipeline import MODES
     from training.train.config import load_config
     from training.train.loop import BEST_DIR, CONFIG_FILE
@@ -53,8 +58,11 @@ def run(args: argparse.Namespace) -> int:
     if mode not in MODES:
         raise InputError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
     size = args.processing_size or config.data.frame_size or round(max(config.data.width, config.data.height) * 5 / 4)
+    if not 0.0 <= args.refine_strength <= 1.0:
+        raise InputError(f"--refine-strength must be in [0, 1], got {args.refine_strength}")
     metadata = {
         **metadata,
+        REFINE_STRENGTH_KEY: args.refine_strength,
         "recommended_mode": mode,
         "processing_size": size,
         "run": str(run_dir),

@@ -15,7 +15,7 @@ from mf_core.completion import get_baseline
 from mf_core.errors import InputError
 from training.data.sample import Sample
 from training.eval.metrics import depth_metrics, mean_metrics
-from training.eval.protocols import EvalProtocol
+from training.eval.protocols import HOLDOUT_PROTOCOLS, EvalProtocol
 from training.eval.report import frame_panel, summary, write_report
 from training.viz import save_png
 
@@ -80,7 +80,7 @@ def evaluate(samples: Iterable[Sample], method: EvalMethod, protocol: EvalProtoc
     if not method.metric and protocol.name != "affine":
         raise InputError(f"mode {method.mode!r} gives relative depth (unit mean), which only --protocol affine "
                          "can score; use --protocol affine, or a metric mode such as i2d-aligned")
-    if not method.dense and protocol.name == "lidar-holdout":
+    if not method.dense and protocol.name in HOLDOUT_PROTOCOLS:
         raise InputError(f"{method.name} gives depth only at the LiDAR points it is fed, and lidar-holdout "
                          "scores only the points it did not feed: nothing to score; use --protocol metric")
     out_dir = None if out_dir is None else Path(out_dir)

@@ -6,7 +6,11 @@
 - ``metric``: the prediction is scored as it is, in metres. Needs dense ground truth.
 - ``lidar-holdout``: each frame's LiDAR points are split with a seeded RNG; the method is
   fed the kept part only and scored ONLY on the held-out rest. Works without any dense
-  ground truth, which makes it the protocol for robot logs.
+  ground truth, which makes it the protocol for robot logs. Each held-out point keeps fed
+  points beside it on its own scan line, so it rewards copying along the line.
+- ``segment-holdout``: the same, but whole pieces of scan lines are held out (the LiDAR points
+  inside random tiles SEGMENT_TILE_WIDTH of the image width wide): the scored points have no fed
+  neighbour on their own line nearby, like the pixels between scan lines that a dense output fills.
 
 Each protocol can restrict scoring to an evaluation region (``kitti``: Garg crop, 80 m
 cap; ``nyu``: Eigen crop, 10 m cap).
@@ -25,6 +29,8 @@ from training.data.sample import Sample
 from training.eval.metrics import valid_depth_mask
 
 DEFAULT_HOLDOUT_FRACTION = 0.2
+SEGMENT_TILE_WIDTH = 0.04  # segment-holdout tile width as a fraction of the image width (50 px of KITTI's 1242)
+SEGMENT_TILE_ASPECT = 12  # tile width / height: a tile covers a piece of one or two scan lines
 # Smallest depth an aligned prediction is clipped to, so a negative value after the fit
 # is scored as a (very wrong) near depth instead of silently dropping out.
 MIN_PREDICTED_DEPTH = 1e-3
@@ -151,6 +157,16 @@ class AffineProtocol(_DenseGroundTruthProtocol):
         return self.region.clip(np.where(pred_valid, aligned, 0.0).astype(np.float32))
 
 
+def held_out_tiles(shape: tuple[int, int], tile: tuple[int, int], fraction: float,
+                   rng: np.random.Generator) -> np.ndarray:
+    """(H, W) bool: a random ``fraction`` of the (rows, cols) ``tile`` cells of a randomly offset grid."""
+    th, tw = tile
+    dy, dx = int(rng.integers(0, th)), int(rng.integers(0, tw))
+    grid = rng.random(((shape[0] + dy) // th + 1, (shape[1] + dx) // tw + 1)) < fraction  # (tiles_y, tiles_x)
+    cells = np.repeat(np.repeat(grid, th, axis=0), tw, axis=1)  # pixels of the offset grid
+    return cells[dy:dy + shape[0], dx:dx + shape[1]]
+
+
 class LidarHoldoutProtocol(EvalProtocol):
     """Feed a random part of each frame's LiDAR points to the method, score on the held-out rest only."""
 
@@ -173,7 +189,10 @@ class LidarHoldoutProtocol(EvalProtocol):
                              "--holdout-fraction")
         # The split depends on the seed and the frame name only, not on the frame order.
         rng = np.random.default_rng([self.seed, zlib.crc32(sample.name.encode())])
-        held = points[rng.permutation(points.size)[:n_held]]  # (n_held,)
+        held = self._held_out(sparse.shape, points, n_held, rng)  # (n_held,) flat pixel indices
+        if held.size == 0 or held.size == points.size:
+            raise InputError(f"frame {sample.name!r}: its {points.size} LiDAR points cannot be split into fed and "
+                             f"held-out parts by protocol {self.name}; drop the frame")
         fed = sparse.astype(np.float32, copy=True)  # a copy: the sample's own array never reaches the method
         fed.flat[held] = 0.0
         target = np.zeros(sparse.shape, np.float32)
@@ -183,8 +202,26 @@ class LidarHoldoutProtocol(EvalProtocol):
             raise RuntimeError("lidar-holdout split leaked held-out points into the method input")
         return FrameSplit(fed, target, self._score_mask(target), target_is_sparse=True)
 
+    def _held_out(self, shape: tuple[int, int], points: np.ndarray, n_held: int,
+                  rng: np.random.Generator) -> np.ndarray:
+        """Which of ``points`` (flat pixel indices) are held out: ``n_held`` of them at random."""
+        return points[rng.permutation(points.size)[:n_held]]
 
-PROTOCOLS: tuple[str, ...] = ("affine", "metric", "lidar-holdout")
+
+class SegmentHoldoutProtocol(LidarHoldoutProtocol):
+    """lidar-holdout with whole scan-line segments held out: the LiDAR points inside random tiles."""
+
+    name = "segment-holdout"
+
+    def _held_out(self, shape: tuple[int, int], points: np.ndarray, n_held: int,
+                  rng: np.random.Generator) -> np.ndarray:
+        width = max(8, round(SEGMENT_TILE_WIDTH * shape[1]))
+        tiles = held_out_tiles(shape, (max(2, round(width / SEGMENT_TILE_ASPECT)), width), self.holdout_fraction, rng)
+        return points[tiles.flat[points]]
+
+
+PROTOCOLS: tuple[str, ...] = ("affine", "metric", "lidar-holdout", "segment-holdout")
+HOLDOUT_PROTOCOLS = ("lidar-holdout", "segment-holdout")
 
 
 def make_protocol(name: str, region: str = "none", holdout_fraction: float = DEFAULT_HOLDOUT_FRACTION,
@@ -199,4 +236,6 @@ def make_protocol(name: str, region: str = "none", holdout_fraction: float = DEF
         return MetricProtocol(chosen)
     if name == "lidar-holdout":
         return LidarHoldoutProtocol(chosen, holdout_fraction, seed)
+    if name == "segment-holdout":
+        return SegmentHoldoutProtocol(chosen, holdout_fraction, seed)
     raise InputError(f"unknown protocol {name!r}; use one of {', '.join(PROTOCOLS)}")

@@ -20,6 +20,7 @@ from mf_core.flow import TrainingMix
 from mf_core.frame_codec import depth_tensor, encode_lidar, encode_target, image_tensor
 from mf_core.resize import resize_dense_depth, resize_image, resize_sparse_depth
 from training.data.sample import Sample
+from training.eval.protocols import held_out_tiles
 from training.train.config import DataConfig
 
 # Seeds the LiDAR split of evaluation views (with the sample name), so every run scores the same points.
@@ -131,16 +132,7 @@ def choose_view(shape: tuple[int, int], config: DataConfig, rng: np.random.Gener
     return View(window, size, flip)
 
 
-SEGMENT_TILE = (2, 24)  # (rows, columns) at the training view's scale: a piece of one scan line
-
-
-def held_out_segments(shape: tuple[int, int], fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """(h, w) bool: a random ``fraction`` of SEGMENT_TILE tiles (on a randomly offset grid) is held out."""
-    th, tw = SEGMENT_TILE
-    dy, dx = int(rng.integers(0, th)), int(rng.integers(0, tw))
-    grid = rng.random(((shape[0] + dy) // th + 1, (shape[1] + dx) // tw + 1)) < fraction  # (tiles_y, tiles_x)
-    tiles = np.repeat(np.repeat(grid, th, axis=0), tw, axis=1)  # pixels of the offset grid
-    return tiles[dy:dy + shape[0], dx:dx + shape[1]]
+SEGMENT_TILE = (2, 24)  # (rows, columns) held out together at the training view's scale: a piece of a scan line
 
 
 def split_lidar(sweep: np.ndarray, gt: np.ndarray | None, config: DataConfig, mix: TrainingMix,
@@ -158,7 +150,7 @@ def split_lidar(sweep: np.ndarray, gt: np.ndarray | None, config: DataConfig, mi
         return np.zeros_like(sweep), gt if use_gt else sweep
     if rng.random() < mix.sparse_drop_prob:
         return np.zeros_like(sweep), gt if use_gt else sweep
-    keep = (held_out_segments(sweep.shape, 1 - mix.sparse_input_fraction, rng) == 0
+    keep = (~held_out_tiles(sweep.shape, SEGMENT_TILE, 1 - mix.sparse_input_fraction, rng)
             if rng.random() < mix.segment_holdout_prob else rng.random(sweep.shape) < mix.sparse_input_fraction)
     fed = np.where(keep, sweep, 0.0).astype(np.float32)
     if use_gt and rng.random() < config.dense_target_prob:
