@@ -98,7 +98,7 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise InputError(f"{path} is not a readable safetensors file ({exc}); the checkpoint is corrupt") from exc
 
 
-def _check_shapes(model: ModalityForcingDiT, state: dict[str, torch.Tensor], source: Path) -> None:
+def _check_weights(model: ModalityForcingDiT, state: dict[str, torch.Tensor], source: Path) -> None:
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
     found = {name: tuple(t.shape) for name, t in state.items()}
     problems = [f"missing {n}" for n in sorted(expected.keys() - found.keys())]
@@ -110,11 +110,13 @@ def _check_shapes(model: ModalityForcingDiT, state: dict[str, torch.Tensor], sou
     ]
     problems += [f"{n} is {t.dtype} (weights must be float32, float16 or bfloat16)"
                  for n, t in sorted(state.items()) if not t.is_floating_point()]
+    problems += [f"{n} holds NaN/inf values (a diverged run or a damaged file)"
+                 for n, t in sorted(state.items()) if t.is_floating_point() and not torch.isfinite(t).all()]
     if problems:
         shown = "; ".join(problems[:5]) + (f"; ... ({len(problems)} in all)" if len(problems) > 5 else "")
         raise InputError(
             f"weights in {source} do not fit model {model.config.name!r} ({shown}); "
-            "the weights and config.json are from different model sizes, or the weights were converted"
+            "the weights and config.json are from different model sizes, or the weights were converted or damaged"
         )
 
 
@@ -134,7 +136,7 @@ def load_model(
     build_on_meta = config.image_tokenizer == "pixel"
     with torch.device("meta") if build_on_meta else contextlib.nullcontext():
         model = ModalityForcingDiT(config)
-    _check_shapes(model, state, directory / WEIGHTS_FILE)
+    _check_weights(model, state, directory / WEIGHTS_FILE)
     model.load_state_dict(state, strict=True, assign=build_on_meta)
     model.to(device).to_dtype(dtype or torch.float32)
     return model.eval(), metadata

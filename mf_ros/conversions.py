@@ -320,7 +320,11 @@ def pointcloud2_dtype(msg: Any) -> np.dtype:
     """Structured numpy dtype of one point: every field at its offset, itemsize = point_step."""
     order = ">" if msg.is_bigendian else "<"
     names, formats, offsets = [], [], []
+    seen: set[str] = set()
     for f in msg.fields:
+        if f.name in seen:
+            raise InputError(f"PointCloud2 has the field {f.name!r} twice; the publisher's field table is wrong")
+        seen.add(f.name)
         if f.datatype not in POINTFIELD_DTYPES:
             raise InputError(f"PointCloud2 field {f.name!r} has unknown datatype {f.datatype}; "
                              "expected 1..8 (INT8..FLOAT64)")
@@ -372,11 +376,44 @@ def pointcloud2_to_xyz(msg: Any, drop_invalid: bool = True) -> np.ndarray:
     for an organized cloud).
     """
     fields = pointcloud2_fields(msg, ("x", "y", "z"))  # each (N,)
+    if any(fields[axis].ndim != 1 for axis in "xyz"):
+        raise InputError("PointCloud2 x/y/z must be one value per point (PointField count 1), got counts "
+                         f"{[fields[axis].shape[1:] or (1,) for axis in 'xyz']}")
+    kinds = {fields[axis].dtype.kind for axis in "xyz"}
+    if kinds != {"f"}:
+        raise InputError(f"PointCloud2 x/y/z are {fields['x'].dtype.name}: REP 103 clouds are FLOAT32/FLOAT64 metres; "
+                         "integer coordinates are usually millimetres or raw counts: convert them in the driver")
     columns = [fields[axis].astype(np.float32, copy=False) for axis in "xyz"]
+    _check_cloud_scale(msg, columns)
     if drop_invalid:
         keep = np.isfinite(columns[0]) & np.isfinite(columns[1]) & np.isfinite(columns[2])  # (N,)
         columns = [column[keep] for column in columns]
     return np.stack(columns, axis=1)  # (N, 3)
+
+
+MAX_PLAUSIBLE_MEDIAN_RANGE_M = 2000.0  # no LiDAR's typical return is this far: the unit or byte order is wrong
+_SCALE_SAMPLE = 64  # the check looks at every 64th point: a few microseconds for a 130k-point sweep
+
+
+def _median_range(columns: list[np.ndarray]) -> float:
+    sample = np.stack([c[::_SCALE_SAMPLE] for c in columns], axis=1).astype(np.float64)  # (n, 3)
+    ranges = np.linalg.norm(sample, axis=1)
+    ranges = ranges[np.isfinite(ranges)]
+    return float(np.median(ranges)) if ranges.size else 0.0
+
+
+def _check_cloud_scale(msg: Any, columns: list[np.ndarray]) -> None:
+    """InputError when the cloud's median range is implausible for metres, naming the likely cause."""
+    with np.errstate(all="ignore"):  # garbage values overflow or are NaN: that is what is measured here
+        median = _median_range(columns)
+        if median <= MAX_PLAUSIBLE_MEDIAN_RANGE_M:
+            return
+        swapped = [c.byteswap() for c in columns]  # what the bytes say in the other byte order
+        if 0.1 < _median_range(swapped) <= MAX_PLAUSIBLE_MEDIAN_RANGE_M:
+            raise InputError(f"PointCloud2 median range is {median:.3g} m as is_bigendian={bool(msg.is_bigendian)} "
+                             "says, but plausible with the other byte order: the is_bigendian flag is wrong")
+    raise InputError(f"PointCloud2 median range is {median:.3g} m: REP 103 clouds are in metres; is it in "
+                     "millimetres (divide by 1000)?")
 
 
 def unpack_rgb(packed: np.ndarray) -> np.ndarray:

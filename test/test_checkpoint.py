@@ -88,6 +88,10 @@ def test_integer_weights_raise_input_error_naming_the_tensor(tmp_path):
     save_file(state, tmp_path / WEIGHTS_FILE)
     with pytest.raises(InputError, match=f"{name} is torch.int8"):
         load_model(tmp_path)
+    state[name] = torch.full(state[name].shape, float("nan"))
+    save_file(state, tmp_path / WEIGHTS_FILE)
+    with pytest.raises(InputError, match=f"{name} holds NaN/inf values"):
+        load_model(tmp_path)
 
 
 def test_corrupt_or_missing_files_raise_input_error(tmp_path):

@@ -313,6 +313,83 @@ def test_bad_clouds_raise_input_error():
         conv.xyz_to_pointcloud2(np.zeros((5, 2), np.float32), 0, "lidar")
 
 
+def _lidar_like(n: int = 4000) -> np.ndarray:
+    """(n, 3) float32 points 2-60 m away, like a real sweep."""
+    directions = RNG.normal(size=(n, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    return (directions * RNG.uniform(2, 60, (n, 1))).astype(np.float32)
+
+
+def test_clouds_in_the_wrong_unit_or_byte_order_are_diagnosed():
+    points = _lidar_like()
+    good = conv.xyz_to_pointcloud2(points, 0, "lidar")
+    np.testing.assert_array_equal(conv.pointcloud2_to_xyz(good), points)
+    millimetres = conv.xyz_to_pointcloud2(points * 1000, 0, "lidar")
+    with pytest.raises(InputError, match="in millimetres"):
+        conv.pointcloud2_to_xyz(millimetres)
+    flipped = conv.xyz_to_pointcloud2(points, 0, "lidar")
+    flipped.is_bigendian = True  # little-endian bytes, flag says big
+    with pytest.raises(InputError, match="is_bigendian flag is wrong"):
+        conv.pointcloud2_to_xyz(flipped)
+    as_int16 = np.round(points * 1000).clip(-32768, 32767).astype("<i2")  # (n, 3) millimetres
+    fields = [TS.types["sensor_msgs/msg/PointField"](name=n, offset=2 * i, datatype=3, count=1)
+              for i, n in enumerate("xyz")]
+    integer = TS.types["sensor_msgs/msg/PointCloud2"](
+        header=conv.make_header(0, "lidar"), height=1, width=len(points), fields=fields, is_bigendian=False,
+        point_step=6, row_step=6 * len(points), data=as_int16.view(np.uint8).ravel(), is_dense=True)
+    with pytest.raises(InputError, match="x/y/z are int16"):
+        conv.pointcloud2_to_xyz(integer)
+    twice = conv.xyz_to_pointcloud2(points, 0, "lidar")
+    twice.fields[1].name = "x"
+    with pytest.raises(InputError, match="the field 'x' twice"):
+        conv.pointcloud2_to_xyz(twice)
+
+
+def _fuzzed_cloud(rng: np.random.Generator):
+    """A valid xyz cloud with one to three random changes to its field table, sizes or byte order."""
+    msg = conv.xyz_to_pointcloud2(_lidar_like(int(rng.integers(1, 50))), 0, "lidar")
+    field_type = TS.types["sensor_msgs/msg/PointField"]
+    for _ in range(int(rng.integers(1, 4))):
+        change = int(rng.integers(0, 8))
+        fields = list(msg.fields)
+        i = int(rng.integers(0, len(fields))) if fields else 0
+        if change == 0 and fields:
+            fields[i].datatype = int(rng.integers(0, 11))
+        elif change == 1 and fields:
+            fields[i].offset = int(rng.integers(0, 40))
+        elif change == 2 and fields:
+            fields[i].count = int(rng.integers(0, 4))
+        elif change == 3 and fields:
+            fields[i].name = str(rng.choice(["x", "y", "z", "", "intensity"]))
+        elif change == 4:
+            fields.insert(i, field_type(name=str(rng.choice(["x", "t"])), offset=int(rng.integers(0, 16)),
+                                        datatype=int(rng.integers(1, 9)), count=1))
+        elif change == 5 and fields:
+            fields.pop(i)
+        elif change == 6:
+            msg.point_step = int(rng.integers(0, 24))
+            msg.row_step = msg.point_step * msg.width + int(rng.integers(-1, 3))
+        else:
+            msg.is_bigendian = not msg.is_bigendian
+        msg.fields = fields
+    return msg
+
+
+def test_fuzzed_pointcloud2_field_tables_raise_only_input_errors():
+    rng = np.random.default_rng(99)
+    outcomes = {"accepted": 0, "refused": 0}
+    for _ in range(400):
+        msg = _fuzzed_cloud(rng)
+        try:
+            xyz = conv.pointcloud2_to_xyz(msg)
+        except InputError:
+            outcomes["refused"] += 1
+            continue
+        outcomes["accepted"] += 1
+        assert xyz.dtype == np.float32 and xyz.ndim == 2 and xyz.shape[1] == 3
+    assert min(outcomes.values()) > 20, outcomes  # the fuzzing reaches both outcomes
+
+
 # ---------------------------------------------------------------------------------- TF
 
 
