@@ -33,6 +33,7 @@ setup(
         "numba>=0.59",  # compiled per-point / per-ray loops: LiDAR projection, sim shading
         "scipy>=1.10",
         "opencv-python-headless>=4.8",
+        "pillow>=9",  # reads a compressed image's size from its header before decoding
         "rosbags>=0.10",
         "transforms3d>=0.4",
         "safetensors>=0.4",

@@ -11,6 +11,7 @@ camera_info, organized XYZRGB cloud, confidence). A bad message raises
 
 from __future__ import annotations
 
+import io
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import PIL.Image
 import torch
 
 from mf_core.align import MIN_POINTS
@@ -50,6 +52,9 @@ class PipelineOptions:
     max_range: cloud points farther than this (metres) become NaN; 0 keeps all.
     stride: keep every stride-th row and column in ``depth/points``.
     confidence: also build a 32FC1 confidence image (model modes only).
+    max_pixels, max_points: larger images (width x height, read from the header before any
+        decoding) and clouds are dropped as "too_large": one absurd message must not cost
+        gigabytes of decode buffers that the kept heap then holds for good.
     """
 
     mode: str = "guided"
@@ -58,6 +63,8 @@ class PipelineOptions:
     max_range: float = 0.0
     stride: int = 1
     confidence: bool = False
+    max_pixels: int = 40_000_000  # an 8K frame is 33 MP
+    max_points: int = 4_000_000  # the densest spinning LiDARs give about 0.3 M points per sweep
 
 
 @dataclass
@@ -95,6 +102,26 @@ def load_estimator(model: str, device: str, processing_size: tuple[int, int] | N
     raise InputError(f"model {model!r} is neither 'default' (the shipped model), a checkpoint folder "
                      f"(config.json + model.safetensors) nor a registry size {list(MODEL_SIZES)}; "
                      "set the 'model' parameter to one of those")
+
+
+def image_size(msg: Any) -> tuple[int, int]:
+    """(width, height) of a sensor_msgs/Image or CompressedImage without decoding its pixels.
+
+    For compressed images Pillow reads only the PNG/JPEG header (OpenCV has no header-only read);
+    a header beyond Pillow's decompression-bomb limit is a "too_large" FrameError.
+    """
+    if hasattr(msg, "encoding"):
+        return int(msg.width), int(msg.height)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)  # the size is what we check
+        try:
+            with PIL.Image.open(io.BytesIO(bytes(msg.data))) as header:
+                return header.size
+        except PIL.Image.DecompressionBombError as err:  # Pillow's own limit, far above max_pixels' range
+            raise FrameError("too_large", f"image skipped: CompressedImage header: {err}") from err
+        except (PIL.UnidentifiedImageError, OSError, ValueError) as err:
+            raise InputError(f"CompressedImage ({msg.format!r}, {len(msg.data)} bytes) is not a readable "
+                             f"JPEG/PNG: {err}") from err
 
 
 def decode_image(msg: Any) -> np.ndarray:
@@ -172,6 +199,15 @@ class DepthPipeline:
 
     def _decode(self, image_msg: Any, info_msg: Any) -> tuple[np.ndarray, PinholeCamera]:
         try:
+            width, height = image_size(image_msg)  # from the header: nothing decoded yet
+        except FrameError:
+            raise
+        except InputError as err:
+            raise FrameError("bad_image", f"image skipped: {err}") from err
+        if width * height > self.options.max_pixels:
+            raise FrameError("too_large", f"image skipped: {width}x{height} is over max_pixels "
+                             f"{self.options.max_pixels}; raise the parameter if this camera is real")
+        try:
             rgb = decode_image(image_msg)  # (H, W, 3)
         except InputError as err:
             raise FrameError("bad_image", f"image skipped: {err}") from err
@@ -187,11 +223,14 @@ class DepthPipeline:
 
     def _sparse_depth(self, cloud_msg: Any, T_camera_from_lidar: np.ndarray, camera: PinholeCamera) -> np.ndarray:
         """(H, W) float32 LiDAR depth in metres, 0 = no point; FrameError when unusable."""
+        total = int(cloud_msg.width) * int(cloud_msg.height)
+        if total > self.options.max_points:
+            raise FrameError("too_large", f"LiDAR cloud skipped: {total} points is over max_points "
+                             f"{self.options.max_points}; raise the parameter if this LiDAR is real")
         try:
             xyz = conv.pointcloud2_to_xyz(cloud_msg)  # (N, 3) finite points
         except InputError as err:
             raise FrameError("bad_cloud", f"LiDAR cloud skipped: {err}") from err
-        total = int(cloud_msg.width) * int(cloud_msg.height)
         if total == 0:
             raise FrameError("empty_cloud", "LiDAR cloud has no points; check the LiDAR driver")
         if xyz.shape[0] == 0:
