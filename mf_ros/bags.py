@@ -53,12 +53,18 @@ class BagTopic(NamedTuple):
 def _bad_bag(path: Path, err: BaseException) -> InputError:
     return InputError(f"cannot read bag {path}: {type(err).__name__}: {err}. Pass a rosbag2 directory "
                       "(with metadata.yaml) or a .mcap/.db3 file; if it was cut short (recorder killed, "
-                      "copy interrupted), re-record it or salvage an MCAP with `mcap recover`")
+                      "copy interrupted), re-record it, or salvage an MCAP with `mcap recover` of the "
+                      "separate mcap CLI (https://mcap.dev, not installed by this package)")
 
 
 @contextmanager
 def _opened_reader(path: Path) -> Iterator[AnyReader]:
-    """An open AnyReader for ``path``; errors while opening or reading become InputError."""
+    """An open AnyReader for ``path``; errors while opening it become InputError.
+
+    Only the reader's own calls are mapped (here and in :func:`_read`): an exception from the
+    caller's code inside the ``with`` block stays what it is, so our bugs are not reported as
+    damaged bags.
+    """
     if not path.exists():
         raise InputError(f"bag {path} does not exist; pass a rosbag2 directory or a .mcap/.db3 file")
     try:
@@ -68,12 +74,16 @@ def _opened_reader(path: Path) -> Iterator[AnyReader]:
         raise _bad_bag(path, err) from err
     try:
         yield reader
-    except InputError:
-        raise
-    except _READ_ERRORS as err:
-        raise _bad_bag(path, err) from err
     finally:
         reader.close()
+
+
+def _read(path: Path, call, *args):
+    """``call(*args)`` of the bag reader, its read errors as InputError naming the bag."""
+    try:
+        return call(*args)
+    except _READ_ERRORS as err:
+        raise _bad_bag(path, err) from err
 
 
 def read_messages(path: str | Path, topics: Iterable[str] | None = None,
@@ -96,8 +106,10 @@ def read_messages(path: str | Path, topics: Iterable[str] | None = None,
                                  f"{sorted({c.topic for c in connections})}")
             connections = [c for c in connections if c.topic in wanted]
         decoded = {c.topic for c in connections} if decode is True else set(decode or ())
-        for connection, stamp_ns, raw in reader.messages(connections=connections):
-            msg = reader.deserialize(raw, connection.msgtype) if connection.topic in decoded else None
+        messages = _read(path, reader.messages, connections)
+        while (item := _read(path, next, messages, None)) is not None:
+            connection, stamp_ns, raw = item
+            msg = _read(path, reader.deserialize, raw, connection.msgtype) if connection.topic in decoded else None
             yield BagMessage(connection.topic, connection.msgtype, stamp_ns, msg, raw)
 
 

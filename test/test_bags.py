@@ -121,6 +121,21 @@ def test_truncated_mcap_raises_input_error(tmp_path, cut):
             bag_topics(target)
 
 
+def test_a_bug_in_our_own_code_is_not_reported_as_a_damaged_bag(tmp_path, monkeypatch):
+    import mf_ros.bags
+
+    bag = tmp_path / "bag"
+    write_bag(bag)
+    assert list(read_messages(bag))
+
+    def broken(*args):
+        raise KeyError("our bug")
+
+    monkeypatch.setattr(mf_ros.bags, "BagMessage", broken)
+    with pytest.raises(KeyError, match="our bug"):
+        list(read_messages(bag))
+
+
 def test_missing_and_foreign_paths_raise_input_error(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         bag_topics(tmp_path / "nope")

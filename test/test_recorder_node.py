@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -179,3 +180,18 @@ def test_an_unwritable_output_dir_is_reported(tmp_path):
             RecorderNode(context=ctx, parameter_overrides=[Parameter("output_dir", value=str(blocker / "bags"))])
     finally:
         rclpy.shutdown(context=ctx)
+
+
+def test_an_output_directory_removed_while_recording_is_named_as_the_cause(talker, sim, tmp_path):
+    out = tmp_path / "bags"
+    process = start_recorder(out, sim[1])
+    try:
+        assert record(talker, sim, process, 2) == 2
+        shutil.rmtree(out)
+        process.send_signal(signal.SIGINT)  # closing writes metadata.yaml into the directory that is gone
+        output, _ = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 1, output
+    assert f"the output directory {out} was removed while recording" in output
+    assert "disk full" not in output

@@ -22,6 +22,7 @@ code 1 and the files written so far are left as they are.
 
 from __future__ import annotations
 
+import errno
 import struct
 import sys
 import time
@@ -171,8 +172,8 @@ class RecorderNode(Node):
         try:
             writer.__exit__(None, None, None)
         except OSError as err:
-            self._stop(f"closing {writer.path} failed: {err} (disk full?); its completed chunks stay readable "
-                       "with `mcap recover`")
+            self._stop(f"closing {writer.path} failed: {self._why_write_failed(err)}; its completed chunks "
+                       "stay readable with `mcap recover` (the separate mcap CLI)")
 
     def _stop(self, why: str) -> None:
         self.failed = why
@@ -213,11 +214,22 @@ class RecorderNode(Node):
                 for kind, part in (("camera_info", frame.info), ("points", frame.cloud), ("image", frame.image)):
                     self._write_once(kind, part.stamp_ns, part.payload)
             except (OSError, InputError) as err:
-                self._stop(f"cannot write to {self.bags[-1]}: {err} (disk full or not writable?); the samples "
+                self._stop(f"cannot write to {self.bags[-1]}: {self._why_write_failed(err)}; the samples "
                            f"recorded so far stay in {[str(b) for b in self.bags]}")
                 return
             self._last_sample_ns = stamp
             self.stats.count("recorded")
+
+    def _why_write_failed(self, err: BaseException) -> str:
+        """The likely cause of a failed write, from the error and the state of the output directory."""
+        cause = err if isinstance(err, OSError) else err.__cause__
+        if not self._dir.is_dir():
+            return f"{err} (the output directory {self._dir} was removed while recording)"
+        if isinstance(cause, OSError) and cause.errno == errno.ENOSPC:
+            return f"{err} (the disk is full)"
+        if isinstance(cause, OSError) and cause.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return f"{err} (the output directory is not writable)"
+        return str(err)
 
     def _write_once(self, kind: str, stamp_ns: int, raw: bytes) -> None:
         """Write one message unless this bag already has it (a sweep shared by two images)."""
