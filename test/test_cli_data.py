@@ -45,6 +45,14 @@ def test_export_that_pairs_nothing_exits_2_and_says_why(tmp_path, capsys):
     assert "no sample was written" in captured.err and "1 no LiDAR sweep within the slop" in captured.out
 
 
+def test_frames_without_a_lidar_point_in_view_are_skipped_and_counted(bag, tmp_path, capsys):
+    behind = ["--extrinsic", "0 0 -1000 0 0 0 1"]  # the sweep 1 km behind the camera
+    assert main(["export", "--bag", str(bag), "--out", str(tmp_path / "none"), "--slop", "0.05", *behind]) == 2
+    captured = capsys.readouterr()
+    assert "skipped 4 frame(s) with no LiDAR point in the image" in captured.out
+    assert "no sample was written" in captured.err
+
+
 def test_inspect_reports_counts_rates_and_sync(bag, capsys):
     assert main(["inspect", str(bag), "--json", "--slop", "0.05"]) == 0
     report = json.loads(capsys.readouterr().out)

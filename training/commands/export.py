@@ -48,9 +48,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     source = BagSamples(args.bag, **bag_options(args))
     writer = SampleFolderWriter(args.out, image_format=args.image_format)
+    without_lidar = 0
     for sample in tqdm(source, total=len(source), desc="export", unit="frame"):
+        if not sample.valid_mask.any():  # an all-NaN sweep, or none of it in view: mf densify skips these too
+            without_lidar += 1
+            continue
         writer.write(sample)
     print(f"{source.sync.stats.summary()}\n{writer.summary()}")
+    if without_lidar:
+        print(f"skipped {without_lidar} frame(s) with no LiDAR point in the image (all-NaN sweep, or the "
+              "extrinsic points the LiDAR away from the camera)")
     if not writer.written:
         raise InputError(f"no sample was written from {args.bag}: no frame paired (see the counts above); check "
                          "the topics, --slop and the extrinsic (--extrinsic or /tf_static)")
