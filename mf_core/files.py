@@ -1,23 +1,30 @@
-"""Writing files safely: names from data as file names, atomic writes, confined deletes.
+"""Files safely: names from data as file names, atomic writes, confined deletes, image sizes from headers.
 
 Every file the package writes goes through here: a name that comes from data (a camera, a scene,
 a sample) becomes part of a path only after :func:`safe_file_name` accepted it; files are written
 through a temp file created exclusively in the destination folder (never a fixed name that a
 planted symlink could redirect) and ``os.replace``; a tree is deleted only when it lies inside the
-folder the caller owns and is not a symlink.
+folder the caller owns and is not a symlink. An encoded image's size is read from its header
+(:func:`encoded_image_size`) before anything decodes it, so a small file that decodes to gigabytes
+is refused first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
+
+import PIL.Image
 
 from mf_core.errors import InputError
 
+MAX_IMAGE_PIXELS = 40_000_000  # default cap on width x height of an input image (an 8K frame is 33 MP)
 MAX_NAME_LENGTH = 200  # bytes are 255 on common file systems; room for suffixes such as "_calib.json"
 _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")  # separators and control characters
 
@@ -80,3 +87,31 @@ def temp_dir_beside(path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+
+
+class ImageTooLarge(InputError):
+    """An image whose header says it is larger than the caller allows."""
+
+
+def encoded_image_size(data: bytes, what: str) -> tuple[int, int]:
+    """(width, height) of a PNG/JPEG from its header alone (Pillow reads no pixels; OpenCV cannot do this).
+
+    InputError naming ``what`` when the bytes are no image; ImageTooLarge beyond Pillow's own
+    decompression-bomb limit (about 180 MP).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)  # the size is what is checked
+        try:
+            with PIL.Image.open(io.BytesIO(data)) as header:
+                return header.size
+        except PIL.Image.DecompressionBombError as err:
+            raise ImageTooLarge(f"{what}: its header says {err}") from err
+        except (PIL.UnidentifiedImageError, OSError, ValueError) as err:
+            raise InputError(f"{what} ({len(data)} bytes) is not a readable JPEG/PNG: {err}") from err
+
+
+def check_image_size(width: int, height: int, max_pixels: int, what: str) -> None:
+    """ImageTooLarge when ``width`` x ``height`` is over ``max_pixels``."""
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"{what} is {width}x{height}, over the limit of {max_pixels} pixels; raise the "
+                            "limit (max_pixels) if this camera is real")

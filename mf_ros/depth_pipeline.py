@@ -11,7 +11,6 @@ camera_info, organized XYZRGB cloud, confidence). A bad message raises
 
 from __future__ import annotations
 
-import io
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -19,13 +18,13 @@ from typing import Any
 
 import cv2
 import numpy as np
-import PIL.Image
 import torch
 
 from mf_core.align import MIN_POINTS
 from mf_core.camera import PinholeCamera
 from mf_core.completion import complete_classical
 from mf_core.errors import InputError
+from mf_core.files import MAX_IMAGE_PIXELS, ImageTooLarge, check_image_size, encoded_image_size
 from mf_core.geometry import points_to_depth_map
 from mf_core.pipeline import LIDAR_MODES, DepthEstimator
 from mf_ros import conversions as conv
@@ -63,7 +62,7 @@ class PipelineOptions:
     max_range: float = 0.0
     stride: int = 1
     confidence: bool = False
-    max_pixels: int = 40_000_000  # an 8K frame is 33 MP
+    max_pixels: int = MAX_IMAGE_PIXELS
     max_points: int = 4_000_000  # the densest spinning LiDARs give about 0.3 M points per sweep
 
 
@@ -105,23 +104,10 @@ def load_estimator(model: str, device: str, processing_size: tuple[int, int] | N
 
 
 def image_size(msg: Any) -> tuple[int, int]:
-    """(width, height) of a sensor_msgs/Image or CompressedImage without decoding its pixels.
-
-    For compressed images Pillow reads only the PNG/JPEG header (OpenCV has no header-only read);
-    a header beyond Pillow's decompression-bomb limit is a "too_large" FrameError.
-    """
+    """(width, height) of a sensor_msgs/Image or CompressedImage without decoding its pixels."""
     if hasattr(msg, "encoding"):
         return int(msg.width), int(msg.height)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", PIL.Image.DecompressionBombWarning)  # the size is what we check
-        try:
-            with PIL.Image.open(io.BytesIO(bytes(msg.data))) as header:
-                return header.size
-        except PIL.Image.DecompressionBombError as err:  # Pillow's own limit, far above max_pixels' range
-            raise FrameError("too_large", f"image skipped: CompressedImage header: {err}") from err
-        except (PIL.UnidentifiedImageError, OSError, ValueError) as err:
-            raise InputError(f"CompressedImage ({msg.format!r}, {len(msg.data)} bytes) is not a readable "
-                             f"JPEG/PNG: {err}") from err
+    return encoded_image_size(bytes(msg.data), f"CompressedImage ({msg.format!r})")
 
 
 def decode_image(msg: Any) -> np.ndarray:
@@ -199,16 +185,10 @@ class DepthPipeline:
 
     def _decode(self, image_msg: Any, info_msg: Any) -> tuple[np.ndarray, PinholeCamera]:
         try:
-            width, height = image_size(image_msg)  # from the header: nothing decoded yet
-        except FrameError:
-            raise
-        except InputError as err:
-            raise FrameError("bad_image", f"image skipped: {err}") from err
-        if width * height > self.options.max_pixels:
-            raise FrameError("too_large", f"image skipped: {width}x{height} is over max_pixels "
-                             f"{self.options.max_pixels}; raise the parameter if this camera is real")
-        try:
+            check_image_size(*image_size(image_msg), self.options.max_pixels, "the image")  # header only
             rgb = decode_image(image_msg)  # (H, W, 3)
+        except ImageTooLarge as err:
+            raise FrameError("too_large", f"image skipped: {err}") from err
         except InputError as err:
             raise FrameError("bad_image", f"image skipped: {err}") from err
         try:

@@ -44,3 +44,16 @@ def sim_bag_as_rclpy(folder: Path, seed: int, topics: dict[str, type]) -> tuple[
             frames[m.topic].append(deserialize_message(bytes(m.raw), topics[m.topic]))
     image, cloud = frames["/camera/image_raw"][0], frames["/lidar/points"][0]
     return frames, static_transform(edges, image.header.frame_id, cloud.header.frame_id)
+
+
+def png_header_claiming(width: int, height: int) -> np.ndarray:
+    """The first bytes of a PNG whose header says width x height: a decompression bomb's header without
+    its body (a few dozen bytes), for tests of limits checked before decoding."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+    return np.frombuffer(b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(bytes(64))), np.uint8)

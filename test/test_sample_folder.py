@@ -195,3 +195,12 @@ def test_fuzzed_calib_json_never_raises_anything_but_input_error(tmp_path):
         accepted += 1
         assert sample.camera.width == 32 and np.isfinite(sample.camera.K).all()
     assert 0 < accepted < 300  # the fuzzing reaches both outcomes
+
+
+def test_an_image_whose_header_is_too_large_is_refused_before_decoding(tmp_path):
+    from helpers import png_header_claiming
+
+    write_sample_folder(tmp_path, [make_sample("big", 0, with_gt=False)])
+    (tmp_path / "big_rgb.png").write_bytes(png_header_claiming(9000, 8000).tobytes())
+    with pytest.raises(InputError, match=r"big_rgb\.png is 9000x8000, over the limit"):
+        SampleFolder(tmp_path)[0]

@@ -64,9 +64,10 @@ PARAMS = (
     Param("max_range", 0.0, "depth/image and depth/points have no depth (NaN) farther than this (metres; 0 = no "
           "cap beyond the LiDAR-support rule)", 0.0, 10000.0),
     Param("stride", 1, "depth/points keeps every stride-th row and column", 1, 64),
-    Param("max_pixels", 40_000_000, "images larger than this (width x height) are dropped as too_large",
+    Param("max_pixels", PipelineOptions.max_pixels, "images over this many pixels are dropped as too_large",
           1, 2**31 - 1),
-    Param("max_points", 4_000_000, "LiDAR clouds with more points are dropped as too_large", 1, 2**31 - 1),
+    Param("max_points", PipelineOptions.max_points, "LiDAR clouds with more points are dropped as too_large",
+          1, 2**31 - 1),
     Param("publish_confidence", False, "also publish <ns>/confidence (32FC1 in [0, 1]; model modes only)"),
     Param("qos_reliability", "best_effort", "input QoS reliability", choices=QOS_RELIABILITY),
     Param("stats_period", 1.0, "seconds between stats messages", 0.1, 60.0),

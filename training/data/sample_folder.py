@@ -25,7 +25,7 @@ import numpy as np
 
 from mf_core.camera import PinholeCamera
 from mf_core.errors import InputError
-from mf_core.files import atomic_write, safe_file_name
+from mf_core.files import MAX_IMAGE_PIXELS, atomic_write, check_image_size, encoded_image_size, safe_file_name
 from training.data.sample import Sample
 
 DEPTH_SCALE = 256.0  # PNG code per metre
@@ -175,7 +175,12 @@ class SampleFolder:
     def read(self, name: str) -> Sample:
         """Read and validate one frame by name."""
         image_path = self.folder / self._images[name]
-        bgr = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+        try:
+            data = image_path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"cannot read {image_path}: {exc}") from exc
+        check_image_size(*encoded_image_size(data, str(image_path)), MAX_IMAGE_PIXELS, str(image_path))  # header only
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if bgr is None:
             raise InputError(f"{image_path} is not a readable PNG/JPEG image; replace or remove it")
         image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # (H, W, 3) uint8
