@@ -102,12 +102,6 @@ class LossConfig:
         image_weight, depth_weight: multipliers of the two flow-matching terms.
         distill_hi, distill_lo: self-distillation weight lambda_hi * t_depth + lambda_lo * (1 - t_depth);
             only used when a teacher is given. The paper gives no values; these are our start.
-        smooth_weight: refine_head models: weight of an edge-aware smoothness penalty on the head's
-            change to its prior (mean |gradient of the change| x exp(-smooth_edge_scale x |image
-            gradient|)): the change may jump only where the image does. Without it, a head trained on
-            held-out LiDAR points (all on scan lines) is free between the lines and there learned
-            row-by-row neighbour copying: streaks that the lidar-holdout score does not see.
-        smooth_edge_scale: how fast an image gradient (of the mean RGB in [-1, 1]) frees the change.
     """
 
     depth_loss: str = "l1"
@@ -116,17 +110,12 @@ class LossConfig:
     depth_weight: float = 1.0
     distill_hi: float = 1.0
     distill_lo: float = 0.1
-    smooth_weight: float = 0.0
-    smooth_edge_scale: float = 10.0
 
     def __post_init__(self) -> None:
         if self.depth_loss not in DEPTH_LOSSES:
             raise InputError(f"depth_loss must be one of {', '.join(DEPTH_LOSSES)}, got {self.depth_loss!r}")
         if self.huber_delta <= 0:
             raise InputError(f"huber_delta must be positive, got {self.huber_delta}")
-        if self.smooth_weight < 0 or self.smooth_edge_scale < 0:
-            raise InputError(f"smooth_weight and smooth_edge_scale must be >= 0, got {self.smooth_weight} "
-                             f"and {self.smooth_edge_scale}")
 
 
 def sample_times(n: int, mix: TrainingMix, generator: torch.Generator, device: torch.device | str = "cpu"
@@ -218,18 +207,6 @@ def _check_batch(batch: dict[str, torch.Tensor]) -> None:
             raise InputError(f"batch {key} must be {(b, 1, h, w)} like the image, got {tuple(batch[key].shape)}")
 
 
-def edge_aware_smoothness(change: torch.Tensor, image: torch.Tensor, edge_scale: float) -> torch.Tensor:
-    """Mean over pixels of |d change| * exp(-edge_scale * |d grey|) along rows and columns (Godard et al.'s
-    edge-aware smoothness): ``change`` (B, 1, H, W), ``image`` (B, 3, H, W) pixels in [-1, 1]."""
-    grey = image.float().mean(dim=1, keepdim=True)  # (B, 1, H, W)
-    total = change.new_zeros(())
-    for dim in (2, 3):
-        d_change = change.diff(dim=dim).abs()
-        d_grey = grey.diff(dim=dim).abs()
-        total = total + (d_change * torch.exp(-edge_scale * d_grey)).mean()
-    return total
-
-
 def flow_matching_losses(
     model: nn.Module,
     batch: dict[str, torch.Tensor],
@@ -295,9 +272,6 @@ def flow_matching_losses(
         "depth_x0": _weighted_mean(depth_per_sample, depth_noised * has_target),
     }
     total = config.image_weight * losses["image_velocity"] + config.depth_weight * losses["depth_x0"]
-    if config.smooth_weight > 0 and out.refine_correction is not None:
-        losses["smooth"] = edge_aware_smoothness(out.refine_correction, batch["image"], config.smooth_edge_scale)
-        total = total + config.smooth_weight * losses["smooth"]
     if teacher is not None:
         with torch.no_grad():
             teacher_velocity = teacher(image_t, depth_t, t_img, t_depth, **inputs).image_velocity.float()

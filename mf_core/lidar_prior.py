@@ -100,9 +100,8 @@ def head_features(image: torch.Tensor, prior: LidarPrior, transformer: torch.Ten
 
 
 def compose(prior: LidarPrior, terms: torch.Tensor, transformer: torch.Tensor, colour_weight: torch.Tensor,
-            distance_weight: torch.Tensor, strength: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log relative depth (B, 1, H, W) from the head's ``terms`` (B, N_TERMS, H, W) (see the module docstring),
-    and the learned part of it (B, 1, H, W): the output minus its base (smooth fill, or ``t`` without LiDAR).
+            distance_weight: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+    """Log relative depth (B, 1, H, W) from the head's ``terms`` (B, N_TERMS, H, W) (see the module docstring).
 
     ``colour_weight`` and ``distance_weight`` are exp(alpha) and exp(beta) (scalars); ``transformer`` is
     the transformer's own log relative depth (B, 1, H, W). ``strength`` in [0, 1] scales the LiDAR
@@ -115,5 +114,4 @@ def compose(prior: LidarPrior, terms: torch.Tensor, transformer: torch.Tensor, c
     logits = logits - cost
     logits = torch.where(present, logits, _MISSING)
     selection = (torch.softmax(logits, dim=1) * _deltas(prior, base)).sum(dim=1, keepdim=True)  # (B, 1, H, W)
-    learned = torch.where(prior.has_lidar, strength * gate * selection, correction)
-    return base + learned, learned
+    return base + torch.where(prior.has_lidar, strength * gate * selection, correction)

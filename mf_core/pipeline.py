@@ -204,9 +204,9 @@ class DepthEstimator:
         def upsample(x: torch.Tensor) -> torch.Tensor:
             return F.interpolate(x.float().cpu(), size=(h, w), mode="bilinear", align_corners=False)
 
-        composed, _ = compose(prior, upsample(out.refine_terms), upsample(out.transformer_log_depth),
-                              *(weight.detach().cpu() for weight in self.model.refine.selection_weights),
-                              strength=self.refine_strength)
+        composed = compose(prior, upsample(out.refine_terms), upsample(out.transformer_log_depth),
+                           *(weight.detach().cpu() for weight in self.model.refine.selection_weights),
+                           strength=self.refine_strength)
         metres = scale.view(-1, 1, 1, 1) * composed.clamp(-MAX_LOG_DEPTH, MAX_LOG_DEPTH).exp()
         return metres[0, 0].numpy()
 

@@ -135,7 +135,7 @@ def test_a_sim_source_that_names_a_path_is_refused_before_anything_is_created(tm
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
 
 
-def test_sim_cache_generation_cleans_up_only_its_own_temp_folder(tmp_path, monkeypatch):
+def test_sim_cache_generation_cleans_up_only_its_own_temp_folder(tmp_path):
     cache = tmp_path / "cache"
     source = SourceConfig(path="sim:street", frames=1, width=64, height=48, seed=3)
     planted = cache / "street_1f_64x48_seed3.tmp"  # the name the generator once used and rmtree'd

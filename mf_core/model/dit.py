@@ -63,7 +63,6 @@ class ModelOutput:
     # depth (B, 1, H, W), from which mf_core.lidar_prior.compose rebuilds depth at another resolution.
     refine_terms: torch.Tensor | None = None
     transformer_log_depth: torch.Tensor | None = None
-    refine_correction: torch.Tensor | None = None  # (B, 1, H, W) the head's change to its base, in log depth
 
 
 def _is_depth_parameter(name: str) -> bool:
@@ -351,11 +350,11 @@ class ModalityForcingDiT(nn.Module):
             per_token = F.avg_pool2d(decode_depth(depth_x0).clamp(min=1e-6).log(), p)  # (B, 1, H/p, W/p)
             transformer = F.interpolate(per_token, size=depth_x0.shape[-2:], mode="bilinear", align_corners=False)
             terms = self.refine(head_features(image.float(), prior, transformer))  # (B, N_TERMS, H, W)
-            log_depth, learned = compose(prior, terms, transformer, *self.refine.selection_weights)
+            log_depth = compose(prior, terms, transformer, *self.refine.selection_weights)
             composed, _ = encode_depth(log_depth.clamp(-MAX_LOG_DEPTH, MAX_LOG_DEPTH).exp(),
                                        scale=torch.ones(image.shape[0], device=image.device))
         return ModelOutput(image_velocity=image_velocity, depth_x0=composed, refine_terms=terms,
-                           transformer_log_depth=transformer, refine_correction=learned)
+                           transformer_log_depth=transformer)
 
     def _time_vectors(self, t_image: torch.Tensor, t_depth: torch.Tensor) -> dict[str, torch.Tensor]:
         image, depth = self.time_embed_image(t_image), self.time_embed_depth(t_depth)  # (B, D)

@@ -26,10 +26,11 @@ Prints a markdown table (stderr) and returns the JSON report; ``--out-dir`` also
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from dataclasses import replace
 from pathlib import Path
+
+from training.eval.metrics import geometric_mean
 
 REPORTED = ("rmse", "mae", "abs_rel", "delta1")
 
@@ -55,11 +56,6 @@ def _scores(report: dict) -> dict:
 def _lidar_as_ground_truth(samples: list) -> list:
     """Samples without dense ground truth get their full LiDAR as the (sparse) affine target."""
     return [s if s.gt_depth is not None else replace(s, gt_depth=s.sparse_depth) for s in samples]
-
-
-def geometric_mean(values: list[float]) -> float:
-    """Geometric mean of positive numbers (NaN for an empty list)."""
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
 
 
 def markdown(report: dict) -> str:
@@ -130,15 +126,17 @@ def run(args: argparse.Namespace) -> dict:
             report["skipped"][name] = "no test frames"
             continue
         protocol = make_protocol(real_set.protocol)
-        methods = [(f"mf {mode}", model), ("mf prior (smooth fill)", baseline_method("smooth"))]
-        methods += [(f"baseline:{b}", baseline_method(b)) for b in CLASSICAL_BASELINES]
+        predictions: list = []  # the model's DepthResult of every frame: confidence and LiDAR fit
+        recorded = estimator_method(estimator, str(args.model), mode, on_result=predictions.append)
+        baselines = [("mf prior (smooth fill)", baseline_method("smooth"))]
+        baselines += [(f"baseline:{b}", baseline_method(b)) for b in CLASSICAL_BASELINES]
         result: dict = {"frames": len(samples), "protocol": real_set.protocol, "provenance": real_set.provenance}
         panels = None if out_dir is None or not args.panels else out_dir / "panels" / name
-        result |= compare(samples, methods, protocol, panels, f"quality {name}")
+        result |= compare(samples, [(f"mf {mode}", recorded), *baselines], protocol, panels, f"quality {name}")
         if real_set.protocol == "lidar-holdout":  # also between the lines: see training/eval/protocols.py
-            result["segments"] = compare(samples, methods, make_protocol("segment-holdout"), None,
-                                         f"quality {name} (segment-holdout)")
-        result |= confidence_and_lidar_fit(estimator, mode, samples, protocol)
+            result["segments"] = compare(samples, [(f"mf {mode}", model), *baselines],
+                                         make_protocol("segment-holdout"), None, f"quality {name} (segment-holdout)")
+        result |= confidence_and_lidar_fit(predictions, samples, protocol)
         if mono is not None:
             affine = make_protocol("affine")
             targets = _lidar_as_ground_truth(samples)
@@ -182,16 +180,16 @@ def compare(samples: list, methods: list, protocol, panels: Path | None, what: s
             "rmse_ratio": round(scores[methods[0][0]]["rmse"] / classical[best], 4)}
 
 
-def confidence_and_lidar_fit(estimator, mode: str, samples: list, protocol) -> dict:
+def confidence_and_lidar_fit(predictions: list, samples: list, protocol) -> dict:
     """Spearman correlation of confidence with |error| over all scored pixels of ``samples``, and the mean
-    over frames of the median relative distance from the fed LiDAR (``DepthResult.lidar_residual``)."""
+    over frames of the median relative distance from the fed LiDAR (``DepthResult.lidar_residual``), from
+    the model's ``predictions`` (one DepthResult per sample, made under ``protocol``)."""
     import numpy as np
     from scipy.stats import spearmanr
 
     confidences, errors, residuals = [], [], []
-    for sample in samples:
-        split = protocol.split(sample)
-        result = estimator.predict(sample.image, split.fed_sparse, mode=mode, with_confidence=True)
+    for sample, result in zip(samples, predictions, strict=True):
+        split = protocol.split(sample)  # deterministic: the split the prediction was fed
         scored = split.score_mask & (split.target > 0) & (result.depth > 0)
         confidences.append(result.confidence[scored])
         errors.append(np.abs(result.depth[scored] - split.target[scored]))

@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     from training.train.loop import BEST_DIR, CONFIG_FILE
     from training.train.state import latest_checkpoint
 
+    if not 0.0 <= args.refine_strength <= 1.0:
+        raise InputError(f"--refine-strength must be in [0, 1], got {args.refine_strength}")
     run_dir = Path(args.run)
     if not (run_dir / CONFIG_FILE).is_file():
         raise InputError(f"{run_dir} is not a training run (no {CONFIG_FILE}); pass the folder given to mf train --out")
@@ -58,8 +60,6 @@ def run(args: argparse.Namespace) -> int:
     if mode not in MODES:
         raise InputError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
     size = args.processing_size or config.data.frame_size or round(max(config.data.width, config.data.height) * 5 / 4)
-    if not 0.0 <= args.refine_strength <= 1.0:
-        raise InputError(f"--refine-strength must be in [0, 1], got {args.refine_strength}")
     metadata = {
         **metadata,
         REFINE_STRENGTH_KEY: args.refine_strength,

@@ -51,12 +51,18 @@ def model_method(checkpoint: str | Path, mode: str, steps: int = 1, seed: int = 
     return estimator_method(estimator, str(checkpoint), mode, steps, seed)
 
 
-def estimator_method(estimator, name: str, mode: str, steps: int = 1, seed: int = 0) -> EvalMethod:
-    """A loaded ``DepthEstimator`` in ``mode`` as an EvalMethod (confidence off: it is not scored)."""
+def estimator_method(estimator, name: str, mode: str, steps: int = 1, seed: int = 0,
+                     on_result: Callable | None = None) -> EvalMethod:
+    """A loaded ``DepthEstimator`` in ``mode`` as an EvalMethod. Confidence is off (it is not scored)
+    unless ``on_result`` is given: it then gets every frame's full ``DepthResult``, confidence included."""
 
     def predict(image: np.ndarray, sparse_depth: np.ndarray, camera: PinholeCamera) -> np.ndarray:
         lidar = None if mode == "i2d" else sparse_depth
-        return estimator.predict(image, lidar, mode=mode, steps=steps, seed=seed, with_confidence=False).depth
+        result = estimator.predict(image, lidar, mode=mode, steps=steps, seed=seed,
+                                   with_confidence=on_result is not None)
+        if on_result is not None:
+            on_result(result)
+        return result.depth
 
     return EvalMethod(name, mode, mode != "i2d", predict)
 

@@ -83,3 +83,8 @@ def mean_metrics(frames: list[dict]) -> dict[str, float]:
     out["n_valid"] = int(sum(f["n_valid"] for f in frames))
     out["n_frames"] = len(frames)
     return out
+
+
+def geometric_mean(values: list[float]) -> float:
+    """Geometric mean of positive numbers (NaN for an empty list): how RMSE ratios are averaged over sets."""
+    return float(np.exp(np.mean(np.log(values)))) if len(values) else float("nan")

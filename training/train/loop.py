@@ -50,7 +50,7 @@ from training.train.validation import evaluate_i2d, validate_frames
 
 CONFIG_FILE = "config.yaml"
 BEST_DIR = "best"  # the EMA model of the best validation score so far (conditioned models)
-LOSS_KEYS = ("loss", "image_velocity", "depth_x0", "distill", "smooth")
+LOSS_KEYS = ("loss", "image_velocity", "depth_x0", "distill")
 
 
 @dataclass
@@ -250,8 +250,7 @@ class Trainer:
             self.ema.update(raw)
         self.step += 1
         means = all_reduce_mean(totals / self.accumulation, info).tolist()
-        out = {k: v for k, v in zip(LOSS_KEYS, means, strict=True)
-               if (k != "distill" or self.teacher is not None) and (k != "smooth" or config.loss.smooth_weight > 0)}
+        out = {k: v for k, v in zip(LOSS_KEYS, means, strict=True) if k != "distill" or self.teacher is not None}
         norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
         return out | {"grad_norm": float(norm), "lr": self.scheduler.get_last_lr()[0]}
 

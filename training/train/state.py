@@ -225,11 +225,9 @@ def newest_readable_checkpoint(run_dir: str | Path) -> tuple[Path, TrainingState
     A damaged newer one (a crash while copying, a full disk) is reported on stderr and skipped;
     InputError when none is readable, naming each and why.
     """
-    found = checkpoint_dirs(run_dir)
-    if not found:
-        latest_checkpoint(run_dir)  # raises the "no checkpoints" error
+    latest_checkpoint(run_dir)  # InputError when the run has no checkpoint at all
     problems = []
-    for path in reversed(found):
+    for path in reversed(checkpoint_dirs(run_dir)):
         try:
             state = read_checkpoint(path)
         except InputError as exc:

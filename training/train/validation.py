@@ -25,6 +25,7 @@ from mf_core.sampling import sample
 from training.data.real_sets import real_set_of
 from training.data.sample import Sample
 from training.eval.harness import baseline_method, estimator_method, evaluate
+from training.eval.metrics import geometric_mean
 from training.eval.protocols import make_protocol
 
 # Sample seed of the validation noise: fixed so runs compare step to step.
@@ -112,12 +113,13 @@ def validate_frames(model: nn.Module, samples: Sequence[Sample], source_paths: S
     for path in dict.fromkeys(source_paths):
         group = [s for s, p in zip(samples, source_paths, strict=True) if p == path]
         protocol = make_protocol(_protocol_name(group, path))
-        name = real_set_of(path).name if real_set_of(path) else path
+        real_set = real_set_of(path)
+        name = real_set.name if real_set else path
         model_rmse = evaluate(group, method, protocol, None, progress=False)["mean"]["rmse"]
         prior_rmse = evaluate(group, prior, protocol, None, progress=False)["mean"]["rmse"]
         out |= {f"{name}/rmse": model_rmse, f"{name}/rmse_prior": prior_rmse, f"{name}/ratio": model_rmse / prior_rmse}
         ratios.append(model_rmse / prior_rmse)
     model.train(was_training)
     if ratios:
-        out["score"] = float(np.exp(np.mean(np.log(ratios))))
+        out["score"] = geometric_mean(ratios)
     return out
