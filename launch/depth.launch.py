@@ -1,37 +1,41 @@
-"""Launch depth_node (and optionally RViz): ``ros2 launch mf_ros depth.launch.py [model:=/path/to/ckpt]``."""
+"""Launch depth_node: ``ros2 launch mf_ros depth.launch.py image_topic:=/cam/image extrinsic:='x y z qx qy qz qw'``
+
+Every node parameter is a launch argument (``ros2 launch mf_ros depth.launch.py --show-args``);
+unset ones come from config/depth_node.yaml and ``params_file``. ``use_rviz:=true`` also starts
+RViz with rviz/depth.rviz when rviz2 is installed (a warning and no RViz otherwise).
+"""
 
 from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition
+from launch.actions import LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from mf_ros.launch_args import declare_arguments, have_executable, node_parameters
+from mf_ros.options import DEPTH_NODE_OPTIONS, Option
+
+
+def _nodes(context):
+    share = Path(get_package_share_directory("mf_ros"))
+    actions = [Node(package="mf_ros", executable="depth_node", name="depth_node", output="screen",
+                    namespace=LaunchConfiguration("namespace"),
+                    parameters=node_parameters(context, DEPTH_NODE_OPTIONS, str(share / "config" / "depth_node.yaml")),
+                    arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")])]
+    if Option("use_rviz", False, "start RViz").parse(LaunchConfiguration("use_rviz").perform(context)):
+        if have_executable("rviz2", "rviz2"):
+            actions.append(Node(package="rviz2", executable="rviz2", name="rviz2",
+                                namespace=LaunchConfiguration("namespace"),
+                                arguments=["-d", str(share / "rviz" / "depth.rviz")]))
+        else:
+            actions.append(LogInfo(msg="use_rviz:=true but rviz2 is not installed: starting without RViz "
+                                       "(sudo apt install ros-$ROS_DISTRO-rviz2)"))
+    return actions
+
 
 def generate_launch_description() -> LaunchDescription:
-    share = Path(get_package_share_directory("mf_ros"))
-    arguments = {
-        "model": ("default", "'default' (the shipped model) or a checkpoint folder"),
-        "device": ("cpu", "cpu | cuda"),
-        "mode": ("conditioned", "conditioned (the shipped model) | guided | i2d-aligned | classical"),
-        "namespace": ("", "namespace of the node and its topics"),
-        "image_topic": ("/camera/image_raw", "camera image"),
-        "camera_info_topic": ("/camera/camera_info", "camera calibration"),
-        "points_topic": ("/lidar/points", "LiDAR PointCloud2"),
-        "use_rviz": ("false", "start RViz with rviz/depth.rviz"),
-    }
-    config = {name: LaunchConfiguration(name) for name in arguments}
     return LaunchDescription([
-        *(DeclareLaunchArgument(name, default_value=default, description=text)
-          for name, (default, text) in arguments.items()),
-        Node(package="mf_ros", executable="depth_node", name="depth_node", namespace=config["namespace"],
-             output="screen",
-             parameters=[str(share / "config" / "depth_node.yaml"),
-                         {"model": config["model"], "device": config["device"], "mode": config["mode"]}],
-             remappings=[("image", config["image_topic"]), ("camera_info", config["camera_info_topic"]),
-                         ("points", config["points_topic"])]),
-        Node(package="rviz2", executable="rviz2", name="rviz2", arguments=["-d", str(share / "rviz" / "depth.rviz")],
-             condition=IfCondition(config["use_rviz"])),
+        *declare_arguments(DEPTH_NODE_OPTIONS, {"use_rviz": ("false", "start RViz with rviz/depth.rviz")}),
+        OpaqueFunction(function=_nodes),
     ])

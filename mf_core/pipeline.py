@@ -26,11 +26,9 @@ from mf_core.depth_codec import decode_depth, encode_depth
 from mf_core.errors import InputError
 from mf_core.frame_codec import MAX_LOG_DEPTH, depth_tensor, encode_lidar, image_tensor, to_metres
 from mf_core.lidar_prior import REFINE_STRENGTH_KEY, compose, lidar_prior
+from mf_core.modes import LIDAR_MODES, MODES
 from mf_core.resize import processing_shape, resize_dense_depth, resize_image, resize_sparse_depth
 from mf_core.sampling import SampleOutput, sample, time_grid
-
-MODES = ("i2d", "i2d-aligned", "guided", "conditioned")
-LIDAR_MODES = ("i2d-aligned", "guided", "conditioned")
 
 # Confidence = edge term x (LiDAR agreement x LiDAR proximity when LiDAR is given):
 # - edge: exp(-|grad log depth| / EDGE_SCALE); a 5% depth change per pixel marks a depth

@@ -22,16 +22,17 @@ import torch
 
 from mf_core.align import MIN_POINTS
 from mf_core.camera import PinholeCamera
+from mf_core.colormap import DepthScale, colorize_depth
 from mf_core.completion import complete_classical
 from mf_core.errors import InputError
 from mf_core.files import MAX_IMAGE_PIXELS, ImageTooLarge, check_image_size, encoded_image_size
 from mf_core.geometry import points_to_depth_map
-from mf_core.pipeline import LIDAR_MODES, DepthEstimator
+from mf_core.modes import DEFAULT_MODE, NODE_MODES
+from mf_core.pipeline import DepthEstimator
 from mf_ros import conversions as conv
 
-# Modes a node offers: the LiDAR modes of DepthEstimator plus the IP-Basic baseline.
-NODE_MODES = (*LIDAR_MODES, "classical")
-DEVICES = ("cpu", "cuda")
+# With max_range 0, depth farther than this many times the farthest LiDAR return is no depth.
+AUTO_RANGE_FACTOR = 1.2
 
 
 class FrameError(InputError):
@@ -48,7 +49,8 @@ class PipelineOptions:
 
     mode: one of NODE_MODES; without LiDAR the estimator runs "i2d" (relative, unit mean).
     steps, seed: sampler steps (1 = one forward pass) and noise seed.
-    max_range: cloud points farther than this (metres) become NaN; 0 keeps all.
+    max_range: no depth (NaN) farther than this (metres); 0 = ``AUTO_RANGE_FACTOR`` x the farthest
+        LiDAR return of the frame, so the output never claims depth the sensor could not see.
     stride: keep every stride-th row and column in ``depth/points``.
     confidence: also build a 32FC1 confidence image (model modes only).
     max_pixels, max_points: larger images (width x height, read from the header before any
@@ -56,7 +58,7 @@ class PipelineOptions:
         gigabytes of decode buffers that the kept heap then holds for good.
     """
 
-    mode: str = "guided"
+    mode: str = DEFAULT_MODE
     steps: int = 1
     seed: int = 0
     max_range: float = 0.0
@@ -70,11 +72,12 @@ class PipelineOptions:
 class DepthFrame:
     """The messages of one processed frame (header = the input image's) and its timings."""
 
-    depth: Any
+    depth: Any  # 32FC1 image: metres when ``metric``, else relative (unit mean)
     camera_info: Any
-    points: Any
+    points: Any | None  # organized XYZRGB; None for relative depth (it has no metric geometry)
     confidence: Any | None
     metric: bool
+    depth_array: np.ndarray  # (H, W) float32 as published, NaN = no depth
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -178,7 +181,7 @@ class DepthPipeline:
         timings["model"] = 1000 * (time.perf_counter() - start)
 
         start = time.perf_counter()
-        frame = self._encode(rgb, depth, confidence, camera, stamp_ns, frame_id, metric)
+        frame = self._encode(rgb, depth, confidence, camera, stamp_ns, frame_id, metric, sparse)
         timings["encode"] = 1000 * (time.perf_counter() - start)
         frame.timings = timings
         return frame
@@ -234,16 +237,33 @@ class DepthPipeline:
         depth = result.depth if result.valid is None else np.where(result.valid, result.depth, np.float32(0))
         return depth, result.confidence, result.metric  # 0 = no valid depth: NaN in the messages (REP 118)
 
-    def _encode(self, rgb: np.ndarray, depth: np.ndarray, confidence: np.ndarray | None, camera: PinholeCamera,
-                stamp_ns: int, frame_id: str, metric: bool) -> DepthFrame:
-        m, stride = self.messages, self.options.stride
+    def _range_cap(self, sparse: np.ndarray | None) -> float:
+        """Farthest depth published (metres): the option, else from the frame's LiDAR; inf without LiDAR."""
         if self.options.max_range > 0:
-            depth = np.where(depth > self.options.max_range, np.float32(0), depth)  # (H, W) beyond: no depth
+            return self.options.max_range
+        if sparse is None or not np.any(sparse > 0):
+            return float("inf")
+        return AUTO_RANGE_FACTOR * float(sparse.max())
+
+    def _encode(self, rgb: np.ndarray, depth: np.ndarray, confidence: np.ndarray | None, camera: PinholeCamera,
+                stamp_ns: int, frame_id: str, metric: bool, sparse: np.ndarray | None = None) -> DepthFrame:
+        m, stride = self.messages, self.options.stride
+        if metric:
+            depth = np.where(depth > self._range_cap(sparse), np.float32(0), depth)  # (H, W) beyond: no depth
         depth_msg = conv.depth_to_image(depth, stamp_ns, frame_id, "32FC1", m)
         info_msg = conv.camera_to_camera_info(camera, stamp_ns, frame_id, m)
-        points_msg = conv.depth_to_xyzrgb_pointcloud2(depth, rgb, camera, stamp_ns, frame_id, stride, m)
+        points_msg = conv.depth_to_xyzrgb_pointcloud2(depth, rgb, camera, stamp_ns, frame_id, stride, m) \
+            if metric else None
         confidence_msg = None
         if confidence is not None:
             confidence_msg = conv.depth_to_image(np.where(depth > 0, confidence, np.nan).astype(np.float32),
                                                  stamp_ns, frame_id, "32FC1", m)
-        return DepthFrame(depth_msg, info_msg, points_msg, confidence_msg, metric)
+        published = np.where(depth > 0, depth, np.nan).astype(np.float32)  # (H, W) NaN = none (REP 118)
+        return DepthFrame(depth_msg, info_msg, points_msg, confidence_msg, metric, published)
+
+    def colormap(self, frame: DepthFrame) -> Any:
+        """An rgb8 image of the frame's depth (turbo, black = no depth) with its header, for RViz."""
+        scale = DepthScale.from_depths(frame.depth_array)
+        rgb = colorize_depth(frame.depth_array, scale)  # (H, W, 3)
+        header = frame.depth.header
+        return conv.rgb_to_image(rgb, conv.header_stamp_ns(frame.depth), header.frame_id, "rgb8", self.messages)

@@ -19,7 +19,8 @@ from mf_ros.conversions import (
     rgb_to_image,
     xyz_to_pointcloud2,
 )
-from training.data.bag_samples import BagSamples, parse_extrinsic, select_topics, static_transform
+from mf_ros.extrinsics import parse_extrinsic, static_transform
+from training.data.bag_samples import BagSamples, select_topics
 from training.sim.bag_output import write_bag as write_sim_bag
 from training.sim.config import SimConfig
 from training.sim.generator import sim_rig

@@ -62,7 +62,7 @@ def test_densify_adds_depth_topics_and_keeps_the_originals(sim_bag, tmp_path, ca
 def test_densify_with_a_model_and_a_tight_slop(sim_bag, tmp_path, capsys):
     out = tmp_path / "model"
     assert run_densify("--bag", str(sim_bag), "--out", str(out), "--model", "MF-XS", "--mode", "guided",
-                       "--processing-size", "64", "48", "--confidence") == 0
+                       "--processing-width", "64", "--processing-height", "48", "--confidence") == 0
     assert {t.topic: t.count for t in bag_topics(out)}["/camera/depth/confidence"] == FRAMES
     # The sim's sweeps are 5 ms after the images: a 1 ms slop pairs nothing, and says so.
     with pytest.raises(InputError, match=r"no frame of .* got depth"):  # exit 2, not a silent success

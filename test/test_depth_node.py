@@ -59,12 +59,12 @@ class Rig:
         self.executor.add_node(self.node)
         self.executor.add_node(self.io)
         self.received: dict[str, list] = {"image": [], "camera_info": [], "points": [], "confidence": [],
-                                          "stats": []}
+                                          "stats": [], "relative": []}
         self.arrival: list[float] = []
         self.pubs = {k: self.io.create_publisher(cls, k, QOS)
                      for k, cls in (("image", Image), ("camera_info", CameraInfo), ("points", PointCloud2))}
         for kind, cls in (("image", Image), ("camera_info", CameraInfo), ("points", PointCloud2),
-                          ("confidence", Image), ("stats", String)):
+                          ("confidence", Image), ("stats", String), ("relative", Image)):
             self.io.create_subscription(cls, f"depth/{kind}", lambda m, k=kind: self._store(k, m), QOS)
 
     def _store(self, kind, msg):
@@ -173,7 +173,7 @@ def test_an_unexpected_error_is_counted_and_logged_once_with_its_traceback(rig, 
 
 def test_model_modes_publish_metric_and_relative_depth(rig, sim):
     r = rig([*MODEL, Parameter("mode", value="guided"), Parameter("extrinsic", value=sim["extrinsic"]),
-             Parameter("publish_confidence", value=True), Parameter("max_range", value=30.0),
+             Parameter("confidence", value=True), Parameter("max_range", value=30.0),
              Parameter("stride", value=2)])
     assert r.start(), r.node.config_error
     r.send(sim["images"][0], sim["infos"][0], sim["clouds"][0])
@@ -190,9 +190,11 @@ def test_model_modes_publish_metric_and_relative_depth(rig, sim):
     relative = rig([*MODEL, Parameter("use_lidar", value=False)])
     assert relative.start(), relative.node.config_error
     relative.send(sim["images"][0], sim["infos"][0])
-    assert relative.spin_until(lambda: relative.received["image"], 30)
-    depth = conv.image_to_depth(relative.received["image"][0])
+    assert relative.spin_until(lambda: relative.received["relative"], 30)
+    depth = conv.image_to_depth(relative.received["relative"][0])
     assert abs(np.nanmean(depth) - 1.0) < 0.05  # unit mean: not metres
+    # relative depth never goes out on the metric topics (REP 118 consumers would take it for metres)
+    assert not relative.received["image"] and not relative.received["points"]
 
 
 def test_stamps_beyond_slop_give_no_output_and_a_counted_drop(rig, sim):

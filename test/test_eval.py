@@ -140,7 +140,7 @@ def test_no_ground_truth_with_affine_fails_with_exit_2_and_names_lidar_holdout(f
     (["--baseline", "lidar-only", "--protocol", "lidar-holdout"], "nothing to score"),
     (["--baseline", "classical", "--protocol", "lidar-holdout", "--holdout-fraction", "1.5"], "between 0 and 1"),
     (["--baseline", "classical", "--limit", "0"], "positive"),
-    (["--model", "no/such/checkpoint", "--processing-size", "big"], "HxW"),
+    (["--model", "no/such/checkpoint", "--processing-size", "big"], "WxH"),
 ])
 def test_bad_flags_exit_2_with_a_message(folder, tmp_path, capsys, flags, message):
     args = ["--data", str(folder), "--out", str(tmp_path / "bad"), *flags]
@@ -169,12 +169,12 @@ def test_missing_data_path_exits_2(tmp_path, capsys):
 
 
 def test_processing_size_parsing():
-    assert eval_command.parse_processing_size("384x512") == (384, 512)
+    assert eval_command.parse_processing_size("512x384") == (384, 512)  # width first
     assert eval_command.parse_processing_size("512") == 512
 
 
 def test_cli_mode_choices_match_the_pipeline():
-    from mf_core.pipeline import MODES
+    from mf_core.modes import MODES
 
     assert eval_command.MODES == MODES
 
@@ -191,7 +191,7 @@ def checkpoint(tmp_path_factory):
 def test_mf_eval_model_runs_at_the_processing_size_and_records_the_mode(folder, checkpoint, tmp_path):
     out = tmp_path / "model"
     assert _eval("--data", str(folder), "--model", str(checkpoint), "--mode", "i2d-aligned", "--protocol",
-                 "lidar-holdout", "--processing-size", "64x80", "--limit", "1", "--device", "cpu",
+                 "lidar-holdout", "--processing-size", "80x64", "--limit", "1", "--device", "cpu",
                  "--out", str(out)) == 0
     report = json.loads((out / "metrics.json").read_text())
     assert (report["mode"], report["model"]) == ("i2d-aligned", str(checkpoint))

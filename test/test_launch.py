@@ -6,28 +6,46 @@ import importlib
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+
+from mf_core.errors import InputError
+from mf_ros.extrinsics import parse_extrinsic
+from mf_ros.options import DEPTH_NODE_OPTIONS, RECORDER_OPTIONS, typed_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _node_params(module: str) -> set[str]:
-    pytest.importorskip("rclpy")
-    return {p.name for p in importlib.import_module(module).PARAMS}
-
-
-
-@pytest.mark.parametrize("config, node, module", [
-    ("depth_node.yaml", "depth_node", "mf_ros.nodes.depth_node"),
-    ("recorder_node.yaml", "recorder_node", "mf_ros.nodes.recorder_node"),
-])
-def test_config_yaml_sets_only_declared_parameters(config, node, module):
+@pytest.mark.parametrize("config, options", [("depth_node.yaml", DEPTH_NODE_OPTIONS),
+                                             ("recorder_node.yaml", RECORDER_OPTIONS)])
+def test_config_yaml_lists_every_option_with_its_default_under_any_namespace(config, options):
     data = yaml.safe_load((REPO / "config" / config).read_text())
-    values = data[node]["ros__parameters"]
-    declared = _node_params(module)
-    assert set(values) <= declared, set(values) - declared
-    assert set(values) | {"extrinsic"} == declared  # every parameter is shown (extrinsic commented out)
+    assert list(data) == ["/**"]  # applies whatever the node's namespace and name
+    values = data["/**"]["ros__parameters"]
+    assert values == {o.name: o.default for o in options}
+
+
+def test_launch_argument_text_is_parsed_by_the_option_spec():
+    given = {"max_range": "80", "confidence": "true", "mode": "classical", "extrinsic": "[0.1, 0, 0, 0, 0, 0, 1]",
+             "stride": "", "slop": "0.02"}
+    values = typed_overrides(DEPTH_NODE_OPTIONS, given)
+    assert values == {"max_range": 80.0, "confidence": True, "mode": "classical",
+                      "extrinsic": "[0.1, 0, 0, 0, 0, 0, 1]", "slop": 0.02}  # empty = not given
+    assert parse_extrinsic(values["extrinsic"])[0, 3] == pytest.approx(0.1)
+    for bad, needle in (({"stride": "2.5"}, "stride"), ({"mode": "magic"}, "one of"),
+                        ({"max_range": "-1"}, "within"), ({"confidence": "maybe"}, "bool")):
+        with pytest.raises(InputError, match=needle):
+            typed_overrides(DEPTH_NODE_OPTIONS, bad)
+
+
+def test_extrinsic_forms_from_every_boundary_agree():
+    text = parse_extrinsic("1 2 3 0 0 0 1")
+    np.testing.assert_array_equal(text, parse_extrinsic([1, 2, 3, 0, 0, 0, 1]))
+    np.testing.assert_array_equal(text, parse_extrinsic("[1, 2, 3, 0, 0, 0, 1]"))
+    assert parse_extrinsic("") is None and parse_extrinsic([]) is None and parse_extrinsic(None) is None
+    with pytest.raises(InputError, match="parameter 'extrinsic'"):
+        parse_extrinsic([1.0, 2.0], "parameter 'extrinsic'")
 
 
 def test_rviz_config_shows_the_depth_topics_with_matching_qos():

@@ -2,54 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-COLORMAP = cv2.COLORMAP_TURBO
+from mf_core.colormap import COLORMAP, DepthScale, apply_colormap, colorize_depth
+
 TITLE_HEIGHT = 28
 COLORBAR_HEIGHT = 46
-
-
-@dataclass(frozen=True)
-class DepthScale:
-    """One colour scale shared by every depth tile of a panel (metres)."""
-
-    vmin: float
-    vmax: float
-
-    @classmethod
-    def from_depths(cls, *depths: np.ndarray, percentile: float = 98.0) -> DepthScale:
-        """Scale covering the valid values of all given maps (0/NaN/inf are invalid)."""
-        values = [d[np.isfinite(d) & (d > 0)] for d in depths if d is not None]
-        values = np.concatenate(values) if values else np.empty(0)
-        if values.size == 0:
-            return cls(0.0, 1.0)
-        lo = float(np.percentile(values, 100.0 - percentile))
-        hi = float(np.percentile(values, percentile))
-        return cls(lo, max(hi, lo + 1e-3))
-
-
-def _apply_colormap(norm: np.ndarray, valid: np.ndarray, colormap: int) -> np.ndarray:
-    """(H, W) values in [0, 1] -> (H, W, 3) uint8 RGB, black where not ``valid``."""
-    rgb = cv2.cvtColor(cv2.applyColorMap((norm * 255).astype(np.uint8), colormap), cv2.COLOR_BGR2RGB)
-    rgb[~valid] = 0
-    return rgb
-
-
-def colorize_depth(depth: np.ndarray, scale: DepthScale) -> np.ndarray:
-    """(H, W) metres -> (H, W, 3) uint8 RGB; near is blue, far is red, invalid is black."""
-    valid = np.isfinite(depth) & (depth > 0)  # (H, W)
-    norm = np.clip((np.nan_to_num(depth) - scale.vmin) / (scale.vmax - scale.vmin), 0.0, 1.0)
-    return _apply_colormap(norm, valid, COLORMAP)
 
 
 def colorize_error(error: np.ndarray, max_error: float) -> np.ndarray:
     """(H, W) absolute error in metres -> (H, W, 3) uint8 RGB (black = 0 or invalid, bright = max)."""
     norm = np.clip(np.nan_to_num(error) / max(max_error, 1e-6), 0.0, 1.0)
-    return _apply_colormap(norm, np.isfinite(error), cv2.COLORMAP_INFERNO)
+    return apply_colormap(norm, np.isfinite(error), cv2.COLORMAP_INFERNO)
 
 
 def lidar_overlay(image: np.ndarray, sparse_depth: np.ndarray, scale: DepthScale, radius: int = 1) -> np.ndarray:

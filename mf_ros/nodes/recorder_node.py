@@ -1,7 +1,7 @@
 """``recorder_node``: records synchronized training samples into rosbag2 MCAP bags.
 
 Each image that pairs with a camera_info and a LiDAR sweep under the depth node's sync
-policy (:mod:`mf_ros.nodes.stamp_sync`) is written with them as the raw CDR bytes received
+policy (:mod:`mf_ros.sync`) is written with them as the raw CDR bytes received
 (no re-encoding), plus /tf_static, readable by ``ros2 bag info``, rosbags and
 ``training.data.bag_samples``. Samples closer than ``min_interval`` to the last one are
 skipped (a robot standing still); bags are split into ``<prefix>_<time>_<k>`` directories
@@ -23,14 +23,15 @@ code 1 and the files written so far are left as they are.
 from __future__ import annotations
 
 import errno
+import queue
 import struct
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import rclpy
-from rclpy.executors import ExternalShutdownException
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -38,32 +39,19 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from mf_core.errors import InputError
 from mf_ros.bags import BagWriter
 from mf_ros.conversions import NS_PER_S, TfEdge, edges_to_tf_message, rosbags_messages
-from mf_ros.nodes.extrinsics import extrinsic_from_values
-from mf_ros.nodes.params import QOS_RELIABILITY, Param, declare_and_read
-from mf_ros.nodes.stamp_sync import StampSync, SyncedFrame
+from mf_ros.extrinsics import parse_extrinsic
+from mf_ros.nodes.lifetime import run_until_signal
+from mf_ros.nodes.params import declare_and_read, runtime_updates
 from mf_ros.nodes.stats import NodeStats, StatsPublisher
+from mf_ros.options import RECORDER_OPTIONS
+from mf_ros.sync import StampSync, SyncedFrame
+from mf_ros.topics import TF_STATIC_TOPIC
 
-PARAMS = (
-    Param("output_dir", "", "directory the bags are created in (made if missing)"),
-    Param("bag_prefix", "mf_samples", "bag directory name prefix"),
-    Param("image_topic", "image", "camera image topic (sensor_msgs/Image)"),
-    Param("camera_info_topic", "camera_info", "camera_info topic"),
-    Param("points_topic", "points", "LiDAR PointCloud2 topic"),
-    Param("slop", 0.05, "largest |t_lidar - t_image| in seconds for a sample", 0.0, 1.0),
-    Param("queue_size", 5, "frames / sweeps held while pairing", 1, 100),
-    Param("min_interval", 0.0, "seconds between recorded samples (skip near-duplicates)", 0.0, 3600.0),
-    Param("max_bag_size_mb", 0.0, "start a new bag after this many MiB (0 = never)", 0.0, 1e6),
-    Param("max_bag_duration", 0.0, "start a new bag after this many seconds of stamps (0 = never)", 0.0, 1e6),
-    Param("extrinsic", None, "T_camera_from_lidar (x y z qx qy qz qw or 16 values) written to /tf_static"),
-    Param("camera_frame", "camera_optical_frame", "parent frame of the 'extrinsic' static transform"),
-    Param("lidar_frame", "lidar", "child frame of the 'extrinsic' static transform"),
-    Param("qos_reliability", "reliable", "input QoS reliability (reliable: no sample lost on the wire)",
-          choices=QOS_RELIABILITY),
-    Param("stats_period", 1.0, "seconds between stats messages (JSON on recorder/stats)", 0.1, 60.0),
-)
 TOPIC_TYPES = {"image": "sensor_msgs/msg/Image", "camera_info": "sensor_msgs/msg/CameraInfo",
                "points": "sensor_msgs/msg/PointCloud2"}
-TF_STATIC = "/tf_static"
+# Samples waiting for the writer thread beyond this many bytes are dropped (and counted): a disk that
+# stalls for good must not take all the memory. At 10 Hz of 640x480 + a 64-beam sweep, about 60 s.
+MAX_BACKLOG_BYTES = 1 << 30
 
 
 def cdr_header_stamp_ns(raw: bytes) -> int:
@@ -92,7 +80,8 @@ class RecorderNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("recorder_node", **kwargs)
-        self.p = declare_and_read(self, PARAMS)
+        self.p = declare_and_read(self, RECORDER_OPTIONS)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.stats = NodeStats()
         self.failed: str | None = None
         self.bags: list[Path] = []
@@ -100,7 +89,7 @@ class RecorderNode(Node):
         if not out:
             raise InputError("parameter 'output_dir' is empty; set it to the directory for the bags")
         self._static_cdr: list[bytes] = []
-        static = extrinsic_from_values(self.p["extrinsic"])
+        static = parse_extrinsic(self.p["extrinsic"], "parameter 'extrinsic'")
         if static is not None:
             edge = TfEdge(self.p["camera_frame"], self.p["lidar_frame"], 0, static)
             messages = rosbags_messages()
@@ -119,6 +108,11 @@ class RecorderNode(Node):
         self._last_sample_ns: int | None = None
         self._written: dict[str, int] = {}  # topic -> stamp of the last message written (no duplicates)
         self._open_bag()
+        self._jobs: queue.Queue = queue.Queue()  # (bytes, callable) for the writer thread; None = stop
+        self._backlog_bytes = 0
+        self._backlog_lock = threading.Lock()
+        self._writer_thread = threading.Thread(target=self._write_jobs, name="bag_writer", daemon=True)
+        self._writer_thread.start()
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.p["queue_size"],
                          durability=DurabilityPolicy.VOLATILE,
                          reliability=ReliabilityPolicy.RELIABLE if self.p["qos_reliability"] == "reliable"
@@ -130,7 +124,7 @@ class RecorderNode(Node):
         if tf2 is not None:
             latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
-            self.create_subscription(tf2.TFMessage, TF_STATIC, self._on_tf_static, latched, raw=True)
+            self.create_subscription(tf2.TFMessage, TF_STATIC_TOPIC, self._on_tf_static, latched, raw=True)
         self._stats_publisher = StatsPublisher(self, self.stats, "recorder/stats")
         self.create_timer(self.p["stats_period"], self._stats_publisher.publish)
         self.get_logger().info(f"recording synced samples of {[self.p[f'{k}_topic'] for k in TOPIC_TYPES]} "
@@ -154,26 +148,75 @@ class RecorderNode(Node):
     def _write_tf_static(self, cdr: bytes) -> None:
         """Add a /tf_static message to the current bag (log time: now)."""
         if not self._has_tf_static:
-            self._writer.add_topic(TF_STATIC, "tf2_msgs/msg/TFMessage")
+            self._writer.add_topic(TF_STATIC_TOPIC, "tf2_msgs/msg/TFMessage")
             self._has_tf_static = True
-        self._writer.write_raw(TF_STATIC, cdr, self.get_clock().now().nanoseconds)
+        self._writer.write_raw(TF_STATIC_TOPIC, cdr, self.get_clock().now().nanoseconds)
 
     def _topic_name(self, kind: str) -> str:
         """The recorded (absolute) name of an input topic."""
         return self.resolve_topic_name(self.p[f"{kind}_topic"])
 
+    def start(self) -> bool:
+        """Recording starts in the constructor; nothing to configure later."""
+        return True
+
+    def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
+        """Apply a ``ros2 param set`` of a runtime parameter (min_interval, slop); refuse the others."""
+        try:
+            updates = runtime_updates(RECORDER_OPTIONS, parameters)
+        except InputError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        self.p.update(updates)
+        if hasattr(self, "_sync"):
+            self._sync.slop_ns = round(self.p["slop"] * 1e9)
+        return SetParametersResult(successful=True)
+
     def close(self) -> None:
-        """Pair what is still pending, then close the current bag (metadata.yaml, MCAP summary)."""
+        """Pair what is still pending, write every accepted sample, close the bag (metadata.yaml, summary)."""
         if self._writer is None:
             return
-        if self.failed is None:
-            self._record(self._sync.flush())
+        self._submit(self._sync.flush())
+        self._jobs.put(None)
+        self._writer_thread.join()
         writer, self._writer = self._writer, None
         try:
             writer.__exit__(None, None, None)
         except OSError as err:
-            self._stop(f"closing {writer.path} failed: {self._why_write_failed(err)}; its completed chunks "
-                       "stay readable with `mcap recover` (the separate mcap CLI)")
+            self._stop(f"closing {writer.path} failed: {self._why_write_failed(err)}; recover the samples "
+                       f"with `mf bag recover {writer.path}`")
+        self.get_logger().info(f"{self.stats.counts['recorded']} samples in {[str(b) for b in self.bags]}")
+
+    # ------------------------------------------------------------------ writer thread
+
+    def _submit(self, frames: list[SyncedFrame]) -> None:
+        """Hand synced samples to the writer thread; over the backlog limit they are dropped and counted."""
+        for frame in frames:
+            size = len(frame.image.payload) + len(frame.info.payload) + len(frame.cloud.payload)
+            with self._backlog_lock:
+                if self._backlog_bytes + size > MAX_BACKLOG_BYTES:
+                    self.stats.drop("writer_backlog")
+                    self.get_logger().warning("the disk is not keeping up: samples dropped (writer_backlog)",
+                                              throttle_duration_sec=5.0)
+                    continue
+                self._backlog_bytes += size
+            self._jobs.put((size, frame))
+
+    def _write_jobs(self) -> None:
+        """Writer thread: record queued samples in order until the stop marker."""
+        while (job := self._jobs.get()) is not None:
+            size, item = job
+            try:
+                if isinstance(item, bytes):
+                    self._static_cdr.append(item)
+                    if self.failed is None:
+                        self._write_tf_static(item)
+                else:
+                    self._record([item])
+            except (OSError, InputError) as err:
+                self._stop(f"cannot write to {self.bags[-1]}: {self._why_write_failed(err)}")
+            finally:
+                with self._backlog_lock:
+                    self._backlog_bytes -= size
 
     def _stop(self, why: str) -> None:
         self.failed = why
@@ -182,9 +225,7 @@ class RecorderNode(Node):
     # ------------------------------------------------------------------ input
 
     def _on_tf_static(self, raw: bytes) -> None:
-        self._static_cdr.append(bytes(raw))
-        if self._writer is not None and self.failed is None:
-            self._write_tf_static(bytes(raw))
+        self._jobs.put((0, bytes(raw)))
 
     def _on_raw(self, kind: str, raw: bytes) -> None:
         if self.failed is not None:
@@ -199,7 +240,7 @@ class RecorderNode(Node):
         add = {"image": self._sync.add_image, "camera_info": self._sync.add_info, "points": self._sync.add_cloud}
         frames = add[kind](stamp, bytes(raw))
         self.stats.drops_from_totals(self._sync.drops)
-        self._record(frames)
+        self._submit(frames)
 
     def _record(self, frames: list[SyncedFrame]) -> None:
         for frame in frames:
@@ -216,6 +257,7 @@ class RecorderNode(Node):
             except (OSError, InputError) as err:
                 self._stop(f"cannot write to {self.bags[-1]}: {self._why_write_failed(err)}; the samples "
                            f"recorded so far stay in {[str(b) for b in self.bags]}")
+                self.stats.drop("write_failed")
                 return
             self._last_sample_ns = stamp
             self.stats.count("recorded")
@@ -256,24 +298,7 @@ class RecorderNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Console entry point ``recorder_node``: 0 after a clean stop, 1 when writing failed, 2 on bad parameters."""
-    rclpy.init(args=args)
-    try:
-        node = RecorderNode()
-    except InputError as err:
-        print(f"recorder_node: cannot start: {err}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        while rclpy.ok() and node.failed is None:
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.close()
-        node.get_logger().info(f"{node.stats.counts['recorded']} samples in {[str(b) for b in node.bags]}")
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 1 if node.failed else 0
+    return run_until_signal(RecorderNode, args)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Per-stage timings and drop counters of a node, published as diagnostics.
 
-``diagnostic_msgs/DiagnosticArray`` on ``/diagnostics`` when that package imports (a ROS
-install); otherwise a ``std_msgs/String`` holding the same numbers as JSON (the PyPI
-wheels carry no diagnostic_msgs, see docs ROS.md). Thread-safe: callbacks and the
+Always a ``std_msgs/String`` holding the numbers as JSON (so scripts and tests read the
+same thing everywhere), and ``diagnostic_msgs/DiagnosticArray`` on ``/diagnostics`` with an
+OK / WARN / ERROR level when that package imports (a ROS install; the PyPI wheels carry no
+diagnostic_msgs, see docs ROS.md). Thread-safe: callbacks and the
 worker thread record into one object.
 """
 
@@ -78,41 +79,75 @@ def _diagnostic_msgs() -> Any:
     return msg
 
 
+# Drops that are the design working, not a fault: the latest-frame worker replacing a frame it had
+# no time for, and the recorder skipping near-duplicates.
+EXPECTED_DROPS = ("replaced", "min_interval")
+SLOW_LATENCY_MS = 1000.0  # mean image-to-output latency above this is a WARN
+
+
+def health(previous: dict[str, Any] | None, current: dict[str, Any]) -> tuple[int, str]:
+    """(level 0 OK / 1 WARN / 2 ERROR, message) from two snapshots one period apart.
+
+    ERROR: inputs arrived but nothing came out in the period. WARN: frames dropped for a
+    reason other than ``EXPECTED_DROPS``, or latency above ``SLOW_LATENCY_MS``.
+    """
+    before = previous or {"counts": {}, "drops": {}}
+
+    def grown(group: str, key: str) -> int:
+        return current[group].get(key, 0) - before[group].get(key, 0)
+
+    received = sum(grown("counts", k) for k in current["counts"] if k.startswith("received_"))
+    output = grown("counts", "published") + grown("counts", "recorded")
+    faults = {k: grown("drops", k) for k in current["drops"] if k not in EXPECTED_DROPS and grown("drops", k)}
+    latency = current["timings"].get("latency", {}).get("mean_ms", 0.0)
+    if received and not output and faults:
+        return 2, "no output: every frame dropped (" + ", ".join(f"{n} {k}" for k, n in faults.items()) + ")"
+    if faults:
+        return 1, "frames dropped: " + ", ".join(f"{n} {k}" for k, n in faults.items())
+    if latency > SLOW_LATENCY_MS:
+        return 1, f"slow: mean latency {latency:.0f} ms"
+    return 0, f"{current['counts'].get('published', current['counts'].get('recorded', 0))} out, " \
+              f"{current['dropped_total']} dropped in all"
+
+
 class StatsPublisher:
-    """Publishes a :class:`NodeStats` snapshot: DiagnosticArray on /diagnostics, else JSON on ``json_topic``."""
+    """Publishes a :class:`NodeStats` snapshot as JSON (``std_msgs/String`` on ``json_topic``, always) and,
+    where diagnostic_msgs is installed, as a DiagnosticArray on /diagnostics with a health level."""
 
     def __init__(self, node: Any, stats: NodeStats, json_topic: str) -> None:
+        from std_msgs.msg import String
+
         self._node = node
         self._stats = stats
+        self._string = String
+        self._json = node.create_publisher(String, json_topic, 10)
+        self.topic = self._json.topic_name
         self._diag = _diagnostic_msgs()
-        if self._diag is not None:
-            self._publisher = node.create_publisher(self._diag.DiagnosticArray, "/diagnostics", 10)
-            self.topic = "/diagnostics"
-        else:
-            from std_msgs.msg import String
-
-            self._publisher = node.create_publisher(String, json_topic, 10)
-            self.topic = self._publisher.topic_name
+        self._diagnostics = None if self._diag is None else \
+            node.create_publisher(self._diag.DiagnosticArray, "/diagnostics", 10)
+        self._previous: dict[str, Any] | None = None
 
     def publish(self) -> None:
         """Publish the current snapshot once."""
         snapshot = self._stats.snapshot()
-        if self._diag is None:
-            from std_msgs.msg import String
-
-            self._publisher.publish(String(data=json.dumps(snapshot, sort_keys=True)))
+        level, message = health(self._previous, snapshot)
+        self._previous = snapshot
+        self._json.publish(self._string(data=json.dumps({**snapshot, "level": level, "message": message},
+                                                        sort_keys=True)))
+        if self._diagnostics is None:
             return
         values = [(f"count.{k}", v) for k, v in snapshot["counts"].items()]
         values += [(f"drop.{k}", v) for k, v in snapshot["drops"].items()]
         values += [(f"{stage}.{k}", v) for stage, t in snapshot["timings"].items() for k, v in t.items()]
         status = self._diag.DiagnosticStatus(
-            level=self._diag.DiagnosticStatus.OK, name=self._node.get_fully_qualified_name(),
-            message=f"{snapshot['counts'].get('published', 0)} published, {snapshot['dropped_total']} dropped",
+            level=bytes([level]), name=self._node.get_fully_qualified_name(), message=message,
             hardware_id="", values=[self._diag.KeyValue(key=k, value=str(v)) for k, v in values])
         array = self._diag.DiagnosticArray(status=[status])
         array.header.stamp = self._node.get_clock().now().to_msg()
-        self._publisher.publish(array)
+        self._diagnostics.publish(array)
 
     def destroy(self) -> None:
-        """Remove the publisher from the node."""
-        self._node.destroy_publisher(self._publisher)
+        """Remove the publishers from the node."""
+        self._node.destroy_publisher(self._json)
+        if self._diagnostics is not None:
+            self._node.destroy_publisher(self._diagnostics)

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> dict:
     methods = [baseline_method(name) for name, baseline in BASELINES.items() if baseline.metric]
     skipped = {}
     if args.model:
-        from mf_core.pipeline import MODES
+        from mf_core.modes import MODES
 
         for mode in MODES:
             try:

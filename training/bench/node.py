@@ -57,7 +57,7 @@ def _inputs(messages):
 
 def _overhead(messages, serialize, repeats: int) -> dict:
     from mf_ros.depth_pipeline import DepthPipeline, PipelineOptions
-    from mf_ros.nodes.stamp_sync import StampSync
+    from mf_ros.sync import StampSync
     from training.bench.geometry import _median_ms
 
     image, info, cloud, T = _inputs(messages)

@@ -199,8 +199,9 @@ def confidence_and_lidar_fit(predictions: list, samples: list, protocol) -> dict
 
 
 def _recommended_mode(checkpoint: str) -> str:
-    """The mode a checkpoint recommends (its metadata), else conditioned for LiDAR-conditioned models."""
+    """The mode a checkpoint recommends (:func:`mf_core.modes.recommended_mode`)."""
     from mf_core.checkpoint import read_checkpoint_config, resolve_model_path
+    from mf_core.modes import recommended_mode
 
     config, metadata = read_checkpoint_config(resolve_model_path(checkpoint))
-    return metadata.get("recommended_mode") or ("conditioned" if config.depth_conditioned else "i2d-aligned")
+    return recommended_mode(metadata, config.depth_conditioned)

@@ -47,9 +47,10 @@ def _step(argv: list[str]) -> None:
 
 def _recommended_mode(model: Path) -> str:
     from mf_core.checkpoint import read_checkpoint_config
+    from mf_core.modes import recommended_mode
 
     config, metadata = read_checkpoint_config(model)
-    return metadata.get("recommended_mode", "conditioned" if config.depth_conditioned else "guided")
+    return recommended_mode(metadata, config.depth_conditioned)
 
 
 def _comparison_table(results: dict[str, dict]) -> str:

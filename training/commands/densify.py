@@ -20,45 +20,32 @@ OUTPUTS = ("image", "camera_info", "points", "confidence")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from mf_ros.depth_pipeline import DEVICES, NODE_MODES
+    from mf_ros.options import DEPTH_NODE_OPTIONS, add_flags
 
     parser.add_argument("--bag", required=True, help="input rosbag2 (directory, .mcap or .db3)")
     parser.add_argument("--out", required=True, help="output bag directory (MCAP)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bag at --out")
-    parser.add_argument("--model", default="default",
-                        help="'default' (the shipped model), a checkpoint folder, or a registry size (e.g. MF-XS) "
-                             "= RANDOM weights, for testing")
-    parser.add_argument("--mode", choices=NODE_MODES, default="conditioned",
-                        help="default conditioned (the shipped model)")
-    parser.add_argument("--device", choices=DEVICES, default="cpu")
-    parser.add_argument("--steps", type=int, default=1, help="sampler steps (default 1)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--processing-size", type=int, nargs=2, metavar=("WIDTH", "HEIGHT"), default=None,
-                        help="model resolution (default: the image's)")
-    parser.add_argument("--slop", type=float, default=0.05, help="largest |t_lidar - t_image| in s (default 0.05)")
-    parser.add_argument("--extrinsic", default=None,
-                        help="T_camera_from_lidar 'x y z qx qy qz qw' or 16 values (default: the bag's /tf_static)")
-    parser.add_argument("--image-topic", default=None)
+    # The settings shared with depth_node: same names, defaults and checks as its parameters.
+    add_flags(parser, DEPTH_NODE_OPTIONS, ("model", "mode", "device", "steps", "seed", "processing_width",
+                                           "processing_height", "slop", "extrinsic", "max_range", "stride",
+                                           "confidence"))
+    parser.add_argument("--image-topic", default=None, help="default: the bag's only Image topic")
     parser.add_argument("--camera-info-topic", default=None)
     parser.add_argument("--points-topic", default=None)
     parser.add_argument("--output-namespace", default=None, help="depth topics' namespace (default <image ns>/depth)")
-    parser.add_argument("--max-range", type=float, default=0.0, help="drop cloud points beyond this (m; 0 = keep)")
-    parser.add_argument("--stride", type=int, default=1, help="keep every n-th row/column in the cloud")
-    parser.add_argument("--confidence", action="store_true", help="also write <ns>/confidence")
 
 
 def _pipeline(args: argparse.Namespace):
     from mf_ros.conversions import rosbags_messages
     from mf_ros.depth_pipeline import DepthPipeline, PipelineOptions, load_estimator
+    from mf_ros.options import processing_size
 
-    if args.stride < 1 or args.max_range < 0:
-        raise InputError("--stride must be >= 1 and --max-range >= 0")
     estimator = None
     if args.mode != "classical":
         if not args.model:
             raise InputError(f"--mode {args.mode} needs --model (a checkpoint folder); or use --mode classical")
-        size = None if args.processing_size is None else (args.processing_size[1], args.processing_size[0])
-        estimator = load_estimator(args.model, args.device, size)
+        estimator = load_estimator(args.model, args.device, processing_size(args.processing_width,
+                                                                            args.processing_height))
     options = PipelineOptions(args.mode, args.steps, args.seed, args.max_range, args.stride, args.confidence)
     return DepthPipeline(options, estimator, rosbags_messages())
 
@@ -81,9 +68,9 @@ def run(args: argparse.Namespace) -> int:
     from mf_ros.bags import BagWriter, bag_topics, read_messages
     from mf_ros.conversions import header_stamp_ns
     from mf_ros.depth_pipeline import FrameError
-    from mf_ros.nodes.stamp_sync import StampSync
-    from training.data.bag_samples import parse_extrinsic, select_topics, static_transform
-    from training.data.sync import slop_to_ns
+    from mf_ros.extrinsics import parse_extrinsic, static_transform
+    from mf_ros.sync import StampSync, slop_to_ns
+    from training.data.bag_samples import select_topics
 
     listing = bag_topics(args.bag)
     types = {t.topic: t.msgtype for t in listing}
@@ -93,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     if clash:
         raise InputError(f"the bag already has {clash}; choose another --output-namespace")
     pipeline = _pipeline(args)
-    given = None if args.extrinsic is None else parse_extrinsic(args.extrinsic)
+    given = parse_extrinsic(args.extrinsic)
     edges = _static_edges(args.bag, types)
     sync = StampSync(slop_to_ns(args.slop))
     errors: Counter[str] = Counter()

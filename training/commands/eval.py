@@ -9,9 +9,8 @@ import argparse
 
 from mf_core.completion import BASELINES
 from mf_core.errors import InputError
+from mf_core.modes import MODES
 from training.eval.protocols import DEFAULT_HOLDOUT_FRACTION, HOLDOUT_PROTOCOLS, PROTOCOLS, REGIONS
-
-MODES = ("i2d", "i2d-aligned", "guided", "conditioned")  # mf_core.pipeline.MODES, without importing torch
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"lidar-holdout: fraction of each frame's points held out (default "
                              f"{DEFAULT_HOLDOUT_FRACTION})")
     parser.add_argument("--steps", type=int, default=None, help="model sampler steps (default 1)")
-    parser.add_argument("--processing-size", metavar="HxW",
-                        help="model resolution: HxW, or one number for the longer side (default: input size)")
+    parser.add_argument("--processing-size", metavar="WxH",
+                        help="model resolution: WxH (e.g. 512x384) or the longer side (default: input size)")
     parser.add_argument("--device", default=None, help="torch device for --model (default cuda if available)")
     parser.add_argument("--limit", type=int, help="evaluate at most this many frames")
     parser.add_argument("--seed", type=int, default=0, help="seeds the holdout split and the sampler noise")
@@ -40,11 +39,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def parse_processing_size(text: str) -> int | tuple[int, int]:
-    """``"HxW"`` -> (H, W); ``"N"`` -> N (the longer side). Raises InputError otherwise."""
+    """``"WxH"`` (width first, as every size this package prints) -> (H, W); ``"N"`` -> N (the longer side).
+    Raises InputError otherwise."""
     parts = text.lower().split("x")
     if len(parts) in (1, 2) and all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        return int(parts[0]) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
-    raise InputError(f"--processing-size must be HxW (e.g. 384x512) or one positive number, got {text!r}")
+        return int(parts[0]) if len(parts) == 1 else (int(parts[1]), int(parts[0]))
+    raise InputError(f"--processing-size must be WxH (e.g. 512x384) or one positive number, got {text!r}")
 
 
 def _check_flags(args: argparse.Namespace) -> None:

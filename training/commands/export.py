@@ -7,9 +7,10 @@ import argparse
 from tqdm import tqdm
 
 from mf_core.errors import InputError
-from training.data.bag_samples import BagSamples, parse_extrinsic
+from mf_ros.extrinsics import parse_extrinsic
+from mf_ros.sync import DEFAULT_SLOP_S
+from training.data.bag_samples import BagSamples
 from training.data.sample_folder import SampleFolderWriter
-from training.data.sync import DEFAULT_SLOP_S
 
 
 def add_bag_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +30,7 @@ def bag_options(args: argparse.Namespace) -> dict:
     """The keyword arguments of :class:`BagSamples` from the flags of :func:`add_bag_arguments`."""
     return {
         "slop_s": args.slop,
-        "extrinsic": parse_extrinsic(args.extrinsic) if args.extrinsic else None,
+        "extrinsic": parse_extrinsic(args.extrinsic),
         "image_topic": args.image_topic,
         "camera_info_topic": args.camera_info_topic,
         "points_topic": args.points_topic,

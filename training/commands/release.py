@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     from mf_core.checkpoint import load_model, save_model
     from mf_core.lidar_prior import REFINE_STRENGTH_KEY
-    from mf_core.pipeline import MODES
+    from mf_core.modes import MODES, recommended_mode
     from training.train.config import load_config
     from training.train.loop import BEST_DIR, CONFIG_FILE
     from training.train.state import latest_checkpoint
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     best = run_dir / BEST_DIR
     source = best if (best / "config.json").is_file() and not args.latest else latest_checkpoint(run_dir) / "model"
     model, metadata = load_model(source)
-    mode = args.mode or ("conditioned" if model.config.depth_conditioned else "guided")
+    mode = args.mode or recommended_mode({}, model.config.depth_conditioned)
     if mode not in MODES:
         raise InputError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
     size = args.processing_size or config.data.frame_size or round(max(config.data.width, config.data.height) * 5 / 4)

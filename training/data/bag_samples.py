@@ -3,7 +3,7 @@
 Reading takes two passes over the bag, neither of which holds all images:
 
 1. :func:`index_bag` reads header stamps, frame ids, camera_info messages (small) and
-   /tf_static, then :func:`training.data.sync.pair_stamps` pairs images with LiDAR sweeps.
+   /tf_static, then :func:`mf_ros.sync.pair_stamps` pairs images with LiDAR sweeps.
 2. :class:`BagSamples` streams the bag again and joins each pair as soon as its image,
    sweep (and ground truth) have arrived; buffers hold only frames waiting for a partner
    inside the sync slop, and a sweep is dropped once its last image is built.
@@ -18,7 +18,7 @@ the cloud's and the image's frame ids, or from an explicit 4x4 / ``x y z qx qy q
 from __future__ import annotations
 
 import os
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +29,7 @@ import numpy as np
 from mf_core.camera import PinholeCamera
 from mf_core.errors import InputError
 from mf_core.geometry import points_to_depth_map
-from mf_core.transforms import compose, from_values, invert, validate
+from mf_core.transforms import validate
 from mf_ros.bags import bag_topics, read_messages
 from mf_ros.conversions import (
     TfEdge,
@@ -40,9 +40,10 @@ from mf_ros.conversions import (
     pointcloud2_to_xyz,
     tf_message_to_edges,
 )
+from mf_ros.extrinsics import static_transform
+from mf_ros.sync import DEFAULT_SLOP_S, SyncResult, pair_stamps, slop_to_ns
 from mf_ros.topics import GT_TOPIC, TF_STATIC_TOPIC
 from training.data.sample import Sample
-from training.data.sync import DEFAULT_SLOP_S, SyncResult, pair_stamps, slop_to_ns
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
@@ -102,48 +103,6 @@ def select_topics(types: dict[str, str], image: str | None = None, camera_info: 
     points_topic = _pick("LiDAR", "--points-topic", [t for t in clouds if "depth" not in t] or clouds, points,
                          types, POINTCLOUD_TYPE)
     return BagTopics(image_topic, info_topic, points_topic, gt)
-
-
-def parse_extrinsic(text: str) -> np.ndarray:
-    """``T_camera_from_lidar`` (4, 4) from 16 numbers (row-major 4x4) or 7 (``x y z qx qy qz qw``).
-
-    Numbers may be separated by spaces and/or commas.
-    """
-    try:
-        values = [float(v) for v in text.replace(",", " ").split()]
-    except ValueError:
-        raise InputError(f"--extrinsic {text!r} must be numbers: 'x y z qx qy qz qw' (camera <- LiDAR) "
-                         "or the 16 values of a row-major 4x4 matrix") from None
-    return from_values(values, "--extrinsic (T_camera_from_lidar)")
-
-
-def static_transform(edges: list[TfEdge], target: str, source: str) -> np.ndarray:
-    """``T_target_from_source`` (4, 4) by chaining static TF edges through the tree.
-
-    Later edges for the same child replace earlier ones (a re-published /tf_static).
-    Raises InputError when the two frames are not connected.
-    """
-    if target == source:
-        return np.eye(4)
-    # frame -> [(neighbour, T_neighbour_from_frame)]; the tree is tiny, so a plain BFS.
-    latest = {(e.parent, e.child): e.T_parent_from_child for e in edges}
-    links: dict[str, list[tuple[str, np.ndarray]]] = {}
-    for (parent, child), T in latest.items():
-        links.setdefault(child, []).append((parent, T))
-        links.setdefault(parent, []).append((child, invert(T)))
-    reached = {source: np.eye(4)}  # frame -> T_frame_from_source
-    queue = deque([source])
-    while queue:
-        frame = queue.popleft()
-        for neighbour, T_neighbour_from_frame in links.get(frame, []):
-            if neighbour not in reached:
-                reached[neighbour] = compose(T_neighbour_from_frame, reached[frame])
-                queue.append(neighbour)
-    if target not in reached:
-        known = sorted(links)
-        raise InputError(f"/tf_static has no chain of transforms from {source!r} to {target!r} (frames: {known}); "
-                         "publish the missing static transform or pass --extrinsic 'x y z qx qy qz qw'")
-    return reached[target]
 
 
 @dataclass

@@ -43,7 +43,8 @@ def model_method(checkpoint: str | Path, mode: str, steps: int = 1, seed: int = 
                  processing_size: int | tuple[int, int] | None = None, device: str = "cpu") -> EvalMethod:
     """A trained checkpoint run by ``DepthEstimator`` in ``mode``; mode "i2d" never sees the LiDAR."""
     # Imported here: torch and the model load only when a checkpoint is evaluated.
-    from mf_core.pipeline import MODES, DepthEstimator
+    from mf_core.modes import MODES
+    from mf_core.pipeline import DepthEstimator
 
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")

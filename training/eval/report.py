@@ -8,9 +8,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from mf_core.colormap import DepthScale, colorize_depth
 from training.eval.metrics import valid_depth_mask
 from training.eval.protocols import FrameSplit
-from training.viz import DepthScale, colorize_depth, colorize_error, compose_panel, lidar_overlay
+from training.viz import colorize_error, compose_panel, lidar_overlay
 
 # (key, column header, factor applied for display, format) of the markdown / printed table.
 COLUMNS: tuple[tuple[str, str, float, str], ...] = (

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 
-from training.viz import DepthScale, colorize_depth, colorize_error, compose_panel
+from mf_core.colormap import DepthScale, colorize_depth
+from training.viz import colorize_error, compose_panel
 
 METRICS_FILE = "metrics.jsonl"
 

@@ -1,4 +1,4 @@
-"""``T_camera_from_lidar`` for a LiDAR sweep: TF at the sweep's stamp, or a static parameter.
+"""``T_camera_from_lidar`` for a LiDAR sweep: TF at the sweep's stamp, or the static ``extrinsic`` parameter.
 
 tf2_ros is used when it imports (a ROS install): the transform is looked up at the LiDAR
 stamp, never "latest". The PyPI wheels carry no tf2_ros (docs ROS.md), so there the
@@ -7,24 +7,12 @@ stamp, never "latest". The PyPI wheels carry no tf2_ros (docs ROS.md), so there 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from mf_core.transforms import from_values
 from mf_ros.conversions import NS_PER_S, transform_to_matrix
 from mf_ros.depth_pipeline import FrameError
-
-
-def extrinsic_from_values(values: Sequence[float] | None) -> np.ndarray | None:
-    """The ``extrinsic`` parameter -> ``T_camera_from_lidar`` (4, 4), or None when unset/empty.
-
-    7 values are ``x y z qx qy qz qw`` (camera <- LiDAR); 16 are a row-major 4x4 matrix.
-    """
-    if not values:
-        return None
-    return from_values([float(v) for v in values], "parameter 'extrinsic' (T_camera_from_lidar; unset = TF)")
 
 
 def _tf2_ros() -> Any:
