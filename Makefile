@@ -9,6 +9,9 @@ TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= out/demo
+# ROS 2 Jazzy Python tools with no PyPI wheel (launch, launch_ros, ros2cli, ...): installed into the venv
+# when this folder exists, so the tests build the package with colcon and run `ros2 launch` for real.
+ROS_WHEELS ?= ../shared/wheels/ros-jazzy-python
 
 .PHONY: demo test venv lint bench clean system-deps
 
@@ -26,11 +29,16 @@ system-deps:
 	  fi; \
 	fi
 
-$(STAMP): setup.py system-deps
+$(STAMP): setup.py Makefile system-deps
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[ros,sim,dev,bench]"
+	if [ -d "$(ROS_WHEELS)" ]; then \
+	  $(BIN)/python -m pip install -q --no-deps $(ROS_WHEELS)/*.whl && \
+	  $(BIN)/python -m pip install -q osrf-pycommon argcomplete packaging lark colcon-common-extensions \
+	    ros-jazzy-ament-package; \
+	else echo "note: $(ROS_WHEELS) not found: launch / colcon tests will be skipped"; fi
 	touch $(STAMP)
 
 demo: $(STAMP)

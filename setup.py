@@ -17,7 +17,7 @@ setup(
     description="Dense metric depth from camera + sparse LiDAR with a Modality Forcing diffusion transformer",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["mf_core", "mf_core.*", "mf_ros", "mf_ros.*", "training", "training.*"]),
+    packages=find_packages(include=["mf_core", "mf_core.*", "mf_ros", "mf_ros.*", "mf_training", "mf_training.*"]),
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
@@ -54,7 +54,7 @@ setup(
     zip_safe=True,
     entry_points={
         "console_scripts": [
-            "mf = training.cli:main",
+            "mf = mf_training.cli:main",
             "depth_node = mf_ros.nodes.depth_node:main",
             "recorder_node = mf_ros.nodes.recorder_node:main",
         ],

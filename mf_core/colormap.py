@@ -1,6 +1,6 @@
 """Depth as colour: one scale, the turbo colour map (near blue, far red), black where there is no depth.
 
-Used by the PNG panels (``training.viz``) and by the depth node's ``depth/colormap`` debug image
+Used by the PNG panels (``mf_training.viz``) and by the depth node's ``depth/colormap`` debug image
 (RViz shows a 32FC1 image as grey).
 """
 

@@ -46,7 +46,7 @@ class TrainingMix:
         mu, sigma: the time shift (METHOD.md: mu = 1.1, sigma = 1).
         sparse_input_fraction: LiDAR-conditioned models only: the fraction of each sweep's
             points given as input; the others stay as depth targets (the split is made with the
-            training view, in :func:`training.train.data.split_lidar`).
+            training view, in :func:`mf_training.train.data.split_lidar`).
         segment_holdout_prob: probability that a sample's held-out points are whole scan-line
             segments (tiles of SEGMENT_TILE pixels) instead of single random points. Single points
             always have a fed neighbour on their own scan line one point away, which teaches copying
@@ -224,7 +224,7 @@ def flow_matching_losses(
             ``depth`` (B,1,H,W) encoded (mf_core.frame_codec);
             ``depth_valid`` (B,1,H,W) bool; optional ``context`` (B,L,D); for LiDAR-conditioned
             models ``sparse_depth``/``sparse_mask`` (B,1,H,W): the fed LiDAR, encoded with the scale
-            the target is (:func:`training.train.data.make_example`); without them, no LiDAR is fed.
+            the target is (:func:`mf_training.train.data.make_example`); without them, no LiDAR is fed.
         mix: how modes and times are drawn.
         generator: seeds modes, times, noise and the LiDAR split.
         teacher: optional frozen model for the self-distillation term on the image velocity.

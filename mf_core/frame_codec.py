@@ -1,6 +1,6 @@
 """One path from a camera frame to model inputs, and from model output back to metres.
 
-Training (:func:`training.train.data.make_example`), validation and inference
+Training (:func:`mf_training.train.data.make_example`), validation and inference
 (:class:`mf_core.pipeline.DepthEstimator`) all call these functions, so the three cannot
 disagree on how an image or a LiDAR sweep is normalised:
 

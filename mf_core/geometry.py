@@ -7,7 +7,7 @@ Pixel conventions:
   (row, col) = (floor(v + 0.5), floor(u + 0.5)), and is kept when -0.5 <= u < width - 0.5
   and -0.5 <= v < height - 0.5. So ``backproject_depth`` followed by projection returns
   every point to its own pixel. (Datasets whose intrinsics put the origin at the corner of
-  the first pixel, like TRI DGP, are read with cx, cy shifted by -0.5: see training/data/dgp.py.)
+  the first pixel, like TRI DGP, are read with cx, cy shifted by -0.5: see mf_training/data/dgp.py.)
 - Several points on one pixel: the nearest (smallest z) wins.
 """
 

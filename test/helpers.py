@@ -30,7 +30,7 @@ def sim_bag_as_rclpy(folder: Path, seed: int, topics: dict[str, type]) -> tuple[
     from mf_ros.bags import read_messages
     from mf_ros.conversions import tf_message_to_edges
     from mf_ros.extrinsics import static_transform
-    from training.cli import main as mf_main
+    from mf_training.cli import main as mf_main
 
     bag = folder / "sim"
     assert mf_main(["sim", "--out", str(bag), "--frames", "3", "--seed", str(seed), "--width", "160",

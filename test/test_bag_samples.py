@@ -20,10 +20,10 @@ from mf_ros.conversions import (
     xyz_to_pointcloud2,
 )
 from mf_ros.extrinsics import parse_extrinsic, static_transform
-from training.data.bag_samples import BagSamples, select_topics
-from training.sim.bag_output import write_bag as write_sim_bag
-from training.sim.config import SimConfig
-from training.sim.generator import sim_rig
+from mf_training.data.bag_samples import BagSamples, select_topics
+from mf_training.sim.bag_output import write_bag as write_sim_bag
+from mf_training.sim.config import SimConfig
+from mf_training.sim.generator import sim_rig
 
 CAMERA = PinholeCamera(64, 48, 50.0, 52.0, 31.5, 23.5)
 MS = 1_000_000

@@ -8,7 +8,7 @@ from scipy.spatial import ConvexHull, cKDTree
 
 from mf_core.completion import BASELINES, complete_classical, complete_linear, complete_nearest, get_baseline
 from mf_core.errors import InputError
-from training.eval.synthetic import default_camera, lidar_scan, plane_depth, synthetic_sample
+from mf_training.eval.synthetic import default_camera, lidar_scan, plane_depth, synthetic_sample
 
 CAMERA = default_camera(320, 240)
 IMAGE = np.zeros((240, 320, 3), np.uint8)
@@ -112,7 +112,7 @@ def test_lidar_only_is_the_input_itself():
 
 
 def test_row_prior_depends_on_the_row_only_and_is_exact_for_row_linear_depth():
-    from training.eval.protocols import fit_affine_to_gt
+    from mf_training.eval.protocols import fit_affine_to_gt
 
     prior = get_baseline("row-prior")
     assert not prior.metric

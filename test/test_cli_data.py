@@ -1,4 +1,4 @@
-"""`mf export`, `mf inspect` and `mf convert`, run in-process through training.cli.main."""
+"""`mf export`, `mf inspect` and `mf convert`, run in-process through mf_training.cli.main."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pytest
 from test_bag_samples import write_bag
 
 from mf_core.errors import InputError
-from training.cli import main
-from training.data.bag_samples import BagSamples
-from training.data.dgp import read_frames
-from training.data.sources import detect_kind, open_samples
+from mf_training.cli import main
+from mf_training.data.bag_samples import BagSamples
+from mf_training.data.dgp import read_frames
+from mf_training.data.sources import detect_kind, open_samples
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ from mf_core.completion import complete_classical
 from mf_core.errors import InputError
 from mf_ros import conversions as conv
 from mf_ros.bags import bag_topics, read_messages
-from training.cli import main as mf_main
-from training.commands import densify
-from training.data.bag_samples import BagSamples
+from mf_training.cli import main as mf_main
+from mf_training.commands import densify
+from mf_training.data.bag_samples import BagSamples
 
 FRAMES = 3
 

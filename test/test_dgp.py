@@ -10,7 +10,7 @@ import pytest
 
 from mf_core.errors import InputError
 from mf_core.transforms import compose, invert
-from training.data.dgp import read_frames, read_scene, scene_files
+from mf_training.data.dgp import read_frames, read_scene, scene_files
 
 
 @pytest.fixture(scope="module")

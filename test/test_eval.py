@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from mf_core.camera import PinholeCamera
-from training import cli
-from training.commands import eval as eval_command
-from training.data.sample_folder import write_sample_folder
-from training.eval.harness import EvalMethod, baseline_method, evaluate
-from training.eval.metrics import FRAME_KEYS, METRIC_NAMES
-from training.eval.protocols import make_protocol
-from training.eval.synthetic import default_camera, synthetic_sample
+from mf_training import cli
+from mf_training.commands import eval as eval_command
+from mf_training.data.sample_folder import write_sample_folder
+from mf_training.eval.harness import EvalMethod, baseline_method, evaluate
+from mf_training.eval.metrics import FRAME_KEYS, METRIC_NAMES
+from mf_training.eval.protocols import make_protocol
+from mf_training.eval.synthetic import default_camera, synthetic_sample
 
 CAMERA = default_camera(160, 120)
 NAMES = ["f0", "f1", "f2"]
@@ -89,7 +89,7 @@ def test_lidar_holdout_works_without_ground_truth_and_scores_held_out_points(fol
 
 
 def test_holdout_method_only_ever_sees_the_fed_points(folder, tmp_path):
-    from training.data.sample_folder import SampleFolder
+    from mf_training.data.sample_folder import SampleFolder
 
     seen: list[np.ndarray] = []
     nearest = baseline_method("nearest")
@@ -109,8 +109,8 @@ def test_holdout_method_only_ever_sees_the_fed_points(folder, tmp_path):
 
 
 def test_segment_holdout_scores_pieces_of_scan_lines_with_no_fed_neighbour_on_the_line():
-    from training.data.sample import Sample
-    from training.eval.protocols import make_protocol
+    from mf_training.data.sample import Sample
+    from mf_training.eval.protocols import make_protocol
 
     sparse = np.zeros((120, 600), np.float32)
     sparse[::8, ::2] = 10.0  # a scan line every 8th row, a return every 2nd pixel
@@ -207,7 +207,7 @@ def test_relative_i2d_is_only_scored_by_the_affine_protocol(folder, checkpoint, 
 
 def test_bench_eval_times_every_baseline_against_an_image_copy():
     from mf_core.completion import BASELINES
-    from training.bench import eval as bench_eval
+    from mf_training.bench import eval as bench_eval
 
     parser = argparse.ArgumentParser()
     bench_eval.add_arguments(parser)

@@ -13,11 +13,11 @@ import pytest
 from mf_core.camera import PinholeCamera
 from mf_core.errors import InputError
 from mf_core.files import atomic_write, remove_tree, safe_file_name
-from training.cli import main
-from training.data.sample import Sample
-from training.data.sample_folder import SampleFolderWriter
-from training.train.config import SourceConfig
-from training.train.datasets import generate_sim_bag
+from mf_training.cli import main
+from mf_training.data.sample import Sample
+from mf_training.data.sample_folder import SampleFolderWriter
+from mf_training.train.config import SourceConfig
+from mf_training.train.datasets import generate_sim_bag
 
 
 def _tree(root: Path) -> dict[str, bytes | str]:

@@ -85,3 +85,43 @@ def test_launch_files_parse_and_describe_their_nodes(name):
         raise
     nodes = [e for e in description.entities if isinstance(e, Node)]
     assert nodes and nodes[0].node_executable in ("depth_node", "recorder_node")
+
+
+# Import name -> package.xml key for every non-stdlib import of the installed packages.
+ROSDEP_KEYS = {
+    "numpy": "python3-numpy", "cv2": "python3-opencv", "PIL": "python3-pil", "scipy": "python3-scipy",
+    "numba": "python3-numba", "torch": "python3-torch", "rosbags": "python3-rosbags-pip",
+    "transforms3d": "python3-transforms3d", "yaml": "python3-yaml", "tqdm": "python3-tqdm",
+    "rclpy": "rclpy", "rcl_interfaces": "rcl_interfaces", "lifecycle_msgs": "lifecycle_msgs",
+    "sensor_msgs": "sensor_msgs", "std_msgs": "std_msgs", "geometry_msgs": "geometry_msgs",
+    "tf2_ros": "tf2_ros", "tf2_msgs": "tf2_msgs", "diagnostic_msgs": "diagnostic_msgs", "launch": "launch",
+    "launch_ros": "launch_ros", "ament_index_python": "ament_index_python",
+}
+NO_ROSDEP_KEY = {"safetensors"}  # pip-installed on a robot (README); package.xml says so in a comment
+OWN = {"mf_core", "mf_ros", "mf_training"}
+
+
+def _imports(folder: Path) -> set[str]:
+    import ast
+    import sys
+
+    names = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n not in OWN and n != "__future__"}
+
+
+def test_package_xml_declares_every_import_the_robot_side_makes():
+    import xml.etree.ElementTree as ET
+
+    declared = {e.text for e in ET.parse(REPO / "package.xml").getroot().iter("exec_depend")}
+    used = _imports(REPO / "mf_core") | _imports(REPO / "mf_ros") | _imports(REPO / "launch")
+    unknown = used - set(ROSDEP_KEYS) - NO_ROSDEP_KEY
+    assert not unknown, f"add {unknown} to ROSDEP_KEYS and package.xml"
+    missing = {ROSDEP_KEYS[n] for n in used - NO_ROSDEP_KEY} - declared
+    assert not missing, missing
+    assert "python3-safetensors-pip" not in declared and "message_filters" not in declared  # not rosdep / not used

@@ -9,9 +9,9 @@ import pytest
 
 from mf_core.camera import PinholeCamera
 from mf_core.errors import InputError
-from training.data.sample import Sample
-from training.eval.metrics import depth_metrics, mean_metrics, valid_depth_mask
-from training.eval.protocols import REGIONS, fit_affine_to_gt, make_protocol
+from mf_training.data.sample import Sample
+from mf_training.eval.metrics import depth_metrics, mean_metrics, valid_depth_mask
+from mf_training.eval.protocols import REGIONS, fit_affine_to_gt, make_protocol
 
 
 def _sample(sparse: np.ndarray, gt: np.ndarray | None = None, name: str = "f0") -> Sample:

@@ -236,7 +236,7 @@ def test_vae_image_tokenizer(tmp_path):
 
 
 def test_mf_models_prints_the_registry(capsys):
-    from training.cli import main
+    from mf_training.cli import main
 
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.splitlines()

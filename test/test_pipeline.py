@@ -108,7 +108,7 @@ def test_a_fresh_refining_model_outputs_its_prior_at_the_native_resolution():
     kept exactly), with the support mask, the LiDAR residual and keep_lidar on top."""
     from mf_core.completion import complete_smooth
     from mf_core.model import build_model
-    from training.eval.synthetic import default_camera, synthetic_sample
+    from mf_training.eval.synthetic import default_camera, synthetic_sample
 
     sample = synthetic_sample("s", default_camera(200, 150), seed=2)
     model = build_model("MF-XS", depth_conditioned=True, refine_head=True, patch_size=16)
@@ -138,7 +138,7 @@ def test_refine_strength_scales_the_learned_part_in_log_depth(tmp_path):
     """strength 0 is the prior; strength s moves log depth s of the way from the prior to the full head."""
     from mf_core.completion import complete_smooth
     from mf_core.model import build_model
-    from training.eval.synthetic import default_camera, synthetic_sample
+    from mf_training.eval.synthetic import default_camera, synthetic_sample
 
     sample = synthetic_sample("s", default_camera(200, 150), seed=3)
     model = build_model("MF-XS", depth_conditioned=True, refine_head=True, patch_size=16)

@@ -8,11 +8,11 @@ import pytest
 
 from mf_core.camera import PinholeCamera
 from mf_core.errors import InputError
-from training.data.kitti import KittiObject
-from training.data.real_sets import REAL_SETS, SPLITS, get_real_set, read_real_split, real_set_of
-from training.data.rgbd_frames import IndoorRgbd, Middlebury
-from training.data.simulated_lidar import ScanPattern, random_sparse_depth, scanline_sparse_depth
-from training.data.sources import detect_kind, open_samples
+from mf_training.data.kitti import KittiObject
+from mf_training.data.real_sets import REAL_SETS, SPLITS, get_real_set, read_real_split, real_set_of
+from mf_training.data.rgbd_frames import IndoorRgbd, Middlebury
+from mf_training.data.simulated_lidar import ScanPattern, random_sparse_depth, scanline_sparse_depth
+from mf_training.data.sources import detect_kind, open_samples
 
 
 def test_kitti_projection_reproduces_the_curated_sparse_depth(shared_data):
@@ -34,7 +34,7 @@ def test_kitti_projection_reproduces_the_curated_sparse_depth(shared_data):
 
 
 def test_kitti_camera2_offset_is_split_from_p2(shared_data):
-    from training.data.kitti import camera2_geometry, read_calib
+    from mf_training.data.kitti import camera2_geometry, read_calib
 
     calib = read_calib(shared_data / "kitti_object" / "training" / "calib" / "000000.txt")
     camera, T = camera2_geometry(calib, 1224, 370)

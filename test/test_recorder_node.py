@@ -30,7 +30,7 @@ from std_msgs.msg import String  # noqa: E402
 from mf_core.errors import InputError  # noqa: E402
 from mf_ros import conversions as conv  # noqa: E402
 from mf_ros.nodes.recorder_node import RecorderNode  # noqa: E402
-from training.data.bag_samples import BagSamples  # noqa: E402
+from mf_training.data.bag_samples import BagSamples  # noqa: E402
 
 TOPICS = {"/camera/image_raw": Image, "/camera/camera_info": CameraInfo, "/lidar/points": PointCloud2}
 QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)

@@ -10,8 +10,8 @@ import pytest
 
 from mf_core.camera import PinholeCamera
 from mf_core.errors import InputError
-from training.data.sample import Sample
-from training.data.sample_folder import (
+from mf_training.data.sample import Sample
+from mf_training.data.sample_folder import (
     MAX_DEPTH_M,
     SampleFolder,
     SampleFolderWriter,

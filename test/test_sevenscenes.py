@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mf_core.errors import InputError
-from training.data.sevenscenes import SevenScenes
+from mf_training.data.sevenscenes import SevenScenes
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ import pytest
 from mf_core.checkpoint import read_checkpoint_config
 from mf_core.completion import complete_linear, complete_smooth
 from mf_core.pipeline import DepthEstimator
-from training.bench import quality
-from training.cli import main as mf_main
-from training.data.sources import open_samples
-from training.eval.metrics import depth_metrics, valid_depth_mask
+from mf_training.bench import quality
+from mf_training.cli import main as mf_main
+from mf_training.data.sources import open_samples
+from mf_training.eval.metrics import depth_metrics, valid_depth_mask
 
 MODEL = Path(__file__).resolve().parents[1] / "models" / "mf-default"
 # The subset: the first REAL_FRAMES test frames of these sets. Measured at release (README), the RMSE

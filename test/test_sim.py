@@ -13,9 +13,9 @@ from mf_core.geometry import project_points
 from mf_core.transforms import compose, invert
 from mf_ros import conversions as conv
 from mf_ros.bags import read_messages
-from training.cli import main
-from training.sim.config import SimConfig, parse_vfov
-from training.sim.generator import Simulator
+from mf_training.cli import main
+from mf_training.sim.config import SimConfig, parse_vfov
+from mf_training.sim.generator import Simulator
 
 SMALL = ["--frames", "3", "--width", "320", "--height", "240", "--beams", "32", "--horizontal-resolution", "512"]
 

@@ -9,7 +9,7 @@ import torch
 from mf_core.completion import complete_linear, complete_smooth
 from mf_core.errors import InputError
 from mf_core.sparse_fill import directional_neighbours, smooth_fill
-from training.eval.synthetic import default_camera, synthetic_sample
+from mf_training.eval.synthetic import default_camera, synthetic_sample
 
 
 def _maps(seed: int = 0, shape=(2, 1, 37, 53), density: float = 0.05):

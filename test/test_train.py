@@ -20,14 +20,14 @@ from safetensors.torch import load_file, save_file
 from mf_core.checkpoint import load_model
 from mf_core.errors import InputError
 from mf_core.flow import TrainingMix
-from training.cli import main as mf_main
-from training.train.config import DataConfig, SourceConfig, load_config, save_config
-from training.train.data import SampleMixer, Shard, collate, make_example, split_lidar
-from training.train.datasets import generate_sim_bag, read_source
-from training.train.logging import read_metrics
-from training.train.loop import build_models, train
-from training.train.state import checkpoint_dirs, latest_checkpoint
-from training.train.validation import evaluate_i2d
+from mf_training.cli import main as mf_main
+from mf_training.train.config import DataConfig, SourceConfig, load_config, save_config
+from mf_training.train.data import SampleMixer, Shard, collate, make_example, split_lidar
+from mf_training.train.datasets import generate_sim_bag, read_source
+from mf_training.train.logging import read_metrics
+from mf_training.train.loop import build_models, train
+from mf_training.train.state import checkpoint_dirs, latest_checkpoint
+from mf_training.train.validation import evaluate_i2d
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "config" / "train_tiny.yaml"
@@ -148,8 +148,8 @@ def test_conditioned_views_split_the_sweep_and_share_the_fed_lidar_scale(sim_cac
 
 
 def test_segment_holdout_holds_out_pieces_of_scan_lines_not_single_points():
-    from training.eval.protocols import held_out_tiles
-    from training.train.data import SEGMENT_TILE
+    from mf_training.eval.protocols import held_out_tiles
+    from mf_training.train.data import SEGMENT_TILE
 
     sweep = np.zeros((96, 240), np.float32)
     sweep[::6] = 10.0  # a scan line every 6th row, a return on every pixel of it
@@ -170,9 +170,9 @@ def test_segment_holdout_holds_out_pieces_of_scan_lines_not_single_points():
 
 
 def test_frame_size_views_keep_the_inference_scale_and_pad_small_frames():
-    from training.eval.synthetic import default_camera, synthetic_sample
-    from training.train.config import DataConfig
-    from training.train.data import choose_view
+    from mf_training.eval.synthetic import default_camera, synthetic_sample
+    from mf_training.train.config import DataConfig
+    from mf_training.train.data import choose_view
 
     data = DataConfig(width=96, height=64, frame_size=64, max_zoom=1.0, hflip=False)
     view = choose_view((80, 100), data, np.random.default_rng(0))
@@ -193,8 +193,8 @@ def test_training_and_inference_feed_the_model_the_same_lidar_encoding():
     DepthEstimator give the model identical inputs, and both decode with the same scale."""
     from mf_core.model import build_model
     from mf_core.pipeline import DepthEstimator
-    from training.eval.synthetic import default_camera, synthetic_sample
-    from training.train.config import DataConfig
+    from mf_training.eval.synthetic import default_camera, synthetic_sample
+    from mf_training.train.config import DataConfig
 
     sample = synthetic_sample("s", default_camera(128, 96), seed=1)
     data = DataConfig(width=128, height=96, frame_size=128, max_zoom=1.0, hflip=False)
@@ -325,7 +325,7 @@ def test_resume_with_another_model_size_is_an_input_error(sim_cache, tmp_path):
 def test_release_writes_an_fp16_model_that_predicts_like_the_run(sim_cache, tmp_path):
     from mf_core.checkpoint import load_model, read_checkpoint_config
     from mf_core.pipeline import DepthEstimator
-    from training.train.state import latest_checkpoint
+    from mf_training.train.state import latest_checkpoint
 
     run = tmp_path / "run"
     train(tiny(sim_cache, "steps=2", "batch_size=1", "model.overrides={depth_conditioned: true}"), run)
@@ -375,7 +375,7 @@ def test_two_process_torchrun_matches_one_process(sim_cache, tmp_path, sharding)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     torchrun = Path(sys.executable).with_name("torchrun")
     done = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "training.cli", "train",
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "mf_training.cli", "train",
          "--config", str(TINY), "--out", str(tmp_path / "two"), *common],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -404,8 +404,8 @@ def test_validation_of_a_fresh_refining_model_scores_exactly_its_prior():
     """A fresh refine_head model outputs its LiDAR prior (the smooth fill) at full resolution, so
     frame-by-frame validation must find the same RMSE for both: every ratio and the score are 1."""
     from mf_core.model import build_model
-    from training.eval.synthetic import default_camera, synthetic_sample
-    from training.train.validation import validate_frames
+    from mf_training.eval.synthetic import default_camera, synthetic_sample
+    from mf_training.train.validation import validate_frames
 
     samples = [synthetic_sample(f"s{i}", default_camera(160, 112), seed=i) for i in range(3)]
     lidar_only = [dataclasses.replace(s, name=f"l{i}", gt_depth=None) for i, s in enumerate(samples)]

@@ -97,6 +97,7 @@ class DepthNode(LifecycleNode):
         options = PipelineOptions(p["mode"], p["steps"], p["seed"], p["max_range"], p["stride"],
                                   p["confidence"], p["max_pixels"], p["max_points"])
         estimator = None
+        self.get_logger().info(f"starting: mode {p['mode']}, model {p['model'] if p['mode'] != 'classical' else '-'}")
         if p["mode"] != "classical":
             if not p["model"]:
                 raise InputError("parameter 'model' is empty; set it to 'default' (the shipped model), a "

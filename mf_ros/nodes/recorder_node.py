@@ -3,7 +3,7 @@
 Each image that pairs with a camera_info and a LiDAR sweep under the depth node's sync
 policy (:mod:`mf_ros.sync`) is written with them as the raw CDR bytes received
 (no re-encoding), plus /tf_static, readable by ``ros2 bag info``, rosbags and
-``training.data.bag_samples``. Samples closer than ``min_interval`` to the last one are
+``mf_training.data.bag_samples``. Samples closer than ``min_interval`` to the last one are
 skipped (a robot standing still); bags are split into ``<prefix>_<time>_<k>`` directories
 by ``max_bag_size_mb`` / ``max_bag_duration``.
 

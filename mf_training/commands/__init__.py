@@ -1,0 +1,1 @@
+"""One module per ``mf`` subcommand (see mf_training/cli.py)."""

@@ -1,0 +1,129 @@
+"""``mf densify``: the depth node's pipeline on a recorded bag, without a ROS install.
+
+Reads IN, pairs frames with the same streaming sync as ``depth_node`` (camera_info at or
+before the image, nearest LiDAR sweep within ``--slop``), runs
+:class:`mf_ros.depth_pipeline.DepthPipeline` on every pair (no frames are skipped for
+speed, unlike the live node) and writes OUT: every original topic plus
+``<ns>/image`` (32FC1 metres), ``<ns>/camera_info``, ``<ns>/points`` (organized XYZRGB)
+and, with ``--confidence``, ``<ns>/confidence``; ``<ns>`` defaults to the image topic's
+namespace + ``/depth``. The LiDAR extrinsic comes from the bag's /tf_static or ``--extrinsic``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+from mf_core.errors import InputError
+
+OUTPUTS = ("image", "camera_info", "points", "confidence")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from mf_ros.options import DEPTH_NODE_OPTIONS, add_flags
+
+    parser.add_argument("--bag", required=True, help="input rosbag2 (directory, .mcap or .db3)")
+    parser.add_argument("--out", required=True, help="output bag directory (MCAP)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing bag at --out")
+    # The settings shared with depth_node: same names, defaults and checks as its parameters.
+    add_flags(parser, DEPTH_NODE_OPTIONS, ("model", "mode", "device", "steps", "seed", "processing_width",
+                                           "processing_height", "slop", "extrinsic", "max_range", "stride",
+                                           "confidence"))
+    parser.add_argument("--image-topic", default=None, help="default: the bag's only Image topic")
+    parser.add_argument("--camera-info-topic", default=None)
+    parser.add_argument("--points-topic", default=None)
+    parser.add_argument("--output-namespace", default=None, help="depth topics' namespace (default <image ns>/depth)")
+
+
+def _pipeline(args: argparse.Namespace):
+    from mf_ros.conversions import rosbags_messages
+    from mf_ros.depth_pipeline import DepthPipeline, PipelineOptions, load_estimator
+    from mf_ros.options import processing_size
+
+    estimator = None
+    if args.mode != "classical":
+        if not args.model:
+            raise InputError(f"--mode {args.mode} needs --model (a checkpoint folder); or use --mode classical")
+        estimator = load_estimator(args.model, args.device, processing_size(args.processing_width,
+                                                                            args.processing_height))
+    options = PipelineOptions(args.mode, args.steps, args.seed, args.max_range, args.stride, args.confidence)
+    return DepthPipeline(options, estimator, rosbags_messages())
+
+
+def _static_edges(path, types: dict[str, str]) -> list:
+    from mf_ros.bags import read_messages
+    from mf_ros.conversions import tf_message_to_edges
+    from mf_ros.topics import TF_STATIC_TOPIC
+    from mf_training.data.bag_samples import TF_TYPE
+
+    if types.get(TF_STATIC_TOPIC) != TF_TYPE:
+        return []
+    return [edge for m in read_messages(path, [TF_STATIC_TOPIC]) for edge in tf_message_to_edges(m.msg)]
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from mf_ros.bags import BagWriter, bag_topics, read_messages
+    from mf_ros.conversions import header_stamp_ns
+    from mf_ros.depth_pipeline import FrameError
+    from mf_ros.extrinsics import parse_extrinsic, static_transform
+    from mf_ros.sync import StampSync, slop_to_ns
+    from mf_training.data.bag_samples import select_topics
+
+    listing = bag_topics(args.bag)
+    types = {t.topic: t.msgtype for t in listing}
+    topics = select_topics(types, args.image_topic, args.camera_info_topic, args.points_topic)
+    ns = (args.output_namespace or topics.image.rsplit("/", 1)[0] + "/depth").rstrip("/")
+    clash = [f"{ns}/{k}" for k in OUTPUTS if f"{ns}/{k}" in types]
+    if clash:
+        raise InputError(f"the bag already has {clash}; choose another --output-namespace")
+    pipeline = _pipeline(args)
+    given = parse_extrinsic(args.extrinsic)
+    edges = _static_edges(args.bag, types)
+    sync = StampSync(slop_to_ns(args.slop))
+    errors: Counter[str] = Counter()
+    times: list[float] = []
+    extrinsics: dict[tuple[str, str], np.ndarray] = {}
+
+    def extrinsic(camera_frame: str, lidar_frame: str) -> np.ndarray:
+        if given is not None:
+            return given
+        if (camera_frame, lidar_frame) not in extrinsics:
+            extrinsics[camera_frame, lidar_frame] = static_transform(edges, camera_frame, lidar_frame)
+        return extrinsics[camera_frame, lidar_frame]
+
+    def densify(frames, log_ns: int, bag: BagWriter) -> None:
+        for frame in frames:
+            image, cloud = frame.image.payload, frame.cloud.payload
+            try:
+                T = extrinsic(image.header.frame_id, cloud.header.frame_id)
+                out = pipeline.process(image, frame.info.payload, cloud, T)
+            except FrameError as err:
+                errors[err.kind] += 1
+                continue
+            times.append(sum(out.timings.values()))
+            for kind, msg in zip(OUTPUTS, (out.depth, out.camera_info, out.points, out.confidence), strict=True):
+                if msg is not None:
+                    bag.write(f"{ns}/{kind}", msg, log_ns)
+
+    add = {topics.image: sync.add_image, topics.camera_info: sync.add_info, topics.points: sync.add_cloud}
+    with BagWriter(args.out, overwrite=args.overwrite) as bag:
+        last_ns = 0
+        # Original topics are copied as CDR bytes: no re-encoding, and only the synced inputs are decoded.
+        messages = read_messages(args.bag, decode=list(add))
+        for m in tqdm(messages, total=sum(t.count for t in listing), unit="msg", desc="densify"):
+            bag.write_raw(m.topic, m.raw, m.stamp_ns, m.msgtype)
+            last_ns = m.stamp_ns
+            if m.topic in add:
+                densify(add[m.topic](header_stamp_ns(m.msg), m.msg), m.stamp_ns, bag)
+        densify(sync.flush(), last_ns, bag)
+    drops = dict(sync.drops) | dict(errors)
+    mean = f"{np.mean(times):.1f} ms/frame" if times else "-"
+    print(f"densify: {len(times)} frames with depth -> {args.out} ({ns}/*); dropped {sum(drops.values())} "
+          f"{drops or ''}; mean pipeline latency {mean}")
+    if not times:
+        raise InputError(f"no frame of {args.bag} got depth (drops by reason above); {args.out} holds only the "
+                         "copied input: check the topics, --slop and the extrinsic")
+    return 0

@@ -1,0 +1,78 @@
+"""``mf release``: turn a training run into a shippable model folder.
+
+The model released is the run's best by validation (``RUN/best``: the lowest frame-by-frame
+validation score of a LiDAR-conditioned run, see :mod:`mf_training.train.validation`), else its
+newest checkpoint; ``--latest`` forces the newest.
+
+Writes ``model.safetensors`` (fp16 by default: half the bytes, and the depth head is cast
+back to fp32 on load) and ``config.json`` with the metadata inference reads: the mode
+the model is meant for, the resolution it was trained at (DepthEstimator's default
+processing size) and the share of the refinement head's correction to apply, plus where
+it came from (run, step, data sources).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mf_core.errors import InputError
+
+DTYPES = ("float16", "bfloat16", "float32")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, help="training run folder (mf train --out)")
+    parser.add_argument("--out", required=True, help="model folder to write (e.g. models/mf-default)")
+    parser.add_argument("--mode", default=None,
+                        help="recommended inference mode (default: conditioned for LiDAR-conditioned models, "
+                             "else guided)")
+    parser.add_argument("--processing-size", type=int, default=None,
+                        help="longer image side inference runs at (default: the run's data.frame_size, "
+                             "else 5/4 of the training crop's)")
+    parser.add_argument("--refine-strength", type=float, default=1.0,
+                        help="refine_head models: share of the learned correction to the LiDAR prior applied at "
+                             "inference, in [0, 1] (default 1; choose it on the val split, see the README)")
+    parser.add_argument("--latest", action="store_true", help="release the newest checkpoint, not the best")
+    parser.add_argument("--dtype", choices=DTYPES, default="float16", help="weight dtype (default float16)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from mf_core.checkpoint import load_model, save_model
+    from mf_core.lidar_prior import REFINE_STRENGTH_KEY
+    from mf_core.modes import MODES, recommended_mode
+    from mf_training.train.config import load_config
+    from mf_training.train.loop import BEST_DIR, CONFIG_FILE
+    from mf_training.train.state import latest_checkpoint
+
+    if not 0.0 <= args.refine_strength <= 1.0:
+        raise InputError(f"--refine-strength must be in [0, 1], got {args.refine_strength}")
+    run_dir = Path(args.run)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise InputError(f"{run_dir} is not a training run (no {CONFIG_FILE}); pass the folder given to mf train --out")
+    config = load_config(run_dir / CONFIG_FILE)
+    best = run_dir / BEST_DIR
+    source = best if (best / "config.json").is_file() and not args.latest else latest_checkpoint(run_dir) / "model"
+    model, metadata = load_model(source)
+    mode = args.mode or recommended_mode({}, model.config.depth_conditioned)
+    if mode not in MODES:
+        raise InputError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
+    size = args.processing_size or config.data.frame_size or round(max(config.data.width, config.data.height) * 5 / 4)
+    metadata = {
+        **metadata,
+        REFINE_STRENGTH_KEY: args.refine_strength,
+        "recommended_mode": mode,
+        "processing_size": size,
+        "run": str(run_dir),
+        "data": [source.path for source in config.data.sources],
+        "train_resolution": [config.data.height, config.data.width],
+    }
+    out = save_model(args.out, model, metadata, dtype=getattr(torch, args.dtype))
+    size_mb = (out / "model.safetensors").stat().st_size / 2**20
+    score = metadata.get("validation", {}).get("score")
+    chosen = f"best by validation (score {score:.4f})" if source == best else "newest"
+    print(f"released step {metadata.get('step')} ({chosen}) of {run_dir} to {out} ({size_mb:.1f} MB, "
+          f"{args.dtype}, mode {mode}, processing size {size})")
+    return 0

@@ -1,0 +1,277 @@
+"""rosbag2 bag (MCAP or sqlite3) -> Samples, without a ROS install.
+
+Reading takes two passes over the bag, neither of which holds all images:
+
+1. :func:`index_bag` reads header stamps, frame ids, camera_info messages (small) and
+   /tf_static, then :func:`mf_ros.sync.pair_stamps` pairs images with LiDAR sweeps.
+2. :class:`BagSamples` streams the bag again and joins each pair as soon as its image,
+   sweep (and ground truth) have arrived; buffers hold only frames waiting for a partner
+   inside the sync slop, and a sweep is dropped once its last image is built.
+
+Topics are found by type when not given: one ``sensor_msgs/Image`` that is not the
+ground truth, its ``CameraInfo`` and one ``PointCloud2``. Dense ground truth is the
+``/camera/depth/ground_truth`` topic (or ``gt_topic``), matched to images by equal stamp.
+The LiDAR -> camera extrinsic comes from the chain of /tf_static transforms between
+the cloud's and the image's frame ids, or from an explicit 4x4 / ``x y z qx qy qz qw``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mf_core.camera import PinholeCamera
+from mf_core.errors import InputError
+from mf_core.geometry import points_to_depth_map
+from mf_core.transforms import validate
+from mf_ros.bags import bag_topics, read_messages
+from mf_ros.conversions import (
+    TfEdge,
+    camera_info_to_camera,
+    header_stamp_ns,
+    image_to_depth,
+    image_to_rgb,
+    pointcloud2_to_xyz,
+    tf_message_to_edges,
+)
+from mf_ros.extrinsics import static_transform
+from mf_ros.sync import DEFAULT_SLOP_S, SyncResult, pair_stamps, slop_to_ns
+from mf_ros.topics import GT_TOPIC, TF_STATIC_TOPIC
+from mf_training.data.sample import Sample
+
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+POINTCLOUD_TYPE = "sensor_msgs/msg/PointCloud2"
+TF_TYPE = "tf2_msgs/msg/TFMessage"
+
+
+@dataclass(frozen=True)
+class BagTopics:
+    """The topics one camera + LiDAR sample stream is read from."""
+
+    image: str
+    camera_info: str
+    points: str
+    gt: str | None = None
+
+
+def _pick(kind: str, flag: str, candidates: list[str], given: str | None, types: dict[str, str],
+          msgtype: str) -> str:
+    if given is not None:
+        if given not in types:
+            raise InputError(f"{flag} {given} is not in the bag; its topics are {sorted(types)}")
+        if types[given] != msgtype:
+            raise InputError(f"{flag} {given} is a {types[given]}, expected {msgtype}")
+        return given
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise InputError(f"the bag has no {msgtype} topic for the {kind}; its topics are {sorted(types)}")
+    raise InputError(f"the bag has several {kind} topics {sorted(candidates)}; choose one with {flag}")
+
+
+def _namespace(topic: str) -> str:
+    return topic.rsplit("/", 1)[0]
+
+
+def select_topics(types: dict[str, str], image: str | None = None, camera_info: str | None = None,
+                  points: str | None = None, gt: str | None = None) -> BagTopics:
+    """Choose the image / camera_info / points / ground-truth topics from ``{topic: type}``.
+
+    Given topics are checked; missing ones are detected by type. Among several images the
+    ones without "depth" in the name are preferred; the camera_info in the image's
+    namespace is preferred (``/cam/image_raw`` -> ``/cam/camera_info``).
+    """
+    if gt is not None and types.get(gt) != IMAGE_TYPE:
+        raise InputError(f"--gt-topic {gt} is not a {IMAGE_TYPE} topic of the bag; image topics are "
+                         f"{sorted(t for t, k in types.items() if k == IMAGE_TYPE)}")
+    gt = gt if gt is not None else (GT_TOPIC if types.get(GT_TOPIC) == IMAGE_TYPE else None)
+    images = [t for t, k in types.items() if k == IMAGE_TYPE and t != gt]
+    non_depth = [t for t in images if "depth" not in t]
+    image_topic = _pick("camera image", "--image-topic", non_depth or images, image, types, IMAGE_TYPE)
+    infos = [t for t, k in types.items() if k == CAMERA_INFO_TYPE]
+    same_ns = [t for t in infos if _namespace(t) == _namespace(image_topic)]
+    info_topic = _pick("camera_info", "--camera-info-topic", same_ns or infos, camera_info, types,
+                       CAMERA_INFO_TYPE)
+    clouds = [t for t, k in types.items() if k == POINTCLOUD_TYPE]
+    points_topic = _pick("LiDAR", "--points-topic", [t for t in clouds if "depth" not in t] or clouds, points,
+                         types, POINTCLOUD_TYPE)
+    return BagTopics(image_topic, info_topic, points_topic, gt)
+
+
+@dataclass
+class BagIndex:
+    """Everything but the pixels and points: stamps, frames, calibrations, static TF."""
+
+    path: Path
+    topics: BagTopics
+    image_stamps: np.ndarray  # (I,) int64 header stamps, in bag order
+    info_stamps: np.ndarray  # (C,) int64
+    lidar_stamps: np.ndarray  # (L,) int64
+    gt_stamps: np.ndarray  # (G,) int64, empty without ground truth
+    camera_infos: list[Any]  # (C,) CameraInfo messages in bag order
+    image_frame: str
+    lidar_frame: str
+    tf_edges: list[TfEdge] = field(default_factory=list)
+    has_tf_static: bool = False
+
+
+def _frame_of(frames: set[str], topic: str) -> str:
+    if len(frames) > 1:
+        raise InputError(f"{topic} changes frame_id between messages ({sorted(frames)}); "
+                         "split the bag so each topic keeps one frame")
+    return next(iter(frames), "")
+
+
+def topic_types(path: str | os.PathLike) -> dict[str, str]:
+    """``{topic: message type}`` of a bag."""
+    return {t.topic: t.msgtype for t in bag_topics(path)}
+
+
+def index_bag(path: str | os.PathLike, topics: BagTopics, types: dict[str, str]) -> BagIndex:
+    """First pass: header stamps of every image / camera_info / sweep / GT, frames and /tf_static.
+
+    ``types`` is the bag's ``{topic: type}`` (see :func:`topic_types`).
+    """
+    path = Path(path)
+    read = [topics.image, topics.camera_info, topics.points] + ([topics.gt] if topics.gt else [])
+    has_tf = types.get(TF_STATIC_TOPIC) == TF_TYPE
+    stamps: dict[str, list[int]] = {t: [] for t in read}
+    frames: dict[str, set[str]] = {t: set() for t in read}
+    infos: list[Any] = []
+    edges: list[TfEdge] = []
+    for message in read_messages(path, read + ([TF_STATIC_TOPIC] if has_tf else [])):
+        if message.topic == TF_STATIC_TOPIC:
+            edges.extend(tf_message_to_edges(message.msg))
+            continue
+        stamps[message.topic].append(header_stamp_ns(message.msg))
+        frames[message.topic].add(message.msg.header.frame_id)
+        if message.topic == topics.camera_info:
+            infos.append(message.msg)
+
+    def arr(topic: str | None) -> np.ndarray:
+        return np.asarray(stamps[topic] if topic else [], dtype=np.int64)
+
+    return BagIndex(path, topics, arr(topics.image), arr(topics.camera_info), arr(topics.points), arr(topics.gt),
+                    infos, _frame_of(frames[topics.image], topics.image),
+                    _frame_of(frames[topics.points], topics.points), edges, has_tf)
+
+
+def lidar_extrinsic(index: BagIndex, extrinsic: np.ndarray | None = None) -> np.ndarray:
+    """``T_camera_from_lidar``: the given one, else the /tf_static chain (identity for one shared frame)."""
+    if extrinsic is not None:
+        return validate(extrinsic, "extrinsic")
+    if index.image_frame == index.lidar_frame:
+        return np.eye(4)
+    if not index.has_tf_static:
+        raise InputError(f"bag {index.path} has no /tf_static to place LiDAR frame {index.lidar_frame!r} in camera "
+                         f"frame {index.image_frame!r}; pass --extrinsic 'x y z qx qy qz qw' (camera <- LiDAR) "
+                         "or a row-major 4x4")
+    return static_transform(index.tf_edges, index.image_frame, index.lidar_frame)
+
+
+class BagSamples:
+    """Synchronized Samples of one bag, streamed; ``len()`` is the number of synced pairs.
+
+    Args:
+        path: rosbag2 directory, ``.mcap`` or ``.db3`` file.
+        slop_s: largest |t_lidar - t_image| in seconds for a pair.
+        extrinsic: ``T_camera_from_lidar`` (4, 4); default: from /tf_static.
+        image_topic, camera_info_topic, points_topic, gt_topic: override detection.
+    """
+
+    def __init__(self, path: str | os.PathLike, slop_s: float = DEFAULT_SLOP_S, extrinsic: np.ndarray | None = None,
+                 image_topic: str | None = None, camera_info_topic: str | None = None,
+                 points_topic: str | None = None, gt_topic: str | None = None):
+        self.path = Path(path)
+        types = topic_types(self.path)
+        topics = select_topics(types, image_topic, camera_info_topic, points_topic, gt_topic)
+        self.index = index_bag(self.path, topics, types)
+        self.T_cam_from_lidar = lidar_extrinsic(self.index, extrinsic)
+        self.sync: SyncResult = pair_stamps(self.index.image_stamps, self.index.info_stamps,
+                                            self.index.lidar_stamps, slop_to_ns(slop_s))
+        self._cameras: dict[int, PinholeCamera] = {}
+
+    @property
+    def topics(self) -> BagTopics:
+        """The topics read."""
+        return self.index.topics
+
+    def __len__(self) -> int:
+        return self.sync.stats.pairs
+
+    def _camera(self, info_index: int, image: np.ndarray) -> PinholeCamera:
+        if info_index not in self._cameras:
+            self._cameras[info_index] = camera_info_to_camera(self.index.camera_infos[info_index])
+        camera = self._cameras[info_index]
+        if (camera.width, camera.height) != (image.shape[1], image.shape[0]):
+            raise InputError(f"{self.topics.camera_info} says {camera.width}x{camera.height} but "
+                             f"{self.topics.image} is {image.shape[1]}x{image.shape[0]}; pass the camera_info "
+                             "that belongs to the image (--camera-info-topic)")
+        return camera
+
+    def _gt_positions(self) -> np.ndarray:
+        """(P,) index of the GT message with the same stamp as each pair's image; -1 where none."""
+        out = np.full(len(self), -1, dtype=np.int64)
+        gt = self.index.gt_stamps
+        if gt.size == 0:
+            return out
+        order = np.argsort(gt, kind="stable")
+        wanted = self.index.image_stamps[self.sync.image_index]  # (P,)
+        pos = np.minimum(np.searchsorted(gt[order], wanted), gt.size - 1)
+        hit = gt[order][pos] == wanted
+        out[hit] = order[pos[hit]]
+        return out
+
+    def __iter__(self) -> Iterator[Sample]:
+        sync, topics = self.sync, self.topics
+        pair_of_image = {int(i): p for p, i in enumerate(sync.image_index)}
+        gt_positions = self._gt_positions()
+        pair_of_gt = {int(g): p for p, g in enumerate(gt_positions) if g >= 0}
+        sweep_uses = Counter(int(k) for k in sync.lidar_index)
+        images: dict[int, np.ndarray] = {}  # pair -> (H, W, 3) uint8
+        sweeps: dict[int, np.ndarray] = {}  # sweep -> (N, 3) float32 in the LiDAR frame
+        gts: dict[int, np.ndarray] = {}  # pair -> (H, W) float32, NaN = none
+        seen: Counter[str] = Counter()
+        next_pair = 0
+        read = [topics.image, topics.points] + ([topics.gt] if pair_of_gt else [])
+        for message in read_messages(self.path, read):
+            i = seen[message.topic]
+            seen[message.topic] += 1
+            if message.topic == topics.image and i in pair_of_image:
+                images[pair_of_image[i]] = image_to_rgb(message.msg)
+            elif message.topic == topics.points and i in sweep_uses:
+                sweeps[i] = pointcloud2_to_xyz(message.msg)
+            elif message.topic == topics.gt and i in pair_of_gt:
+                gts[pair_of_gt[i]] = image_to_depth(message.msg)
+            # Emit in time order every pair whose parts have all arrived.
+            while next_pair < len(self) and next_pair in images and int(sync.lidar_index[next_pair]) in sweeps and (
+                    gt_positions[next_pair] < 0 or next_pair in gts):
+                yield self._build(next_pair, images.pop(next_pair), sweeps, sweep_uses, gts.pop(next_pair, None))
+                next_pair += 1
+        if next_pair < len(self):
+            raise InputError(f"bag {self.path} ended before frame {next_pair + 1} of {len(self)} could be built; "
+                             "the bag changed while it was read or is damaged; re-record or copy it again")
+
+    def _build(self, pair: int, image: np.ndarray, sweeps: dict[int, np.ndarray], sweep_uses: Counter,
+               gt: np.ndarray | None) -> Sample:
+        sync = self.sync
+        sweep = int(sync.lidar_index[pair])
+        camera = self._camera(int(sync.info_index[pair]), image)
+        sparse = points_to_depth_map(sweeps[sweep], self.T_cam_from_lidar, camera)  # (H, W) float32
+        sweep_uses[sweep] -= 1
+        if sweep_uses[sweep] == 0:
+            del sweeps[sweep]
+        if gt is not None:
+            if gt.shape != image.shape[:2]:
+                raise InputError(f"{self.topics.gt} is {gt.shape[1]}x{gt.shape[0]} but {self.topics.image} is "
+                                 f"{image.shape[1]}x{image.shape[0]}; ground truth must match the image")
+            gt = np.nan_to_num(gt, nan=0.0).astype(np.float32)  # NaN (REP 118) -> 0 (Sample convention)
+        stamp = int(self.index.image_stamps[sync.image_index[pair]])
+        return Sample(f"{stamp:019d}", image, sparse, camera, stamp, gt)

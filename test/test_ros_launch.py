@@ -1,0 +1,192 @@
+"""The package as a robot runs it: built with colcon, started with ``ros2 launch``, stopped with SIGINT.
+
+Needs the ROS 2 Python tools that have no PyPI wheel (launch, launch_ros, ros2cli; ``make test``
+installs them from ../shared/wheels/ros-jazzy-python when that folder exists) and colcon;
+skipped with the reason otherwise. Inputs come from an rclpy publisher in this process playing
+the frames of a generated sim bag.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from helpers import sim_bag_as_rclpy  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+
+from mf_core.transforms import to_quaternion  # noqa: E402
+from mf_ros import conversions as conv  # noqa: E402
+from mf_training.data.bag_samples import BagSamples  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TOPICS = {"/camera/image_raw": Image, "/camera/camera_info": CameraInfo, "/lidar/points": PointCloud2}
+QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
+BAD_OUTPUT = ("Traceback", "KeyboardInterrupt", "context is invalid", "Failed to publish", "has died")
+
+
+def _missing() -> str | None:
+    for module in ("launch", "launch_ros", "ros2cli", "colcon"):
+        spec = importlib.util.find_spec(module)
+        if spec is None or (module == "launch" and spec.origin is None):  # the repo's launch/ folder is no package
+            return f"{module} is not installed (make test installs it from ../shared/wheels/ros-jazzy-python)"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """``colcon build`` of this package into a fresh workspace; the environment that sources it."""
+    ws = tmp_path_factory.mktemp("ws")
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    build = subprocess.run([str(bin_dir / "colcon"), "build", "--base-paths", str(REPO), "--packages-select",
+                            "mf_ros", "--build-base", str(ws / "build"), "--install-base", str(ws / "install")],
+                           cwd=ws, env=env, capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stdout + build.stderr
+    sourced = subprocess.run(["bash", "-c", f"source {ws}/install/setup.bash && env -0"], env=env,
+                             capture_output=True, timeout=60, check=True).stdout
+    env = dict(item.split("=", 1) for item in sourced.decode().split("\0") if "=" in item)
+    assert (ws / "install" / "mf_ros" / "share" / "mf_ros" / "launch" / "depth.launch.py").is_file()
+    return ws, env
+
+
+@pytest.fixture(scope="module")
+def player(tmp_path_factory):
+    """Publishes sim frames (a bag player in this process) and records what comes back."""
+    frames, T = sim_bag_as_rclpy(tmp_path_factory.mktemp("sim"), 3, TOPICS)
+    ctx = rclpy.context.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("launch_test_player", context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(node)
+    pubs = {t: node.create_publisher(cls, t, QOS) for t, cls in TOPICS.items()}
+    yield {"frames": frames, "T": T, "node": node, "executor": executor, "pubs": pubs}
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.shutdown(context=ctx)
+
+
+def _spin(player, done, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:
+        player["executor"].spin_once(timeout_sec=0.05)
+    return done()
+
+
+def _play(player, frames: int, period_s: float = 0.15) -> None:
+    for i in range(frames):
+        k = i % len(player["frames"]["/camera/image_raw"])
+        for topic in ("/camera/camera_info", "/lidar/points", "/camera/image_raw"):
+            player["pubs"][topic].publish(player["frames"][topic][k])
+        _spin(player, lambda: False, period_s)
+
+
+def _launch(workspace, name: str, *arguments: str) -> subprocess.Popen:
+    ws, env = workspace
+    ros2 = str(Path(sys.executable).parent / "ros2")
+    return subprocess.Popen([ros2, "launch", "mf_ros", name, *arguments], env=env, cwd=ws, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _interrupt(process: subprocess.Popen) -> str:
+    """Ctrl-C as a terminal sends it: SIGINT to the whole process group; the launch's output."""
+    try:
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    return output
+
+
+def _extrinsic_text(T: np.ndarray) -> str:
+    (w, x, y, z), t = to_quaternion(T)
+    return " ".join(f"{v:.12g}" for v in (*t, x, y, z, w))
+
+
+def test_depth_launch_under_a_namespace_with_a_params_file_and_a_string_extrinsic(workspace, player, tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    stride: 2\n    mode: classical\n")
+    received: dict[str, list] = {"image": [], "points": []}
+    node = player["node"]
+    subs = [node.create_subscription(cls, f"/cam1/depth/{kind}", lambda m, k=kind: received[k].append(m), QOS)
+            for kind, cls in (("image", Image), ("points", PointCloud2))]
+    process = _launch(workspace, "depth.launch.py", "namespace:=cam1", f"params_file:={params}",
+                      f"extrinsic:={_extrinsic_text(player['T'])}", "image_topic:=/camera/image_raw",
+                      "camera_info_topic:=/camera/camera_info", "points_topic:=/lidar/points", "use_rviz:=true")
+    try:
+        assert _spin(player, lambda: all(p.get_subscription_count() for p in player["pubs"].values())
+                     or process.poll() is not None, 60), "depth_node never subscribed"
+        deadline = time.monotonic() + 60
+        while not received["points"] and time.monotonic() < deadline and process.poll() is None:
+            _play(player, 1)
+        _spin(player, lambda: received["image"], 5)
+    finally:
+        output = _interrupt(process)
+        for sub in subs:
+            node.destroy_subscription(sub)
+    assert received["image"] and received["points"], output
+    sent = {conv.header_stamp_ns(m): m for m in player["frames"]["/camera/image_raw"]}
+    depth = received["image"][0]
+    source = sent[conv.header_stamp_ns(depth)]  # the input header, stamp and frame
+    assert depth.header.frame_id == source.header.frame_id
+    assert np.isfinite(conv.image_to_depth(depth)).mean() > 0.3
+    assert received["points"][0].height == 60  # stride 2 from the namespaced params file: 120 / 2
+    assert process.returncode == 0, output
+    assert not [line for line in output.splitlines() if any(bad in line for bad in BAD_OUTPUT)], output
+    if not shutil.which("rviz2"):
+        assert "rviz2 is not installed" in output  # said, and no orphan: the launch exited 0 above
+
+
+def test_record_launch_records_every_sample_and_sigint_closes_the_bag(workspace, player, tmp_path):
+    out = tmp_path / "bags"
+    process = _launch(workspace, "record.launch.py", f"output_dir:={out}",
+                      f"extrinsic:={_extrinsic_text(player['T'])}", "image_topic:=/camera/image_raw",
+                      "camera_info_topic:=/camera/camera_info",
+                      "points_topic:=/lidar/points")
+    try:
+        assert _spin(player, lambda: all(p.get_subscription_count() for p in player["pubs"].values())
+                     or process.poll() is not None, 60), "recorder_node never subscribed"
+        _spin(player, lambda: False, 0.5)
+        _play(player, 3)
+        _spin(player, lambda: False, 1.0)
+    finally:
+        output = _interrupt(process)
+    assert process.returncode == 0, output
+    assert not [line for line in output.splitlines() if any(bad in line for bad in BAD_OUTPUT)], output
+    (bag,) = out.iterdir()
+    assert len(list(BagSamples(bag))) == 3, output
+
+
+def test_sigterm_during_start_up_exits_cleanly(workspace):
+    _, env = workspace
+    command = [sys.executable, "-m", "mf_ros.nodes.depth_node", "--ros-args", "-p", "model:=MF-XS", "-p",
+               "mode:=guided", "-p", "processing_width:=64", "-p", "processing_height:=48"]
+    process = subprocess.Popen(command, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    lines = []
+    try:
+        for line in process.stdout:  # the node says it is starting, then loads and warms up the model
+            lines.append(line)
+            if "starting:" in line:
+                process.send_signal(signal.SIGTERM)
+                break
+        output = "".join(lines) + process.communicate(timeout=60)[0]
+    finally:
+        process.kill()
+    assert process.returncode == 0, output
+    assert "SIGTERM: stopping" in output and "Traceback" not in output, output

@@ -1,1 +1,0 @@
-"""One module per ``mf`` subcommand (see training/cli.py)."""
