@@ -35,6 +35,7 @@ setup(
         "opencv-python-headless>=4.8",
         "pillow>=9",  # reads a compressed image's size from its header before decoding
         "rosbags>=0.10",
+        "mcap>=1.1",  # reads cut-off MCAP files record by record (mf bag recover)
         "transforms3d>=0.4",
         "safetensors>=0.4",
         "pyyaml>=6",
@@ -47,7 +48,7 @@ setup(
         # Ray casting for the synthetic camera + LiDAR scene generator.
         "sim": ["open3d-cpu>=0.18"],
         # Independent decoders and tools used by the test suite.
-        "dev": ["pytest>=7", "mcap>=1.1", "mcap-ros2-support>=0.5", "ruff>=0.5", "psutil>=5"],
+        "dev": ["pytest>=7", "mcap-ros2-support>=0.5", "ruff>=0.5", "psutil>=5"],
         # Reference implementations compared against in `mf bench model`.
         "bench": ["diffusers>=0.30"],
     },

@@ -6,27 +6,66 @@ definitions, so :mod:`mf_ros.conversions` decodes them like rclpy messages.
 
 from __future__ import annotations
 
+import os
 import struct
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Literal, NamedTuple
 
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.interfaces import Connection, Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import ReaderError, StoragePlugin, Writer, WriterError
+from rosbags.rosbag2.storage_mcap import McapWriter
 from rosbags.serde import SerdeError
 
 from mf_core.errors import InputError
 from mf_core.files import remove_tree
 from mf_ros.conversions import rosbags_messages
+from mf_ros.topics import TF_STATIC_TOPIC
 
 # What rosbags, the MCAP / sqlite3 layers and the CDR decoder raise for a truncated, corrupt or
 # foreign file (measured: AnyReaderError "File end magic is invalid", UnicodeDecodeError, ...).
 _READ_ERRORS = (AnyReaderError, ReaderError, SerdeError, OSError, EOFError, KeyError, ValueError, struct.error)
 STORAGE_PLUGINS = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
-STATIC_TOPICS = ("/tf_static",)
+# Byte offset of a chunk record's uncompressed_crc: opcode (1) + record length (8) + message start,
+# message end and uncompressed size (3 x 8), per the MCAP specification.
+CHUNK_CRC_OFFSET = 1 + 8 + 24
+
+
+class _CheckedMcapWriter(McapWriter):
+    """rosbags' MCAP storage writer, plus what it leaves out: each chunk's CRC-32 (it writes 0, "not
+    computed", so readers cannot tell a corrupted chunk from a good one) and a flush of every completed
+    chunk (so after a kill -9 or power loss the file holds every chunk but the one being filled).
+
+    rosbags has no option for either; the CRC is patched into the chunk record it has just written.
+    :meth:`sync` ends a chunk early, for writers (the recorder) that must lose nothing they accepted.
+    """
+
+    def close_chunk(self) -> None:
+        content = self.chunk.bio.getvalue()  # the chunk's uncompressed records
+        start = self.bio.tell()
+        super().close_chunk()
+        end = self.bio.tell()
+        self.bio.seek(start + CHUNK_CRC_OFFSET)
+        self.bio.write(struct.pack("<I", zlib.crc32(content)))
+        self.bio.seek(end)
+        self.bio.flush()
+
+    def sync(self) -> None:
+        """Close the chunk being filled (if any) and fsync: everything written so far survives a power loss."""
+        if self.chunk.msgs:
+            self.close_chunk()
+        os.fsync(self.bio.fileno())
+
+
+class _Writer(Writer):
+    """rosbags' rosbag2 writer with :class:`_CheckedMcapWriter` for MCAP storage."""
+
+    STORAGE_PLUGINS = MappingProxyType({**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: _CheckedMcapWriter})
+STATIC_TOPICS = (TF_STATIC_TOPIC,)
 
 
 class BagMessage(NamedTuple):
@@ -163,7 +202,7 @@ class BagWriter:
 
     def __enter__(self) -> BagWriter:
         self._remove_existing()
-        writer = Writer(self.path, version=9, storage_plugin=STORAGE_PLUGINS[self.storage])
+        writer = _Writer(self.path, version=9, storage_plugin=STORAGE_PLUGINS[self.storage])
         try:
             writer.open()
         except (OSError, WriterError) as err:
@@ -185,6 +224,12 @@ class BagWriter:
         if not self.path.is_dir() or not (self.path / "metadata.yaml").exists():
             raise InputError(f"{self.path} exists and is not a rosbag2 directory; refusing to delete it")
         remove_tree(self.path, inside=self.path.parent)
+
+    def sync(self) -> None:
+        """Make every message written so far durable (MCAP: end the chunk and fsync); sqlite3: nothing to do."""
+        storage = self._open_writer().storage
+        if isinstance(storage, _CheckedMcapWriter):
+            storage.sync()
 
     def _open_writer(self) -> Writer:
         if self._writer is None:

@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "sim": "generate a synthetic camera + LiDAR rosbag2 (MCAP) with dense ground truth",
     "export": "write a bag's synchronized camera/LiDAR samples as a sample folder",
     "inspect": "summarise a bag: topics, types, counts, rates, span, syncable pairs",
+    "bag": "bag tools: 'mf bag recover' rebuilds a bag that was never closed (kill -9, full disk)",
     "convert": "turn a real dataset (DGP camera+LiDAR, 7-Scenes RGB-D) into a bag or a sample folder",
     "models": "list the model sizes in the registry with their parameter counts",
     "train": "train a model (image pretraining or Modality Forcing post-training)",

@@ -326,3 +326,32 @@ def test_oversized_images_and_clouds_are_dropped_before_decoding(sim):
         with pytest.raises(FrameError, match=r"over the limit of|over max_points|exceeds limit") as info_:
             DepthPipeline(options, None, RCLPY).process(msg, info, cloud, sim["T"])
         assert info_.value.kind == "too_large"
+
+
+def test_runtime_parameters_apply_and_the_others_are_read_only(rig, sim):
+    r = rig([Parameter("mode", value="classical"), Parameter("extrinsic", value=sim["extrinsic"])])
+    assert r.start()
+    results = r.node.set_parameters([Parameter("stride", value=4), Parameter("max_range", value=20.0)])
+    assert all(result.successful for result in results)
+    assert (r.node._pipeline.options.stride, r.node._pipeline.options.max_range) == (4, 20.0)
+    r.send(sim["images"][0], sim["infos"][0], sim["clouds"][0])
+    assert r.spin_until(lambda: r.received["points"], 20)
+    assert r.received["points"][0].height == 30  # 120 rows / stride 4: the change took effect
+    assert np.nanmax(conv.image_to_depth(r.received["image"][0])) <= 20.0
+    (refused,) = r.node.set_parameters([Parameter("mode", value="guided")])
+    assert not refused.successful and "read-only" in refused.reason.lower(), refused.reason
+    assert r.node.p["mode"] == "classical"
+    (out_of_range,) = r.node.set_parameters([Parameter("stride", value=0)])
+    assert not out_of_range.successful and r.node._pipeline.options.stride == 4
+
+
+def test_compressed_transport_follows_the_image_remapping(context):
+    node = DepthNode(context=context, cli_args=["--ros-args", "-r", "image:=/front/image_raw"],
+                     parameter_overrides=[Parameter("mode", value="classical"),
+                                          Parameter("image_transport", value="compressed")])
+    try:
+        assert node.start(), node.config_error
+        assert "/front/image_raw/compressed" in [s.topic_name for s in node._inputs]
+    finally:
+        node.close()
+        node.destroy_node()

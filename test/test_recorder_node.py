@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -30,6 +32,7 @@ from std_msgs.msg import String  # noqa: E402
 from mf_core.errors import InputError  # noqa: E402
 from mf_ros import conversions as conv  # noqa: E402
 from mf_ros.nodes.recorder_node import RecorderNode  # noqa: E402
+from mf_training.cli import main as mf_main  # noqa: E402
 from mf_training.data.bag_samples import BagSamples  # noqa: E402
 
 TOPICS = {"/camera/image_raw": Image, "/camera/camera_info": CameraInfo, "/lidar/points": PointCloud2}
@@ -136,22 +139,47 @@ def mcap_images(path: Path) -> list[Image]:
     return images
 
 
-def test_kill_9_keeps_the_completed_chunks_readable(talker, sim, tmp_path):
-    process = start_recorder(tmp_path, sim[1])
+def test_kill_9_loses_no_recorded_sample_after_mf_bag_recover(talker, sim, tmp_path):
+    out = tmp_path / "bags"
+    process = start_recorder(out, sim[1])
     try:
-        assert record(talker, sim, process, 3) == 3
+        recorded = record(talker, sim, process, 3)
+        assert recorded == 3
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=20)
     finally:
         process.kill()
-    (bag,) = tmp_path.iterdir()
-    assert not (bag / "metadata.yaml").exists()  # never closed
-    (mcap_file,) = bag.glob("*.mcap")
-    images = mcap_images(mcap_file)
-    assert 1 <= len(images) <= 3  # loses at most the last (1 MiB) chunk
+    (bag,) = out.iterdir()
+    assert not (bag / "metadata.yaml").exists()  # never closed: rosbags cannot open it as it is
+    with pytest.raises(InputError):
+        list(BagSamples(bag))
+    recovered = tmp_path / "recovered"
+    assert mf_main(["bag", "recover", str(bag), "--out", str(recovered)]) == 0
+    samples = list(BagSamples(recovered))  # a closed bag again: the training reader takes it
+    assert len(samples) == recorded  # samples accepted = samples readable after recovery
     sent = {conv.header_stamp_ns(m): m for m in sim[0]["/camera/image_raw"]}
-    for image in images:
-        np.testing.assert_array_equal(conv.image_to_rgb(image), conv.image_to_rgb(sent[conv.header_stamp_ns(image)]))
+    for sample in samples:
+        np.testing.assert_array_equal(sample.image, conv.image_to_rgb(sent[sample.stamp_ns]))
+
+
+def test_a_corrupted_chunk_is_reported_not_exported(talker, sim, tmp_path, capsys):
+    process = start_recorder(tmp_path / "bags", sim[1])
+    try:
+        assert record(talker, sim, process, 3) == 3
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=20)
+    finally:
+        process.kill()
+    (bag,) = (tmp_path / "bags").iterdir()
+    (mcap_file,) = bag.glob("*.mcap")
+    data = bytearray(mcap_file.read_bytes())
+    data[len(data) // 3:len(data) // 3 + 4096] = bytes(4096)  # 4 KiB overwritten inside a chunk
+    mcap_file.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"(?i)crc|corrupt"):
+        list(BagSamples(bag))  # reading checks every chunk's CRC-32
+    assert mf_main(["bag", "recover", str(bag), "--out", str(tmp_path / "rec")]) == 1
+    assert "corrupted chunk" in capsys.readouterr().out
+    assert len(list(BagSamples(tmp_path / "rec"))) == 2  # the intact samples, and only those
 
 
 def test_a_full_disk_stops_recording_and_keeps_what_was_written(talker, sim, tmp_path):
@@ -165,9 +193,12 @@ def test_a_full_disk_stops_recording_and_keeps_what_was_written(talker, sim, tmp
         process.kill()
     assert process.returncode == 1, output
     assert "failed" in output or "recording stopped" in output
+    recorded = int(re.findall(r"(\d+) samples in", output)[-1])
     (bag,) = tmp_path.iterdir()
     (mcap_file,) = bag.glob("*.mcap")
-    assert len(mcap_images(mcap_file)) >= 1
+    assert len(mcap_images(mcap_file)) >= recorded >= 1
+    assert mf_main(["bag", "recover", str(bag), "--out", str(tmp_path.parent / f"{tmp_path.name}_rec")]) == 0
+    assert len(list(BagSamples(tmp_path.parent / f"{tmp_path.name}_rec"))) == recorded
 
 
 def test_an_unwritable_output_dir_is_reported(tmp_path):
@@ -195,3 +226,40 @@ def test_an_output_directory_removed_while_recording_is_named_as_the_cause(talke
     assert process.returncode == 1, output
     assert f"the output directory {out} was removed while recording" in output
     assert "disk full" not in output
+
+
+def test_a_two_second_stall_loses_no_sample(talker, sim, tmp_path):
+    """The recorder frozen (SIGSTOP: a slow disk or swap) while 20 samples go out at 10 Hz: its deep queues
+    hold them (the camera publishes reliable, keeping 50), and after SIGCONT every one is recorded."""
+    ctx, executor, _, stats = talker
+    node = rclpy.create_node("recorder_test_stall_talker", context=ctx)
+    deep = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    pubs = {t: node.create_publisher(cls, t, deep) for t, cls in TOPICS.items()}
+    executor.add_node(node)
+    process = start_recorder(tmp_path, sim[1])
+    try:
+        assert spin_until(executor, lambda: stats or process.poll() is not None, 20)
+        assert spin_until(executor, lambda: all(p.get_subscription_count() for p in pubs.values()), 20)
+        spin_until(executor, lambda: False, 0.5)
+        messages, _ = sim
+        process.send_signal(signal.SIGSTOP)
+        t0 = conv.header_stamp_ns(messages["/camera/image_raw"][0])
+        for i in range(20):  # 20 distinct samples: the 3 sim frames restamped 0.1 s apart
+            stamp = t0 + i * 100_000_000
+            for topic in ("/camera/camera_info", "/lidar/points", "/camera/image_raw"):
+                msg = copy.deepcopy(messages[topic][i % 3])
+                msg.header.stamp = conv.ns_to_stamp(stamp, conv.RclpyMessages())
+                pubs[topic].publish(msg)
+            spin_until(executor, lambda: False, 0.1)
+        process.send_signal(signal.SIGCONT)
+        stats.clear()
+        spin_until(executor, lambda: stats and stats[-1]["counts"].get("recorded", 0) >= 20, 20)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        process.kill()
+        executor.remove_node(node)
+        node.destroy_node()
+    assert process.returncode == 0, output
+    (bag,) = tmp_path.iterdir()
+    assert len(list(BagSamples(bag))) == 20, output

@@ -7,13 +7,15 @@ policy (:mod:`mf_ros.sync`) is written with them as the raw CDR bytes received
 skipped (a robot standing still); bags are split into ``<prefix>_<time>_<k>`` directories
 by ``max_bag_size_mb`` / ``max_bag_duration``.
 
-Data safety: SIGINT / SIGTERM close the bag with every accepted sample in it (pending
-images are paired first). A hard kill (SIGKILL, power loss) leaves the MCAP file without
-its summary and the bag without metadata.yaml: rosbags' MCAP writer buffers messages in
-chunks of 1 MiB, so the messages after the last completed chunk (under 1 MiB, at most one
-640x480 sample) are lost; the chunks before it read with ``mcap`` or ``mcap recover``.
-An unwritable directory or a full disk is logged, recording stops, the node exits with
-code 1 and the files written so far are left as they are.
+Data safety: inputs are kept in deep queues (``queue_size`` 100 per topic) and written by a
+writer thread, so a disk stall of seconds loses nothing; samples waiting beyond
+``MAX_BACKLOG_BYTES`` are dropped and counted (``writer_backlog``), never silently. A sample
+counts as recorded once it is on disk (its MCAP chunk ended, CRC-32 written, fsync). SIGINT /
+SIGTERM close the bag with every accepted sample in it (pending images are paired first). A
+hard kill, power loss or full disk leaves the MCAP file without its summary and the bag
+without metadata.yaml; ``mf bag recover BAG --out NEW`` rebuilds a closed bag holding every
+recorded sample. A write failure is logged with its cause, recording stops, the node exits
+with code 1 and the files written so far are left as they are.
 
 /tf_static: recorded from the topic where tf2_msgs imports (a ROS install); without it
 (PyPI wheels, docs ROS.md) the ``extrinsic`` parameter is written as a static transform
@@ -254,6 +256,7 @@ class RecorderNode(Node):
                 self._maybe_split(stamp)
                 for kind, part in (("camera_info", frame.info), ("points", frame.cloud), ("image", frame.image)):
                     self._write_once(kind, part.stamp_ns, part.payload)
+                self._writer.sync()  # on disk before it counts as recorded: a kill -9 loses no accepted sample
             except (OSError, InputError) as err:
                 self._stop(f"cannot write to {self.bags[-1]}: {self._why_write_failed(err)}; the samples "
                            f"recorded so far stay in {[str(b) for b in self.bags]}")
