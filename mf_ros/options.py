@@ -18,7 +18,7 @@ from mf_core.errors import InputError
 from mf_core.files import MAX_IMAGE_PIXELS
 from mf_core.modes import DEFAULT_MODE, DEVICES, NODE_MODES
 
-QOS_RELIABILITY = ("best_effort", "reliable")
+QOS_RELIABILITY = ("auto", "reliable", "best_effort")
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
@@ -106,6 +106,8 @@ def processing_size(width: int, height: int) -> tuple[int, int] | None:
 # Shared by the depth node and the recorder.
 _SLOP = Option("slop", 0.05, "largest |t_lidar - t_image| in seconds for a pair", 0.0, 1.0, runtime=True)
 _QUEUE = Option("queue_size", 5, "input messages kept per topic (QoS depth) and images waiting to pair", 1, 100)
+_QOS = Option("qos_reliability", "auto", "input QoS: auto = reliable (best effort lost ~40 % of large frames "
+              "here) unless a publisher offers best effort only", choices=QOS_RELIABILITY)
 _EXTRINSIC = Option("extrinsic", "", "T_camera_from_lidar: 'x y z qx qy qz qw' or 16 row-major numbers "
                     "(a string, or a list in YAML); empty = TF at the LiDAR stamp", numbers=True)
 
@@ -140,8 +142,7 @@ DEPTH_NODE_OPTIONS = (
            1, 2**31 - 1),
     Option("max_points", 4_000_000, "LiDAR clouds with more points are dropped as too_large", 1, 2**31 - 1),
     Option("confidence", False, "also publish <ns>/confidence (32FC1 in [0, 1]; model modes only)"),
-    Option("qos_reliability", "best_effort", "input QoS reliability (best_effort also matches reliable "
-           "publishers)", choices=QOS_RELIABILITY),
+    _QOS,
     Option("stats_period", 1.0, "seconds between stats messages", 0.1, 60.0),
     Option("warn_period", 5.0, "seconds between repeated warnings of one kind", 0.0, 3600.0, runtime=True),
     Option("autostart", True, "configure and activate at start (false: wait for lifecycle transitions)"),
@@ -164,7 +165,6 @@ RECORDER_OPTIONS = (
            numbers=True),
     Option("camera_frame", "camera_optical_frame", "parent frame of the 'extrinsic' static transform"),
     Option("lidar_frame", "lidar", "child frame of the 'extrinsic' static transform"),
-    Option("qos_reliability", "reliable", "input QoS reliability (reliable: no sample lost on the wire)",
-           choices=QOS_RELIABILITY),
+    _QOS,
     Option("stats_period", 1.0, "seconds between stats messages (JSON on recorder/stats)", 0.1, 60.0),
 )

@@ -351,7 +351,21 @@ def test_compressed_transport_follows_the_image_remapping(context):
                                           Parameter("image_transport", value="compressed")])
     try:
         assert node.start(), node.config_error
-        assert "/front/image_raw/compressed" in [s.topic_name for s in node._inputs]
+        assert "/front/image_raw/compressed" in node._inputs.topics
     finally:
         node.close()
         node.destroy_node()
+
+
+def test_auto_qos_receives_from_a_best_effort_publisher(rig, sim):
+    """Many LiDAR drivers publish best effort only; a reliable subscription would never match them."""
+    r = rig([Parameter("mode", value="classical"), Parameter("extrinsic", value=sim["extrinsic"])])
+    best_effort = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+    r.io.destroy_publisher(r.pubs["points"])
+    r.pubs["points"] = r.io.create_publisher(PointCloud2, "points", best_effort)
+    assert r.start(), r.node.config_error
+    assert r.spin_until(lambda: "(best effort)" in " ".join(r.node._inputs.describe()), 10)
+    assert r.node._inputs.describe().count("/points (best effort)") == 1
+    assert "/image (reliable)" in r.node._inputs.describe()  # the reliable camera keeps its reliable input
+    r.send(sim["images"][0], sim["infos"][0], sim["clouds"][0])
+    assert r.spin_until(lambda: r.received["image"], 20)

@@ -68,7 +68,13 @@ def spin_until(executor, done, timeout_s):
     return done()
 
 
-def start_recorder(out: Path, T: np.ndarray, limit_bytes: int | None = None) -> subprocess.Popen:
+def start_recorder(talker, out: Path, T: np.ndarray, limit_bytes: int | None = None) -> subprocess.Popen:
+    """Start a recorder subprocess; ``process.matched()`` is True once its subscriptions are discovered.
+
+    A recorder killed by an earlier test still counts as a subscriber until its DDS lease ends, so the
+    count has to grow past what it was before this one started."""
+    pubs = talker[2]
+    before = {topic: pub.get_subscription_count() for topic, pub in pubs.items()}
     def limit_file_size():  # a "full disk": writes past limit_bytes fail with EFBIG
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
@@ -80,18 +86,18 @@ def start_recorder(out: Path, T: np.ndarray, limit_bytes: int | None = None) -> 
     env = dict(os.environ)
     if limit_bytes:  # Fast DDS shared-memory segments are files too: keep the file limit off the transport
         env["FASTDDS_BUILTIN_TRANSPORTS"] = "UDPv4"
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            preexec_fn=limit_file_size if limit_bytes else None)
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                               preexec_fn=limit_file_size if limit_bytes else None)
+    process.matched = lambda: all(pub.get_subscription_count() > before[t] for t, pub in pubs.items())
+    return process
 
 
 def record(talker, sim, process, frames: int) -> int:
     """Publish ``frames`` synced frames once the recorder listens; return how many it says it recorded."""
     _, executor, pubs, stats = talker
     stats.clear()
-    # A killed recorder of an earlier test still counts as a subscriber until its lease ends:
-    # wait for this recorder's own stats, then for discovery of its subscriptions.
     assert spin_until(executor, lambda: stats or process.poll() is not None, 20), "recorder never started"
-    assert spin_until(executor, lambda: all(p.get_subscription_count() for p in pubs.values()), 20)
+    assert spin_until(executor, process.matched, 20), "the recorder's subscriptions were never discovered"
     spin_until(executor, lambda: False, 0.5)
     messages, _ = sim
     for i in range(frames):
@@ -104,7 +110,7 @@ def record(talker, sim, process, frames: int) -> int:
 
 
 def test_sigint_closes_the_bag_with_every_sample(talker, sim, tmp_path):
-    process = start_recorder(tmp_path, sim[1])
+    process = start_recorder(talker, tmp_path, sim[1])
     try:
         assert record(talker, sim, process, 3) == 3
         process.send_signal(signal.SIGINT)
@@ -141,7 +147,7 @@ def mcap_images(path: Path) -> list[Image]:
 
 def test_kill_9_loses_no_recorded_sample_after_mf_bag_recover(talker, sim, tmp_path):
     out = tmp_path / "bags"
-    process = start_recorder(out, sim[1])
+    process = start_recorder(talker, out, sim[1])
     try:
         recorded = record(talker, sim, process, 3)
         assert recorded == 3
@@ -163,7 +169,7 @@ def test_kill_9_loses_no_recorded_sample_after_mf_bag_recover(talker, sim, tmp_p
 
 
 def test_a_corrupted_chunk_is_reported_not_exported(talker, sim, tmp_path, capsys):
-    process = start_recorder(tmp_path / "bags", sim[1])
+    process = start_recorder(talker, tmp_path / "bags", sim[1])
     try:
         assert record(talker, sim, process, 3) == 3
         process.send_signal(signal.SIGINT)
@@ -183,7 +189,7 @@ def test_a_corrupted_chunk_is_reported_not_exported(talker, sim, tmp_path, capsy
 
 
 def test_a_full_disk_stops_recording_and_keeps_what_was_written(talker, sim, tmp_path):
-    process = start_recorder(tmp_path, sim[1], limit_bytes=3_000_000)  # the 3 samples need ~3.1 MB
+    process = start_recorder(talker, tmp_path, sim[1], limit_bytes=3_000_000)  # the 3 samples need ~3.1 MB
     try:
         record(talker, sim, process, 3)
         if process.poll() is None:  # the last chunk is written when the bag closes
@@ -215,7 +221,7 @@ def test_an_unwritable_output_dir_is_reported(tmp_path):
 
 def test_an_output_directory_removed_while_recording_is_named_as_the_cause(talker, sim, tmp_path):
     out = tmp_path / "bags"
-    process = start_recorder(out, sim[1])
+    process = start_recorder(talker, out, sim[1])
     try:
         assert record(talker, sim, process, 2) == 2
         shutil.rmtree(out)
@@ -229,31 +235,37 @@ def test_an_output_directory_removed_while_recording_is_named_as_the_cause(talke
 
 
 def test_a_two_second_stall_loses_no_sample(talker, sim, tmp_path):
-    """The recorder frozen (SIGSTOP: a slow disk or swap) while 20 samples go out at 10 Hz: its deep queues
+    """The recorder frozen (SIGSTOP: a slow disk or swap) while 20 samples go out at 10 Hz (2 s): its deep queues
     hold them (the camera publishes reliable, keeping 50), and after SIGCONT every one is recorded."""
     ctx, executor, _, stats = talker
     node = rclpy.create_node("recorder_test_stall_talker", context=ctx)
     deep = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
     pubs = {t: node.create_publisher(cls, t, deep) for t, cls in TOPICS.items()}
     executor.add_node(node)
-    process = start_recorder(tmp_path, sim[1])
+    stats.clear()
+    process = start_recorder((ctx, executor, pubs, stats), tmp_path, sim[1])
     try:
         assert spin_until(executor, lambda: stats or process.poll() is not None, 20)
-        assert spin_until(executor, lambda: all(p.get_subscription_count() for p in pubs.values()), 20)
+        assert spin_until(executor, process.matched, 20)
         spin_until(executor, lambda: False, 0.5)
         messages, _ = sim
-        process.send_signal(signal.SIGSTOP)
         t0 = conv.header_stamp_ns(messages["/camera/image_raw"][0])
-        for i in range(20):  # 20 distinct samples: the 3 sim frames restamped 0.1 s apart
-            stamp = t0 + i * 100_000_000
+
+        def publish(i: int) -> None:  # sample i: a sim frame restamped i x 0.1 s later
             for topic in ("/camera/camera_info", "/lidar/points", "/camera/image_raw"):
                 msg = copy.deepcopy(messages[topic][i % 3])
-                msg.header.stamp = conv.ns_to_stamp(stamp, conv.RclpyMessages())
+                msg.header.stamp = conv.ns_to_stamp(t0 + i * 100_000_000, conv.RclpyMessages())
                 pubs[topic].publish(msg)
             spin_until(executor, lambda: False, 0.1)
+
+        publish(0)  # one sample before the freeze
+        assert spin_until(executor, lambda: stats and stats[-1]["counts"].get("recorded", 0) == 1, 10)
+        process.send_signal(signal.SIGSTOP)
+        for k in range(1, 21):
+            publish(k)
         process.send_signal(signal.SIGCONT)
         stats.clear()
-        spin_until(executor, lambda: stats and stats[-1]["counts"].get("recorded", 0) >= 20, 20)
+        spin_until(executor, lambda: stats and stats[-1]["counts"].get("recorded", 0) >= 21, 20)
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
     finally:
@@ -262,4 +274,4 @@ def test_a_two_second_stall_loses_no_sample(talker, sim, tmp_path):
         node.destroy_node()
     assert process.returncode == 0, output
     (bag,) = tmp_path.iterdir()
-    assert len(list(BagSamples(bag))) == 20, output
+    assert len(list(BagSamples(bag))) == 21, output  # the first one and the 20 sent while frozen

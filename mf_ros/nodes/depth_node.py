@@ -39,6 +39,7 @@ from mf_ros import conversions as conv
 from mf_ros.depth_pipeline import DepthPipeline, FrameError, PipelineOptions, load_estimator
 from mf_ros.extrinsics import parse_extrinsic
 from mf_ros.heap import keep_heap_memory
+from mf_ros.nodes.inputs import InputSubscriptions
 from mf_ros.nodes.latest_frame import LatestFrameWorker
 from mf_ros.nodes.lifetime import run_until_signal
 from mf_ros.nodes.params import declare_and_read, runtime_updates
@@ -74,7 +75,7 @@ class DepthNode(LifecycleNode):
         self._pipeline: DepthPipeline | None = None
         self._worker: LatestFrameWorker | None = None
         self._sync: StampSync | None = None
-        self._inputs: list[Any] = []
+        self._inputs: InputSubscriptions | None = None
         self._outputs: dict[str, Any] = {}
         self._stats_publisher: StatsPublisher | None = None
         self._stats_timer = None
@@ -139,10 +140,6 @@ class DepthNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         p = self.p
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=p["queue_size"],
-                         durability=DurabilityPolicy.VOLATILE,
-                         reliability=ReliabilityPolicy.BEST_EFFORT if p["qos_reliability"] == "best_effort"
-                         else ReliabilityPolicy.RELIABLE)
         image_type, image_topic = Image, p["image_topic"]
         if p["image_transport"] == "compressed":  # image_transport's name: the remapped image topic + /compressed
             image_type, image_topic = CompressedImage, self.resolve_topic_name(p["image_topic"]) + "/compressed"
@@ -151,10 +148,10 @@ class DepthNode(LifecycleNode):
         if p["use_lidar"]:
             topics.append((PointCloud2, p["points_topic"], "points"))
         self._sync = StampSync(round(p["slop"] * 1e9), p["use_lidar"], p["queue_size"])
+        self._inputs = InputSubscriptions(self, p["qos_reliability"], p["queue_size"])
         for cls, topic, kind in topics:
-            self._inputs.append(self.create_subscription(
-                cls, topic, lambda msg, kind=kind: self._on_message(kind, msg), qos))
-        self.get_logger().info(f"listening on {[s.topic_name for s in self._inputs]} (slop {p['slop']} s)")
+            self._inputs.add(cls, topic, lambda msg, kind=kind: self._on_message(kind, msg))
+        self.get_logger().info(f"listening on {self._inputs.describe()} (slop {p['slop']} s)")
         return super().on_activate(state)
 
     def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
@@ -185,9 +182,9 @@ class DepthNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_inputs(self) -> None:
-        for subscription in self._inputs:
-            self.destroy_subscription(subscription)
-        self._inputs = []
+        if self._inputs is not None:
+            self._inputs.destroy()
+            self._inputs = None
         if self._worker is not None:
             self._worker.stop()
             self._worker = None

@@ -42,6 +42,7 @@ from mf_core.errors import InputError
 from mf_ros.bags import BagWriter
 from mf_ros.conversions import NS_PER_S, TfEdge, edges_to_tf_message, rosbags_messages
 from mf_ros.extrinsics import parse_extrinsic
+from mf_ros.nodes.inputs import InputSubscriptions
 from mf_ros.nodes.lifetime import run_until_signal
 from mf_ros.nodes.params import declare_and_read, runtime_updates
 from mf_ros.nodes.stats import NodeStats, StatsPublisher
@@ -115,13 +116,9 @@ class RecorderNode(Node):
         self._backlog_lock = threading.Lock()
         self._writer_thread = threading.Thread(target=self._write_jobs, name="bag_writer", daemon=True)
         self._writer_thread.start()
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self.p["queue_size"],
-                         durability=DurabilityPolicy.VOLATILE,
-                         reliability=ReliabilityPolicy.RELIABLE if self.p["qos_reliability"] == "reliable"
-                         else ReliabilityPolicy.BEST_EFFORT)
+        self._inputs = InputSubscriptions(self, self.p["qos_reliability"], self.p["queue_size"])
         for kind, cls in (("image", Image), ("camera_info", CameraInfo), ("points", PointCloud2)):
-            self.create_subscription(cls, self.p[f"{kind}_topic"], lambda raw, k=kind: self._on_raw(k, raw), qos,
-                                     raw=True)
+            self._inputs.add(cls, self.p[f"{kind}_topic"], lambda raw, k=kind: self._on_raw(k, raw), raw=True)
         tf2 = _tf2_msgs()
         if tf2 is not None:
             latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
@@ -129,7 +126,7 @@ class RecorderNode(Node):
             self.create_subscription(tf2.TFMessage, TF_STATIC_TOPIC, self._on_tf_static, latched, raw=True)
         self._stats_publisher = StatsPublisher(self, self.stats, "recorder/stats")
         self.create_timer(self.p["stats_period"], self._stats_publisher.publish)
-        self.get_logger().info(f"recording synced samples of {[self.p[f'{k}_topic'] for k in TOPIC_TYPES]} "
+        self.get_logger().info(f"recording synced samples of {self._inputs.describe()} "
                                f"into {self.bags[-1]}")
 
     # ------------------------------------------------------------------ bags
