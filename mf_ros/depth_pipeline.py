@@ -31,9 +31,6 @@ from mf_core.modes import DEFAULT_MODE, NODE_MODES
 from mf_core.pipeline import DepthEstimator
 from mf_ros import conversions as conv
 
-# With max_range 0, depth farther than this many times the farthest LiDAR return is no depth.
-AUTO_RANGE_FACTOR = 1.2
-
 
 class FrameError(InputError):
     """A message that cannot be turned into depth; ``kind`` is the drop counter it goes to."""
@@ -49,8 +46,8 @@ class PipelineOptions:
 
     mode: one of NODE_MODES; without LiDAR the estimator runs "i2d" (relative, unit mean).
     steps, seed: sampler steps (1 = one forward pass) and noise seed.
-    max_range: no depth (NaN) farther than this (metres); 0 = ``AUTO_RANGE_FACTOR`` x the farthest
-        LiDAR return of the frame, so the output never claims depth the sensor could not see.
+    max_range: no depth (NaN) farther than this (metres); 0 = no cap beyond the estimator's own rule
+        (no depth beyond ``mf_core.pipeline.RANGE_MARGIN`` x the farthest LiDAR return).
     stride: keep every stride-th row and column in ``depth/points``.
     confidence: also build a 32FC1 confidence image (model modes only).
     max_pixels, max_points: larger images (width x height, read from the header before any
@@ -181,7 +178,7 @@ class DepthPipeline:
         timings["model"] = 1000 * (time.perf_counter() - start)
 
         start = time.perf_counter()
-        frame = self._encode(rgb, depth, confidence, camera, stamp_ns, frame_id, metric, sparse)
+        frame = self._encode(rgb, depth, confidence, camera, stamp_ns, frame_id, metric)
         timings["encode"] = 1000 * (time.perf_counter() - start)
         frame.timings = timings
         return frame
@@ -237,19 +234,11 @@ class DepthPipeline:
         depth = result.depth if result.valid is None else np.where(result.valid, result.depth, np.float32(0))
         return depth, result.confidence, result.metric  # 0 = no valid depth: NaN in the messages (REP 118)
 
-    def _range_cap(self, sparse: np.ndarray | None) -> float:
-        """Farthest depth published (metres): the option, else from the frame's LiDAR; inf without LiDAR."""
-        if self.options.max_range > 0:
-            return self.options.max_range
-        if sparse is None or not np.any(sparse > 0):
-            return float("inf")
-        return AUTO_RANGE_FACTOR * float(sparse.max())
-
     def _encode(self, rgb: np.ndarray, depth: np.ndarray, confidence: np.ndarray | None, camera: PinholeCamera,
-                stamp_ns: int, frame_id: str, metric: bool, sparse: np.ndarray | None = None) -> DepthFrame:
+                stamp_ns: int, frame_id: str, metric: bool) -> DepthFrame:
         m, stride = self.messages, self.options.stride
-        if metric:
-            depth = np.where(depth > self._range_cap(sparse), np.float32(0), depth)  # (H, W) beyond: no depth
+        if metric and self.options.max_range > 0:
+            depth = np.where(depth > self.options.max_range, np.float32(0), depth)  # (H, W) beyond: no depth
         depth_msg = conv.depth_to_image(depth, stamp_ns, frame_id, "32FC1", m)
         info_msg = conv.camera_to_camera_info(camera, stamp_ns, frame_id, m)
         points_msg = conv.depth_to_xyzrgb_pointcloud2(depth, rgb, camera, stamp_ns, frame_id, stride, m) \

@@ -135,8 +135,8 @@ DEPTH_NODE_OPTIONS = (
     Option("camera_info_topic", "camera_info", "input camera_info topic"),
     Option("points_topic", "points", "input LiDAR PointCloud2 topic"),
     Option("output_namespace", "depth", "outputs go to <ns>/image, <ns>/camera_info, <ns>/points, ..."),
-    Option("max_range", 0.0, "no depth (NaN) farther than this, in metres; 0 = 1.2 x the farthest LiDAR "
-           "return of the frame (never farther than the sensor saw)", 0.0, 10000.0, runtime=True),
+    Option("max_range", 0.0, "no depth (NaN) farther than this, in metres; 0 = no cap beyond the model's "
+           "own (none beyond 1.1 x the farthest LiDAR return)", 0.0, 10000.0, runtime=True),
     Option("stride", 1, "depth/points keeps every stride-th row and column", 1, 64, runtime=True),
     Option("max_pixels", MAX_IMAGE_PIXELS, "images over this many pixels are dropped as too_large",
            1, 2**31 - 1),

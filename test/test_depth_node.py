@@ -369,3 +369,26 @@ def test_auto_qos_receives_from_a_best_effort_publisher(rig, sim):
     assert "/image (reliable)" in r.node._inputs.describe()  # the reliable camera keeps its reliable input
     r.send(sim["images"][0], sim["infos"][0], sim["clouds"][0])
     assert r.spin_until(lambda: r.received["image"], 20)
+
+
+def test_colormap_is_made_only_while_someone_watches(rig, sim):
+    r = rig([Parameter("mode", value="classical"), Parameter("extrinsic", value=sim["extrinsic"])])
+    assert r.start()
+    made = []
+    pipeline = r.node._pipeline
+    original = pipeline.colormap
+    pipeline.colormap = lambda frame: made.append(1) or original(frame)
+    image, info, cloud = sim["images"][0], sim["infos"][0], sim["clouds"][0]
+    r.send(image, info, cloud)
+    assert r.spin_until(lambda: r.received["image"], 20)
+    assert not made  # nobody subscribed: no colour map computed
+    shown = []
+    r.io.create_subscription(Image, "depth/colormap", shown.append, QOS)
+    assert r.spin_until(lambda: r.node._outputs["colormap"].get_subscription_count(), 10)
+    t = conv.header_stamp_ns(image) + 1_000_000_000
+    r.send(restamp(image, t), restamp(info, t), restamp(cloud, t))
+    assert r.spin_until(lambda: shown, 20)
+    assert shown[0].encoding == "rgb8" and conv.header_stamp_ns(shown[0]) == t
+    rgb = conv.image_to_rgb(shown[0])
+    depth = conv.image_to_depth(r.received["image"][-1])
+    assert (rgb[~np.isfinite(depth)] == 0).all() and rgb[np.isfinite(depth)].any(axis=-1).mean() > 0.9

@@ -51,7 +51,8 @@ def test_extrinsic_forms_from_every_boundary_agree():
 def test_rviz_config_shows_the_depth_topics_with_matching_qos():
     displays = yaml.safe_load((REPO / "rviz" / "depth.rviz").read_text())["Visualization Manager"]["Displays"]
     topics = {d["Topic"]["Value"]: d for d in displays if "Topic" in d}
-    assert topics["/depth/image"]["Class"] == "rviz_default_plugins/Image"
+    # rviz2 shows a 32FC1 image as grey: the colour-mapped rgb8 debug image is what it displays
+    assert topics["/depth/colormap"]["Class"] == "rviz_default_plugins/Image" and "/depth/image" not in topics
     assert topics["/depth/points"]["Color Transformer"] == "RGB8"
     # The node publishes reliable: RViz may subscribe either way; it must not ask for transient local.
     assert all(d["Topic"]["Durability Policy"] == "Volatile" for d in topics.values())

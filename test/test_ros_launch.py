@@ -190,3 +190,17 @@ def test_sigterm_during_start_up_exits_cleanly(workspace):
         process.kill()
     assert process.returncode == 0, output
     assert "SIGTERM: stopping" in output and "Traceback" not in output, output
+
+
+def test_multi_camera_launch_starts_one_node_per_namespace(workspace, player):
+    process = _launch(workspace, "multi_camera.launch.py", "cameras:=front,rear", "mode:=classical",
+                      f"extrinsic:={_extrinsic_text(player['T'])}")
+    node = player["node"]
+    try:
+        topics = [f"/{camera}/{name}" for camera in ("front", "rear") for name in ("image", "camera_info", "points")]
+        assert _spin(player, lambda: all(node.count_subscribers(t) for t in topics) or process.poll() is not None,
+                     60), [(t, node.count_subscribers(t)) for t in topics]
+    finally:
+        output = _interrupt(process)
+    assert process.returncode == 0, output
+    assert not [line for line in output.splitlines() if any(bad in line for bad in BAD_OUTPUT)], output
