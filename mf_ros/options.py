@@ -142,6 +142,8 @@ DEPTH_NODE_OPTIONS = (
            1, 2**31 - 1),
     Option("max_points", 4_000_000, "LiDAR clouds with more points are dropped as too_large", 1, 2**31 - 1),
     Option("confidence", False, "also publish <ns>/confidence (32FC1 in [0, 1]; model modes only)"),
+    Option("lazy", False, "skip inference while nobody subscribes to any output (counted as no_subscribers)",
+           runtime=True),
     _QOS,
     Option("stats_period", 1.0, "seconds between stats messages", 0.1, 60.0),
     Option("warn_period", 5.0, "seconds between repeated warnings of one kind", 0.0, 3600.0, runtime=True),

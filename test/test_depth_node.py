@@ -392,3 +392,12 @@ def test_colormap_is_made_only_while_someone_watches(rig, sim):
     rgb = conv.image_to_rgb(shown[0])
     depth = conv.image_to_depth(r.received["image"][-1])
     assert (rgb[~np.isfinite(depth)] == 0).all() and rgb[np.isfinite(depth)].any(axis=-1).mean() > 0.9
+
+
+def test_lazy_node_skips_inference_while_nobody_watches(rig, sim):
+    r = rig([Parameter("mode", value="classical"), Parameter("extrinsic", value=sim["extrinsic"]),
+             Parameter("lazy", value=True), Parameter("output_namespace", value="unwatched")])
+    assert r.start()
+    r.send(sim["images"][0], sim["infos"][0], sim["clouds"][0])
+    assert r.spin_until(lambda: r.node.stats.drops["no_subscribers"] == 1, 10)
+    assert r.node.stats.counts["published"] == 0 and "model" not in r.node.stats.snapshot()["timings"]

@@ -14,9 +14,10 @@ A lifecycle node: configure validates the parameters, loads the model once and r
 warm-up pass and creates the (lifecycle) publishers; activate subscribes and starts the
 latest-frame worker; deactivate unsubscribes, so nothing is computed or published while
 inactive; cleanup drops the model. With ``autostart`` (default) the node configures and
-activates itself. Parameters marked runtime (steps, seed, slop, max_range, stride,
-warn_period) change with ``ros2 param set``; the others are read-only. Bad parameters fail
-configure with a message; bad messages are logged (throttled per kind), counted and skipped.
+activates itself; with ``lazy`` it skips inference while nobody subscribes. Parameters marked
+runtime (steps, seed, slop, max_range, stride, lazy, warn_period) change with ``ros2 param set``;
+the others are read-only. Bad parameters fail configure with a message; bad messages are logged
+(throttled per kind), counted and skipped.
 """
 
 from __future__ import annotations
@@ -242,6 +243,9 @@ class DepthNode(LifecycleNode):
 
     def _process(self, frame: SyncedFrame) -> None:
         """Run the pipeline on one synced frame and publish; never raises (the worker must survive)."""
+        if self.p["lazy"] and not any(pub.get_subscription_count() for pub in self._outputs.values()):
+            self.stats.drop("no_subscribers")  # nobody would see it: no inference
+            return
         start = time.perf_counter()
         try:
             image, info, cloud = frame.image.payload, frame.info.payload, frame.cloud
