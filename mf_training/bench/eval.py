@@ -38,16 +38,17 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> float:
     return 1000.0 * statistics.median(times)
 
 
-def _parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str, flag: str = "--size") -> tuple[int, int]:
+    """``"WxH"`` -> (width, height), the one spelling of a size on every command line; InputError otherwise."""
     from mf_core.errors import InputError
 
     parts = text.lower().split("x")
-    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise InputError(f"--size must be WxH with positive integers (e.g. 640x480), got {text!r}")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise InputError(f"{flag} must be WxH with positive integers (e.g. 640x480), got {text!r}")
     return int(parts[0]), int(parts[1])
 
 
-def _frame(data: str | None, width: int, height: int):
+def benchmark_frame(data: str | None, width: int, height: int):
     """The benchmark Sample at ``width`` x ``height``."""
     from mf_core.errors import InputError
     from mf_core.resize import resize_dense_depth, resize_image, resize_sparse_depth
@@ -78,9 +79,9 @@ def run(args: argparse.Namespace) -> dict:
 
     if args.repeats < 1:
         raise InputError(f"--repeats must be at least 1, got {args.repeats}")
-    width, height = _parse_size(args.size)
+    width, height = parse_size(args.size)
     cv2.setNumThreads(1)
-    sample = _frame(args.data, width, height)
+    sample = benchmark_frame(args.data, width, height)
     copy_ms = _median_ms(sample.image.copy, args.repeats)
     methods = [baseline_method(name) for name, baseline in BASELINES.items() if baseline.metric]
     skipped = {}

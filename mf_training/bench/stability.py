@@ -57,14 +57,14 @@ def run(args: argparse.Namespace) -> dict:
     from mf_core.completion import CLASSICAL_BASELINES
     from mf_core.errors import InputError
     from mf_core.modes import recommended_mode
-    from mf_training.bench.eval import _frame, _parse_size
+    from mf_training.bench.eval import benchmark_frame, parse_size
     from mf_training.eval.harness import baseline_method, model_method
 
     if args.repeats < 2 or not 0 <= args.dropout < 1 or args.noise < 0:
         raise InputError("--repeats must be >= 2, --dropout in [0, 1), --noise >= 0")
     cv2.setNumThreads(1)
-    width, height = _parse_size(args.size)
-    sample = _frame(args.data, width, height)
+    width, height = parse_size(args.size)
+    sample = benchmark_frame(args.data, width, height)
     config, metadata = read_checkpoint_config(resolve_model_path(args.model))
     mode = recommended_mode(metadata, config.depth_conditioned)
     methods = [baseline_method(name) for name in CLASSICAL_BASELINES]

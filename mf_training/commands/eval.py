@@ -41,10 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def parse_processing_size(text: str) -> int | tuple[int, int]:
     """``"WxH"`` (width first, as every size this package prints) -> (H, W); ``"N"`` -> N (the longer side).
     Raises InputError otherwise."""
-    parts = text.lower().split("x")
-    if len(parts) in (1, 2) and all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        return int(parts[0]) if len(parts) == 1 else (int(parts[1]), int(parts[0]))
-    raise InputError(f"--processing-size must be WxH (e.g. 512x384) or one positive number, got {text!r}")
+    from mf_training.bench.eval import parse_size
+
+    if text.strip().isdigit() and int(text) > 0:
+        return int(text)
+    width, height = parse_size(text, "--processing-size")
+    return height, width
 
 
 def _check_flags(args: argparse.Namespace) -> None:
