@@ -32,14 +32,14 @@ PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e1
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="MF-XS,MF-S,MF-B", help="comma-separated registry names")
     parser.add_argument(
-        "--resolutions", default="256x320", help="comma-separated HxW (the full set: 256x320,480x640)"
+        "--resolutions", default="320x256", help="comma-separated WxH (the full set: 320x256,640x480)"
     )
     parser.add_argument("--batch", type=int, default=1, help="samples per forward")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs per measurement (median)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
     parser.add_argument("--no-baseline", action="store_true", help="skip the diffusers SD3 comparison")
     parser.add_argument("--latency-size", default="MF-XS", help="model for the i2d latency")
-    parser.add_argument("--latency-resolution", default="128x160", help="HxW for the i2d latency")
+    parser.add_argument("--latency-resolution", default="160x128", help="WxH for the i2d latency")
     parser.add_argument("--steps", default="1,4,50", help="comma-separated i2d step counts")
     parser.add_argument("--latency-repeats", type=int, default=1, help="timed samplings per step count")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -47,11 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _resolution(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
-        raise InputError(f"resolution {text!r} must look like 256x320 (HxW)") from exc
-    return h, w
+    """``"WxH"`` -> (height, width)."""
+    from mf_training.bench.eval import parse_size
+
+    width, height = parse_size(text, "resolution")
+    return height, width
 
 
 def _synchronize(device: torch.device) -> None:
@@ -214,13 +214,13 @@ def run(args: argparse.Namespace) -> dict:
     for config in sizes:
         for h, w in resolutions:
             if h % config.patch_size or w % config.patch_size:
-                raise InputError(f"{h}x{w} is not a multiple of {config.name}'s patch size {config.patch_size}")
+                raise InputError(f"{w}x{h} is not a multiple of {config.name}'s patch size {config.patch_size}")
     torch.manual_seed(0)
     rows = []
     for config in sizes:
         for h, w in resolutions:
-            print(f"bench model: {config.name} at {h}x{w}", file=sys.stderr, flush=True)
-            row = {"model": config.name, "resolution": f"{h}x{w}",
+            print(f"bench model: {config.name} at {w}x{h}", file=sys.stderr, flush=True)
+            row = {"model": config.name, "resolution": f"{w}x{h}",
                    "tokens": 2 * (h // config.patch_size) * (w // config.patch_size)}
             makers = {"ours": ours} if args.no_baseline else {"ours": ours, "sd3_joint_blocks": sd3_baseline}
             row |= measure(makers, config, args.batch, h, w, device, args)
@@ -244,7 +244,7 @@ def run(args: argparse.Namespace) -> dict:
         "i2d_latency_ms": {
             "model": latency_config.name,
             "params": count_parameters(latency_config),
-            "resolution": f"{lh}x{lw}",
+            "resolution": f"{lw}x{lh}",
             "steps": i2d_latency(latency_config, lh, lw, steps, device, args),
         },
     }
