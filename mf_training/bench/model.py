@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--latency-repeats", type=int, default=1, help="timed samplings per step count")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch's default)")
+    parser.add_argument("--compile", action="store_true", help="torch.compile every timed model (warm-up included)")
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -161,10 +162,23 @@ def _peak_flops(device: torch.device) -> float | None:
     return next((peak for key, peak in PEAK_BF16_FLOPS.items() if key in name), None)
 
 
+def _peak_memory_gib(workload: Workload, device: torch.device) -> float | None:
+    """GPU memory high-water mark of one training step (weights, activations, gradients), GiB."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.reset_peak_memory_stats(device)
+    workload.train_step()
+    _synchronize(device)
+    return round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
+
+
 def measure(makers: dict[str, Callable[..., Workload]], config: ModelConfig, batch: int, h: int, w: int,
             device: torch.device, args: argparse.Namespace) -> dict[str, dict]:
     """Per workload: samples/s and tokens/s for forward and forward+backward, FLOPs, MFU."""
     workloads = {name: make(config, batch, h, w, device) for name, make in makers.items()}
+    if args.compile:
+        for workload in workloads.values():
+            workload.model = torch.compile(workload.model)
     tokens = 2 * batch * (h // config.patch_size) * (w // config.patch_size)
     fns = {}
     for name, workload in workloads.items():
@@ -174,7 +188,8 @@ def measure(makers: dict[str, Callable[..., Workload]], config: ModelConfig, bat
     report = {}
     for name, make in makers.items():
         flops = count_flops(lambda make=make: make(config, batch, h, w, torch.device("meta")))
-        report[name] = {"params": sum(p.numel() for p in workloads[name].model.parameters())}
+        report[name] = {"params": sum(p.numel() for p in workloads[name].model.parameters()),
+                        "peak_train_memory_gib": _peak_memory_gib(workloads[name], device)}
         for kind, flop in zip(("forward", "train"), flops, strict=True):
             sec = seconds[name, kind]
             report[name][kind] = {
@@ -238,6 +253,7 @@ def run(args: argparse.Namespace) -> dict:
     return {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()}",
         "autocast": "bf16" if device.type == "cuda" else "off (fp32)",
+        "compiled": bool(args.compile),
         "batch": args.batch,
         "repeats": args.repeats,
         "throughput": rows,
