@@ -49,6 +49,8 @@ setup(
         "sim": ["open3d-cpu>=0.18"],
         # Independent decoders and tools used by the test suite.
         "dev": ["pytest>=7", "mcap-ros2-support>=0.5", "ruff>=0.5", "psutil>=5"],
+        # mf export-onnx and the onnxruntime backend (onnxruntime-gpu on CUDA / Jetson machines).
+        "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         # Reference implementations compared against in `mf bench model`.
         "bench": ["diffusers>=0.30"],
     },

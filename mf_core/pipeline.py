@@ -16,7 +16,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
@@ -24,8 +23,9 @@ from mf_core.align import MIN_POINTS, Alignment, align_to_lidar
 from mf_core.checkpoint import load_model, resolve_model_path
 from mf_core.depth_codec import decode_depth, encode_depth
 from mf_core.errors import InputError
-from mf_core.frame_codec import MAX_LOG_DEPTH, depth_tensor, encode_lidar, image_tensor, to_metres
-from mf_core.lidar_prior import REFINE_STRENGTH_KEY, compose, lidar_prior
+from mf_core.frame_codec import depth_tensor, encode_lidar, image_tensor, to_metres
+from mf_core.frame_network import INPUT_NAMES, compose_native, onnx_session
+from mf_core.lidar_prior import REFINE_STRENGTH_KEY
 from mf_core.modes import LIDAR_MODES, MODES
 from mf_core.resize import processing_shape, resize_dense_depth, resize_image, resize_sparse_depth
 from mf_core.sampling import SampleOutput, sample, time_grid
@@ -122,10 +122,14 @@ class DepthEstimator:
             longer side) or (height, width); always rounded to multiples of the patch size.
         refine_strength: refine_head models with LiDAR: the share of the learned correction to the
             prior that is applied (:func:`mf_core.lidar_prior.compose`); checkpoints record theirs.
+        onnx_model: a file written by ``mf export-onnx`` for this model: mode "conditioned" with one
+            step then runs on onnxruntime (CPU; CUDA where its provider is installed); other modes
+            and step counts stay on torch.
     """
 
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
-                 processing_size: int | tuple[int, int] | None = None, refine_strength: float = 1.0) -> None:
+                 processing_size: int | tuple[int, int] | None = None, refine_strength: float = 1.0,
+                 onnx_model: str | Path | None = None) -> None:
         if not 0.0 <= refine_strength <= 1.0:
             raise InputError(f"refine_strength must be in [0, 1] (the share of the learned correction applied), "
                              f"got {refine_strength}")
@@ -133,11 +137,13 @@ class DepthEstimator:
         self.model = model.to(self.device).eval()
         self.processing_size = processing_size
         self.refine_strength = float(refine_strength)
+        self.onnx_session = None if onnx_model is None else onnx_session(onnx_model, self.device)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype | None = None,
-                        processing_size: int | tuple[int, int] | None = None) -> DepthEstimator:
+                        processing_size: int | tuple[int, int] | None = None,
+                        onnx_model: str | Path | None = None) -> DepthEstimator:
         """Load a checkpoint folder ("default": the shipped model; ``dtype`` default float32) and wrap it.
 
         Without ``processing_size`` the checkpoint's own ``processing_size`` metadata (the
@@ -150,7 +156,7 @@ class DepthEstimator:
         strength = metadata.get(REFINE_STRENGTH_KEY, 1.0)
         if isinstance(strength, bool) or not isinstance(strength, int | float):
             raise InputError(f"checkpoint {path}: metadata {REFINE_STRENGTH_KEY} must be a number, got {strength!r}")
-        return cls(model, device, processing_size, float(strength))
+        return cls(model, device, processing_size, float(strength), onnx_model)
 
     def _check_inputs(self, image: np.ndarray, sparse_depth: np.ndarray | None, mode: str, steps: int) -> None:
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -191,22 +197,27 @@ class DepthEstimator:
 
     def _native_composition(self, image: np.ndarray, sparse_depth: np.ndarray, out: SampleOutput,
                             scale: torch.Tensor) -> np.ndarray:
-        """A refine_head model's depth (H, W) metres at the input resolution: the prior of the native
-        LiDAR composed with the model's upsampled terms (mf_core.lidar_prior.compose), same scale."""
-        h, w = image.shape[:2]
+        """A refine_head model's depth (H, W) metres at the input resolution (:func:`compose_native`)."""
         native = depth_tensor(np.where(_lidar_points(sparse_depth), sparse_depth, 0.0))  # (1, 1, H, W) metres
-        mask = native > 0
-        log_depth = torch.where(mask, (native / scale.view(-1, 1, 1, 1)).clamp(min=1e-6).log(), 0.0)
-        prior = lidar_prior(image_tensor(image)[None], log_depth, mask)
-
-        def upsample(x: torch.Tensor) -> torch.Tensor:
-            return F.interpolate(x.float().cpu(), size=(h, w), mode="bilinear", align_corners=False)
-
-        composed = compose(prior, upsample(out.refine_terms), upsample(out.transformer_log_depth),
-                           *(weight.detach().cpu() for weight in self.model.refine.selection_weights),
-                           strength=self.refine_strength)
-        metres = scale.view(-1, 1, 1, 1) * composed.clamp(-MAX_LOG_DEPTH, MAX_LOG_DEPTH).exp()
+        with torch.no_grad():
+            metres = compose_native(self.model, self.refine_strength, image_tensor(image)[None], native,
+                                    out.refine_terms.cpu(), out.transformer_log_depth.cpu(), scale.cpu())
         return metres[0, 0].numpy()
+
+    def _run_onnx(self, image: np.ndarray, sparse_depth: np.ndarray, image_small: torch.Tensor,
+                  sparse_small: np.ndarray, seed: int) -> np.ndarray:
+        """The exported frame network on onnxruntime: depth (H, W) metres, the same as the torch path."""
+        noise = torch.randn((1, 1, *sparse_small.shape), generator=torch.Generator().manual_seed(seed))
+        feeds = dict(zip(INPUT_NAMES, (image_small, depth_tensor(sparse_small), noise, image_tensor(image)[None],
+                                       depth_tensor(np.where(_lidar_points(sparse_depth), sparse_depth, 0.0))),
+                         strict=True))
+        expected = {i.name: tuple(i.shape) for i in self.onnx_session.get_inputs()}
+        for name, tensor in feeds.items():
+            if tuple(tensor.shape) != expected[name]:
+                raise InputError(f"the ONNX model was exported for {name} of shape {expected[name]}, this frame "
+                                 f"gives {tuple(tensor.shape)}; export it for this camera's size (mf export-onnx "
+                                 "--size WxH) or use backend torch")
+        return self.onnx_session.run(None, {k: v.numpy() for k, v in feeds.items()})[0][0, 0]
 
     def predict(self, image: np.ndarray, sparse_depth: np.ndarray | None = None, mode: str = "i2d-aligned",
                 steps: int = 1, seed: int = 0, with_confidence: bool = True, keep_lidar: bool = False
@@ -249,13 +260,18 @@ class DepthEstimator:
         elif mode == "conditioned":
             lidar = encode_lidar(depth_tensor(sparse))
             options["sparse_depth"], options["sparse_mask"], scale = lidar.depth, lidar.mask, lidar.scale
-        out = sample(self.model, "i2d", image=image_t, steps=steps,
-                     generator=torch.Generator().manual_seed(seed), **options)
+        if self.onnx_session is not None and mode == "conditioned" and steps == 1:
+            out = None  # one ONNX graph does the model pass and the native composition
+        else:
+            out = sample(self.model, "i2d", image=image_t, steps=steps,
+                         generator=torch.Generator().manual_seed(seed), **options)
         timings["model"] = time.perf_counter() - start
 
         start = time.perf_counter()
         alignment = None
-        if mode == "conditioned" and out.refine_terms is not None:  # composed at the input size, also when equal
+        if out is None:  # the exported frame network ran instead
+            depth = self._run_onnx(image, sparse_depth, image_t, sparse, seed)
+        elif mode == "conditioned" and out.refine_terms is not None:  # composed at the input size, also when equal
             depth = self._native_composition(image, sparse_depth, out, scale)  # (H, W) metres
         else:
             depth = resize_dense_depth(to_metres(out.depth, scale)[0, 0].cpu().numpy(), width, height)  # (H, W)

@@ -63,6 +63,25 @@ def smooth_fill(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return estimate
 
 
+def scan_by_doubling(x: torch.Tensor, dim: int, largest: bool) -> torch.Tensor:
+    """Cumulative max (``largest``) or min of ``x`` along ``dim`` in log2(n) steps of shifted max/min
+    (a Hillis-Steele scan): what torch.cummax / cummin give, from ops ONNX has (it has no cumulative
+    max or min)."""
+    pick = torch.maximum if largest else torch.minimum
+    n, step = x.shape[dim], 1
+    while step < n:  # after this pass each element holds the extreme of the 2 * step elements ending at it
+        x = pick(x, torch.cat([x.narrow(dim, 0, step), x.narrow(dim, 0, n - step)], dim))
+        step *= 2
+    return x
+
+
+def _cumulative(x: torch.Tensor, dim: int, largest: bool) -> torch.Tensor:
+    """torch.cummax / cummin values; the equivalent doubling scan while exporting to ONNX."""
+    if torch.onnx.is_in_onnx_export():
+        return scan_by_doubling(x, dim, largest)
+    return (x.cummax(dim=dim) if largest else x.cummin(dim=dim)).values
+
+
 def directional_neighbours(values: torch.Tensor, mask: torch.Tensor, image: torch.Tensor
                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The nearest valid pixel in each of :data:`DIRECTIONS` (same row or column) of every pixel.
@@ -84,8 +103,8 @@ def directional_neighbours(values: torch.Tensor, mask: torch.Tensor, image: torc
         shape = [1, 1, 1, 1]
         shape[dim] = n
         index = torch.arange(n, device=values.device).view(shape).expand_as(values)  # (B, 1, H, W)
-        before = torch.where(mask, index, -1).cummax(dim=dim).values  # last valid index at or before
-        after = torch.where(mask, index, n).flip(dim).cummin(dim=dim).values.flip(dim)  # first at or after
+        before = _cumulative(torch.where(mask, index, -1), dim, largest=True)  # last valid index at or before
+        after = _cumulative(torch.where(mask, index, n).flip(dim), dim, largest=False).flip(dim)  # first at/after
         for source in (before, after):
             present = (source >= 0) & (source < n)
             clamped = source.clamp(0, n - 1)

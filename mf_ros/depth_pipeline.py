@@ -78,12 +78,14 @@ class DepthFrame:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def load_estimator(model: str, device: str, processing_size: tuple[int, int] | None) -> DepthEstimator:
+def load_estimator(model: str, device: str, processing_size: tuple[int, int] | None,
+                   onnx_model: str = "") -> DepthEstimator:
     """A DepthEstimator from a checkpoint folder ("default": the shipped model), or a randomly
     initialised registry size (testing only).
 
     ``model`` naming a registry size (e.g. "MF-XS") builds random weights: the output is
     then not a depth estimate, which is warned about. ``processing_size`` is (height, width).
+    ``onnx_model`` (a file from ``mf export-onnx``) runs mode conditioned on onnxruntime.
     """
     from mf_core.checkpoint import resolve_model_path
     from mf_core.model import MODEL_SIZES, build_model
@@ -92,7 +94,8 @@ def load_estimator(model: str, device: str, processing_size: tuple[int, int] | N
         raise InputError("device 'cuda' was requested but torch sees no CUDA GPU; set device:=cpu "
                          "or install a CUDA build of torch")
     if resolve_model_path(model).is_dir():
-        return DepthEstimator.from_checkpoint(model, device, processing_size=processing_size)
+        return DepthEstimator.from_checkpoint(model, device, processing_size=processing_size,
+                                              onnx_model=onnx_model or None)
     if model in MODEL_SIZES:
         warnings.warn(f"model {model!r} is a registry size, not a checkpoint: using RANDOM weights (for testing "
                       "the plumbing only); pass a checkpoint folder for real depth", stacklevel=2)

@@ -115,6 +115,8 @@ DEPTH_NODE_OPTIONS = (
     Option("model", "default",
            "'default' (the shipped model), a checkpoint folder, or a registry size (e.g. MF-XS) = RANDOM weights"),
     Option("device", "cpu", "torch device", choices=DEVICES),
+    Option("onnx_model", "", "a file from mf export-onnx for this model: mode conditioned runs on onnxruntime "
+           "(empty = torch)"),
     Option("mode", DEFAULT_MODE, "how LiDAR makes depth metric (conditioned suits the shipped model)",
            choices=NODE_MODES),
     Option("steps", 1, "sampler steps (1 = one forward pass)", 1, 50, runtime=True),
@@ -170,3 +172,37 @@ RECORDER_OPTIONS = (
     _QOS,
     Option("stats_period", 1.0, "seconds between stats messages (JSON on recorder/stats)", 0.1, 60.0),
 )
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value or '""'
+    return repr(value)
+
+
+def parameter_file(node: str, launch_file: str, options: Iterable[Option]) -> str:
+    """The shipped ``config/<node>.yaml``: every option with its default and help, keyed ``/**``."""
+    lines = [f"# {node} parameters: ros2 launch mf_ros {launch_file} params_file:=<a copy of this file>",
+             f"# (or ros2 run mf_ros {node} --ros-args --params-file FILE). Keyed /** so they apply under any",
+             "# namespace and node name. `ros2 param describe` shows each one's range, allowed values and",
+             "# whether it can change at run time ([runtime] below; the others are read-only). Generated from",
+             "# mf_ros/options.py by `python -m mf_ros.options`; a test checks it is up to date.",
+             "/**:", "  ros__parameters:"]
+    for option in options:
+        entry = f"    {option.name}: {_yaml_value(option.default)}"
+        lines.append(f"{entry:<36} # {option.description}" + (" [runtime]" if option.runtime else ""))
+    return "\n".join(lines) + "\n"
+
+
+PARAMETER_FILES = {"config/depth_node.yaml": ("depth_node", "depth.launch.py", DEPTH_NODE_OPTIONS),
+                   "config/recorder_node.yaml": ("recorder_node", "record.launch.py", RECORDER_OPTIONS)}
+
+
+if __name__ == "__main__":  # python -m mf_ros.options: rewrite config/*.yaml from the specs
+    from pathlib import Path
+
+    for path, spec in PARAMETER_FILES.items():
+        Path(path).write_text(parameter_file(*spec))
+        print(f"wrote {path}")

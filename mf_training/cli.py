@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "models": "list the model sizes in the registry with their parameter counts",
     "train": "train a model (image pretraining or Modality Forcing post-training)",
     "release": "turn a training run's newest checkpoint into a shippable (fp16) model folder",
+    "export-onnx": "write a model's per-frame network (conditioned, 1 step) as one ONNX graph, checked against torch",
     "densify": "run the depth_node pipeline on a recorded bag and write a bag with depth topics added",
     "eval": "score a model or a baseline on a sample folder or bag (metrics.json, table, PNG panels)",
     "bench": "run a benchmark and print JSON",
@@ -32,7 +33,7 @@ COMMANDS: dict[str, str] = {
 
 
 def _load(name: str):
-    return importlib.import_module(f"mf_training.commands.{name}")
+    return importlib.import_module(f"mf_training.commands.{name.replace('-', '_')}")
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:

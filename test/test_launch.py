@@ -12,18 +12,19 @@ import yaml
 
 from mf_core.errors import InputError
 from mf_ros.extrinsics import parse_extrinsic
-from mf_ros.options import DEPTH_NODE_OPTIONS, RECORDER_OPTIONS, typed_overrides
+from mf_ros.options import DEPTH_NODE_OPTIONS, PARAMETER_FILES, RECORDER_OPTIONS, parameter_file, typed_overrides
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("config, options", [("depth_node.yaml", DEPTH_NODE_OPTIONS),
-                                             ("recorder_node.yaml", RECORDER_OPTIONS)])
-def test_config_yaml_lists_every_option_with_its_default_under_any_namespace(config, options):
-    data = yaml.safe_load((REPO / "config" / config).read_text())
+@pytest.mark.parametrize("path", sorted(PARAMETER_FILES))
+def test_config_yaml_lists_every_option_with_its_default_under_any_namespace(path):
+    node, launch_file, options = PARAMETER_FILES[path]
+    text = (REPO / path).read_text()
+    assert text == parameter_file(node, launch_file, options), "run: python -m mf_ros.options"
+    data = yaml.safe_load(text)
     assert list(data) == ["/**"]  # applies whatever the node's namespace and name
-    values = data["/**"]["ros__parameters"]
-    assert values == {o.name: o.default for o in options}
+    assert data["/**"]["ros__parameters"] == {o.name: o.default for o in options}
 
 
 def test_launch_argument_text_is_parsed_by_the_option_spec():
@@ -97,8 +98,8 @@ ROSDEP_KEYS = {
     "tf2_ros": "tf2_ros", "tf2_msgs": "tf2_msgs", "diagnostic_msgs": "diagnostic_msgs", "launch": "launch",
     "launch_ros": "launch_ros", "ament_index_python": "ament_index_python",
 }
-# pip-installed on a robot (README; package.xml says so in a comment); diffusers only for a VAE-tokenizer model.
-NO_ROSDEP_KEY = {"safetensors", "mcap", "diffusers"}
+# pip-installed on a robot (README; package.xml says so); diffusers (VAE tokenizer) and onnxruntime optional.
+NO_ROSDEP_KEY = {"safetensors", "mcap", "diffusers", "onnxruntime"}
 OWN = {"mf_core", "mf_ros", "mf_training"}
 
 

@@ -269,3 +269,27 @@ def test_refining_model_starts_as_the_smooth_fill_of_its_lidar_input():
     trained = randomize(fresh)
     out = trained(image, depth, t, t, sparse_depth=sparse, sparse_mask=mask)
     assert not torch.allclose(decode_depth(out.depth_x0[:1]), prior[:1])  # a trained head corrects it
+
+
+def test_rope_rotates_each_feature_pair_by_its_angle():
+    """The real (cos, sin) rotation: pair (1, 0) at angle a becomes (cos a, sin a), (0, 1) becomes (-sin a, cos a)."""
+    positions = torch.tensor([[0.0, 3.0, 0.0, 0.0]])  # row 3: the row axis' pairs turn by 3 x their frequency
+    rope = rope_rotations(positions, 16, 10000.0)  # (1, 8, 2)
+    angle = torch.atan2(rope[0, :, 1], rope[0, :, 0])  # (8,)
+    x = torch.zeros(1, 1, 1, 16)
+    x[..., 0::2] = 1.0
+    y = torch.zeros(1, 1, 1, 16)
+    y[..., 1::2] = 1.0
+    torch.testing.assert_close(apply_rope(x, rope)[0, 0, 0, 0::2], angle.cos())
+    torch.testing.assert_close(apply_rope(x, rope)[0, 0, 0, 1::2], angle.sin())
+    torch.testing.assert_close(apply_rope(y, rope)[0, 0, 0, 0::2], -angle.sin())
+    assert angle[2:4].abs().max() > 0 and angle[:2].abs().max() == 0  # only the row axis (pairs 2-3) turns
+
+
+def test_scan_by_doubling_equals_torch_cummax_and_cummin():
+    from mf_core.sparse_fill import scan_by_doubling
+
+    x = torch.randint(-5, 100, (2, 1, 7, 37))
+    for dim in (2, 3):
+        assert torch.equal(scan_by_doubling(x, dim, largest=True), x.cummax(dim=dim).values)
+        assert torch.equal(scan_by_doubling(x, dim, largest=False), x.cummin(dim=dim).values)

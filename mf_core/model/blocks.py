@@ -78,7 +78,7 @@ class QKVHeads(nn.Module):
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
-    """RoPE (rotations (S, hd/2)) then torch SDPA (flash kernels where available): (B, h, S, hd) -> (B, S, h*hd)."""
+    """RoPE (rotations (S, hd/2, 2)) then torch SDPA (flash kernels where available): (B, h, S, hd) -> (B, S, h*hd)."""
     out = F.scaled_dot_product_attention(apply_rope(q, rope), apply_rope(k, rope), v)  # (B, h, S, hd)
     return out.transpose(1, 2).flatten(2)  # (B, S, D)
 
@@ -149,7 +149,7 @@ class SingleBlock(nn.Module):
         self.proj = nn.Linear(config.width + config.mlp_hidden, config.width, bias=False)
 
     def forward(self, x: torch.Tensor, mod: ModParams, rope: torch.Tensor) -> torch.Tensor:
-        """x (B, S, D); mod triples broadcasting to (B, S, D); rope rotations (S, hd/2) -> (B, S, D)."""
+        """x (B, S, D); mod triples broadcasting to (B, S, D); rope rotations (S, hd/2, 2) -> (B, S, D)."""
         shift, scale, gate = mod
         qkv, hidden = self.qkv_mlp(modulate(self.norm(x), shift, scale)).split(self.split, dim=-1)
         attended = attention(*self.heads(qkv), rope)  # (B, S, D)

@@ -317,7 +317,7 @@ class ModalityForcingDiT(nn.Module):
         vec = self._time_vectors(t_image.expand(b), t_depth.expand(b))  # name -> (B, D)
         n_context = tokens["context"].shape[1] if "context" in tokens else 0
         positions = token_positions(grid_h, grid_w, n_context, depth.device)  # (S, 4)
-        rope = rope_rotations(positions, self.config.head_dim, self.config.rope_theta)  # (S, hd/2) complex
+        rope = rope_rotations(positions, self.config.head_dim, self.config.rope_theta)  # (S, hd/2, 2) cos, sin
 
         # 3. Joint multi-stream blocks.
         if self.joint_blocks:

@@ -90,34 +90,41 @@ def token_positions(grid_h: int, grid_w: int, n_context: int, device: torch.devi
     tokens (0, r, c, 0) and depth tokens (1, r, c, 0), so image and depth token i share a
     pixel footprint and differ only on the modality axis.
     """
-    rows = torch.arange(grid_h, device=device).repeat_interleave(grid_w)  # (N,)
-    cols = torch.arange(grid_w, device=device).repeat(grid_h)  # (N,)
-    grid = torch.zeros(grid_h * grid_w, ROPE_AXES, device=device)  # (N, 4)
-    grid[:, 1], grid[:, 2] = rows, cols
-    image, depth = grid.clone(), grid.clone()
-    image[:, 0], depth[:, 0] = IMAGE_MODALITY, DEPTH_MODALITY
-    context = torch.zeros(n_context, ROPE_AXES, device=device)  # (L, 4)
-    context[:, 3] = torch.arange(n_context, device=device)
+    # Built by stacking columns, not by assigning into slices: tracing (ONNX export) cannot place an
+    # assignment into the empty context block of a model without context.
+    rows = torch.arange(grid_h, device=device).repeat_interleave(grid_w).float()  # (N,)
+    cols = torch.arange(grid_w, device=device).repeat(grid_h).float()  # (N,)
+    zeros = torch.zeros_like(rows)
+    image = torch.stack([zeros + IMAGE_MODALITY, rows, cols, zeros], dim=1)  # (N, 4)
+    depth = torch.stack([zeros + DEPTH_MODALITY, rows, cols, zeros], dim=1)  # (N, 4)
+    if n_context == 0:
+        return torch.cat([image, depth])  # (2N, 4)
+    index = torch.arange(n_context, device=device).float()  # (L,)
+    context = torch.stack([torch.zeros_like(index)] * 3 + [index], dim=1)  # (L, 4)
     return torch.cat([context, image, depth])  # (L + 2N, 4)
 
 
 def rope_rotations(positions: torch.Tensor, head_dim: int, theta: float) -> torch.Tensor:
-    """Unit complex rotations for (S, 4) position ids; head_dim is split equally over the 4 axes.
+    """Rotations for (S, 4) position ids; head_dim is split equally over the 4 axes.
 
-    Returns (S, head_dim / 2) complex64, one rotation per pair of features.
+    Returns (S, head_dim / 2, 2) float32: cos and sin of one angle per pair of features (real
+    numbers, not complex ones, so the model also exports to ONNX, which has no complex type).
     """
     axis_dim = head_dim // ROPE_AXES
     inv_freq = theta ** (-torch.arange(0, axis_dim, 2, device=positions.device) / axis_dim)  # (axis_dim/2,)
     angles = torch.cat(
         [positions[:, a, None].float() * inv_freq[None] for a in range(ROPE_AXES)], dim=-1
     )  # (S, head_dim/2)
-    return torch.polar(torch.ones_like(angles), angles)  # (S, head_dim/2) complex
+    return torch.stack([angles.cos(), angles.sin()], dim=-1)  # (S, head_dim/2, 2)
 
 
 def apply_rope(x: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
-    """Rotate consecutive feature pairs of x (B, heads, S, head_dim) by ``rotations`` (S, head_dim/2).
+    """Rotate consecutive feature pairs of x (B, heads, S, head_dim) by ``rotations`` (S, head_dim/2, 2).
 
-    Hand-written (torch has no rotary op): one complex multiply in fp32, cast back to x's dtype.
+    Hand-written (torch has no rotary op): (a, b) -> (a cos - b sin, a sin + b cos) in fp32, cast
+    back to x's dtype.
     """
-    pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))  # (B, h, S, hd/2) complex
-    return torch.view_as_real(pairs * rotations).flatten(-2).to(x.dtype)  # (B, h, S, hd)
+    pairs = x.float().unflatten(-1, (-1, 2))  # (B, h, S, hd/2, 2)
+    a, b = pairs[..., 0], pairs[..., 1]
+    cos, sin = rotations[..., 0], rotations[..., 1]  # (S, hd/2)
+    return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2).to(x.dtype)  # (B, h, S, hd)

@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="take the first frame of this sample folder / bag (default: synthetic scene)")
     parser.add_argument("--model", metavar="CKPT", help="also time every mode of this checkpoint")
     parser.add_argument("--steps", type=int, default=1, help="model sampler steps (default 1)")
+    parser.add_argument("--onnx-model", help="also time mode conditioned on onnxruntime with this mf export-onnx file")
+    parser.add_argument("--compile", action="store_true", help="also time mode conditioned with torch.compile")
     parser.add_argument("--device", default="cpu", help="torch device for --model (default cpu)")
     parser.add_argument("--size", default="640x480", help="frame size WxH (default 640x480)")
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per method (default 10)")
@@ -95,9 +97,22 @@ def run(args: argparse.Namespace) -> dict:
                 methods.append(method)
             except InputError as exc:
                 skipped[mode] = str(exc)
+    labels = [m.name if m.mode is None else f"model:{m.mode}" for m in methods]
+    if args.model and args.onnx_model:
+        methods.append(model_method(args.model, "conditioned", args.steps, 0, None, args.device, args.onnx_model))
+        labels.append("model:conditioned (onnxruntime)")
+    if args.model and args.compile:
+        import torch
+
+        from mf_core.pipeline import DepthEstimator
+        from mf_training.eval.harness import estimator_method
+
+        compiled = DepthEstimator.from_checkpoint(args.model, args.device)
+        compiled.model = torch.compile(compiled.model)
+        methods.append(estimator_method(compiled, args.model, "conditioned", args.steps))
+        labels.append("model:conditioned (torch.compile)")
     rows = []
-    for method in methods:
-        label = method.name if method.mode is None else f"model:{method.mode}"
+    for method, label in zip(methods, labels, strict=True):
         row = {"method": label}
         row["median_ms"] = round(_median_ms(lambda m=method: m.predict(sample.image, sample.sparse_depth,
                                                                         sample.camera), args.repeats), 3)

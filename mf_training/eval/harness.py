@@ -40,15 +40,18 @@ def baseline_method(name: str) -> EvalMethod:
 
 
 def model_method(checkpoint: str | Path, mode: str, steps: int = 1, seed: int = 0,
-                 processing_size: int | tuple[int, int] | None = None, device: str = "cpu") -> EvalMethod:
-    """A trained checkpoint run by ``DepthEstimator`` in ``mode``; mode "i2d" never sees the LiDAR."""
+                 processing_size: int | tuple[int, int] | None = None, device: str = "cpu",
+                 onnx_model: str | Path | None = None) -> EvalMethod:
+    """A trained checkpoint run by ``DepthEstimator`` in ``mode`` (conditioned on onnxruntime with
+    ``onnx_model``); mode "i2d" never sees the LiDAR."""
     # Imported here: torch and the model load only when a checkpoint is evaluated.
     from mf_core.modes import MODES
     from mf_core.pipeline import DepthEstimator
 
     if mode not in MODES:
         raise InputError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
-    estimator = DepthEstimator.from_checkpoint(checkpoint, device, processing_size=processing_size)
+    estimator = DepthEstimator.from_checkpoint(checkpoint, device, processing_size=processing_size,
+                                               onnx_model=onnx_model)
     return estimator_method(estimator, str(checkpoint), mode, steps, seed)
 
 

@@ -1,0 +1,118 @@
+"""One frame of a LiDAR-conditioned refine-head model as a single tensor network, and its ONNX form.
+
+:class:`ConditionedFrameNetwork` is what ``DepthEstimator.predict(mode="conditioned", steps=1)``
+computes, tensors in, metres out: the fed LiDAR's encoding, one model pass (the one-step i2d
+prediction, t_image = 0, t_depth = 1, from the given noise) at the processing size, and the
+composition at the input's native resolution with the prior of the native LiDAR
+(:func:`compose_native`). The estimator runs it eagerly; :func:`export_onnx` traces it into
+one ONNX graph for onnxruntime (CPU, CUDA or TensorRT execution providers), at a fixed size.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mf_core.errors import InputError
+from mf_core.frame_codec import MAX_LOG_DEPTH, encode_lidar
+from mf_core.lidar_prior import compose, lidar_prior
+
+# The inputs of the network and of its ONNX graph, in order.
+INPUT_NAMES = ("image_small", "sparse_small", "noise", "image_native", "sparse_native")
+OUTPUT_NAME = "depth"
+ONNX_OPSET = 17
+
+
+def compose_native(model: nn.Module, refine_strength: float, image_native: torch.Tensor,
+                   sparse_native: torch.Tensor, refine_terms: torch.Tensor, transformer_log_depth: torch.Tensor,
+                   scale: torch.Tensor) -> torch.Tensor:
+    """Metres (B, 1, H, W) at the native resolution: the prior of the native LiDAR (B, 1, H, W metres,
+    0 = none) composed with the model's upsampled terms, in the fed LiDAR's ``scale`` (B,)."""
+    h, w = image_native.shape[-2:]
+    mask = sparse_native > 0
+    scale = scale.view(-1, 1, 1, 1)
+    log_depth = torch.where(mask, (sparse_native / scale).clamp(min=1e-6).log(), 0.0)
+    prior = lidar_prior(image_native, log_depth, mask)
+
+    def upsample(x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x.float(), size=(h, w), mode="bilinear", align_corners=False)
+
+    composed = compose(prior, upsample(refine_terms), upsample(transformer_log_depth),
+                       *(w.to(image_native.device) for w in model.refine.selection_weights), strength=refine_strength)
+    return scale * composed.clamp(-MAX_LOG_DEPTH, MAX_LOG_DEPTH).exp()
+
+
+class ConditionedFrameNetwork(nn.Module):
+    """image_small (B, 3, h, w) in [-1, 1], sparse_small (B, 1, h, w) metres, noise (B, 1, h, w),
+    image_native (B, 3, H, W) in [-1, 1], sparse_native (B, 1, H, W) metres -> depth (B, 1, H, W) metres."""
+
+    def __init__(self, model: nn.Module, refine_strength: float) -> None:
+        super().__init__()
+        if not (model.config.depth_conditioned and model.config.refine_head):
+            raise InputError(f"{model.config.name}: the frame network needs a LiDAR-conditioned model with a "
+                             "refinement head (depth_conditioned and refine_head)")
+        self.model = model
+        self.refine_strength = float(refine_strength)
+
+    def forward(self, image_small: torch.Tensor, sparse_small: torch.Tensor, noise: torch.Tensor,
+                image_native: torch.Tensor, sparse_native: torch.Tensor) -> torch.Tensor:
+        lidar = encode_lidar(sparse_small)
+        parameter = next(self.model.parameters())
+        batch = image_small.shape[0]
+        t_image = torch.zeros(batch, device=parameter.device, dtype=parameter.dtype)
+        t_depth = torch.ones(batch, device=parameter.device, dtype=parameter.dtype)
+        x_image = self.model.encode_image(image_small.to(parameter.dtype))
+        out = self.model(x_image, noise.to(parameter.dtype), t_image, t_depth,
+                         sparse_depth=lidar.depth.to(parameter.dtype), sparse_mask=lidar.mask.to(parameter.dtype))
+        return compose_native(self.model, self.refine_strength, image_native.float(), sparse_native.float(),
+                              out.refine_terms.float(), out.transformer_log_depth.float(), lidar.scale)
+
+
+def _rms_norm_symbolic(g, x, shape, weight, eps):
+    """aten::rms_norm in ONNX opsets before 23, which have no RMSNormalization: x / sqrt(mean(x^2) + eps) * w."""
+    from torch.onnx import symbolic_helper
+
+    epsilon = symbolic_helper._maybe_get_const(eps, "f")
+    mean_square = g.op("ReduceMean", g.op("Mul", x, x), axes_i=[-1], keepdims_i=1)
+    offset = g.op("Constant", value_t=torch.tensor(1e-6 if epsilon is None else float(epsilon)))
+    return g.op("Mul", g.op("Div", x, g.op("Sqrt", g.op("Add", mean_square, offset))), weight)
+
+
+def export_onnx(network: ConditionedFrameNetwork, example: tuple[torch.Tensor, ...], path: str | Path) -> None:
+    """Trace ``network`` on ``example`` (the five inputs, float32 CPU tensors) into an ONNX file at ``path``.
+
+    The graph has the example's fixed sizes. torch's TorchScript-based exporter is used: the
+    newer torch.export path refuses the input checks of the depth encoding (data-dependent
+    branches) that tracing records as the constants they are for valid inputs.
+    """
+    from torch.onnx import register_custom_op_symbolic
+
+    register_custom_op_symbolic("aten::rms_norm", _rms_norm_symbolic, ONNX_OPSET)
+    with torch.no_grad(), warnings.catch_warnings():
+        # Tracing turns the input checks into constants for the example, and says so for each: expected.
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        torch.onnx.export(network.eval(), example, str(path), input_names=list(INPUT_NAMES),
+                          output_names=[OUTPUT_NAME], opset_version=ONNX_OPSET, dynamo=False)
+
+
+def onnx_session(path: str | Path, device: torch.device):
+    """An onnxruntime session for an exported frame network (CUDA provider first on a CUDA device)."""
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise InputError("backend onnxruntime needs the onnxruntime package (pip install onnxruntime, or "
+                         "onnxruntime-gpu); or use backend torch") from err
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"ONNX model {path} does not exist; write it with mf export-onnx --model M --out {path}")
+    available = onnxruntime.get_available_providers()
+    wanted = ["CUDAExecutionProvider"] if device.type == "cuda" else []
+    providers = [p for p in wanted if p in available] + ["CPUExecutionProvider"]
+    try:
+        return onnxruntime.InferenceSession(str(path), providers=providers)
+    except Exception as err:  # onnxruntime raises its own exception types for unreadable graphs
+        raise InputError(f"{path} is not an ONNX model onnxruntime can load: {err}") from err

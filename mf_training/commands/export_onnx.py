@@ -1,0 +1,87 @@
+"""``mf export-onnx --model M --out FILE [--size WxH]``: the per-frame network as one ONNX graph.
+
+The graph is :class:`mf_core.frame_network.ConditionedFrameNetwork` (LiDAR encoding, the model
+pass at the checkpoint's processing size, the prior and composition at the native size) for
+mode ``conditioned`` with one step, at a fixed input size (the camera's). It is checked against
+torch on a frame of that size right after export: the largest difference is printed, and above
+``--tolerance`` (relative) the file is removed and the command fails. Use it with
+``DepthEstimator(onnx_model=FILE)``, ``mf densify --onnx-model FILE`` or the depth node's
+``onnx_model`` parameter.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mf_core.errors import InputError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="default", help="checkpoint folder ('default' = the shipped model)")
+    parser.add_argument("--out", required=True, help="the .onnx file to write")
+    parser.add_argument("--size", default="640x480", help="camera image size WxH the graph is for (default 640x480)")
+    parser.add_argument("--tolerance", type=float, default=1e-3,
+                        help="largest relative depth difference to torch accepted (default 1e-3)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from mf_core.files import remove_tree, temp_dir_beside
+    from mf_core.frame_network import ConditionedFrameNetwork, export_onnx
+    from mf_core.pipeline import DepthEstimator
+    from mf_core.resize import processing_shape
+    from mf_training.bench.eval import parse_size
+    from mf_training.eval.synthetic import default_camera, synthetic_sample
+
+    out = Path(args.out)
+    if out.suffix != ".onnx":
+        raise InputError(f"--out {out} must end in .onnx")
+    if out.exists() and not args.overwrite:
+        raise InputError(f"{out} exists; pass --overwrite to replace it")
+    width, height = parse_size(args.size)
+    estimator = DepthEstimator.from_checkpoint(args.model, "cpu")
+    network = ConditionedFrameNetwork(estimator.model, estimator.refine_strength)
+    ph, pw = processing_shape(height, width, estimator.model.config.patch_size, estimator.processing_size)
+    sample = synthetic_sample("export", default_camera(width, height), seed=0)  # a frame to trace and check on
+    work = temp_dir_beside(out)
+    try:
+        staged = work / out.name
+        export_onnx(network, _example(sample, ph, pw), staged)
+        onnx_estimator = DepthEstimator.from_checkpoint(args.model, "cpu", onnx_model=staged)
+        with torch.inference_mode():
+            reference = estimator.predict(sample.image, sample.sparse_depth, "conditioned", with_confidence=False)
+            exported = onnx_estimator.predict(sample.image, sample.sparse_depth, "conditioned", with_confidence=False)
+        both = (reference.depth > 0) & (exported.depth > 0)
+        relative = np.abs(exported.depth[both] - reference.depth[both]) / reference.depth[both]
+        worst = float(relative.max()) if relative.size else 0.0
+        absolute = float(np.abs(exported.depth - reference.depth).max())
+        print(f"export-onnx: {width}x{height} (model at {pw}x{ph}); onnxruntime vs torch on a test frame: max "
+              f"relative difference {worst:.2e}, max absolute {absolute:.2e} m")
+        if worst > args.tolerance:
+            raise InputError(f"the exported graph differs from torch by {worst:.2e} (> --tolerance "
+                             f"{args.tolerance}); nothing written")
+        staged.replace(out)
+    finally:
+        remove_tree(work, inside=out.parent)
+    print(f"wrote {out}")
+    return 0
+
+
+def _example(sample, ph: int, pw: int) -> tuple:
+    """The network's five inputs for ``sample`` (as DepthEstimator builds them)."""
+    import numpy as np
+    import torch
+
+    from mf_core.frame_codec import depth_tensor, image_tensor
+    from mf_core.resize import resize_image, resize_sparse_depth
+
+    sparse_small = resize_sparse_depth(sample.sparse_depth, pw, ph)
+    noise = torch.randn((1, 1, ph, pw), generator=torch.Generator().manual_seed(0))
+    native = np.where(np.isfinite(sample.sparse_depth) & (sample.sparse_depth > 0), sample.sparse_depth, 0.0)
+    return (image_tensor(resize_image(sample.image, pw, ph))[None], depth_tensor(sparse_small), noise,
+            image_tensor(sample.image)[None], depth_tensor(native))
