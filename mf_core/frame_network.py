@@ -112,7 +112,9 @@ def onnx_session(path: str | Path, device: torch.device):
     available = onnxruntime.get_available_providers()
     wanted = ["CUDAExecutionProvider"] if device.type == "cuda" else []
     providers = [p for p in wanted if p in available] + ["CPUExecutionProvider"]
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()  # the same CPU thread budget as the torch path
     try:
-        return onnxruntime.InferenceSession(str(path), providers=providers)
+        return onnxruntime.InferenceSession(str(path), options, providers=providers)
     except Exception as err:  # onnxruntime raises its own exception types for unreadable graphs
         raise InputError(f"{path} is not an ONNX model onnxruntime can load: {err}") from err

@@ -24,7 +24,7 @@ from mf_core.checkpoint import load_model, resolve_model_path
 from mf_core.depth_codec import decode_depth, encode_depth
 from mf_core.errors import InputError
 from mf_core.frame_codec import depth_tensor, encode_lidar, image_tensor, to_metres
-from mf_core.frame_network import INPUT_NAMES, compose_native, onnx_session
+from mf_core.frame_network import INPUT_NAMES, ConditionedFrameNetwork, compose_native, onnx_session
 from mf_core.lidar_prior import REFINE_STRENGTH_KEY
 from mf_core.modes import LIDAR_MODES, MODES
 from mf_core.resize import processing_shape, resize_dense_depth, resize_image, resize_sparse_depth
@@ -138,6 +138,7 @@ class DepthEstimator:
         self.processing_size = processing_size
         self.refine_strength = float(refine_strength)
         self.onnx_session = None if onnx_model is None else onnx_session(onnx_model, self.device)
+        self._network: ConditionedFrameNetwork | None = None  # built on first use
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu",
@@ -204,20 +205,35 @@ class DepthEstimator:
                                     out.refine_terms.cpu(), out.transformer_log_depth.cpu(), scale.cpu())
         return metres[0, 0].numpy()
 
-    def _run_onnx(self, image: np.ndarray, sparse_depth: np.ndarray, image_small: torch.Tensor,
-                  sparse_small: np.ndarray, seed: int) -> np.ndarray:
-        """The exported frame network on onnxruntime: depth (H, W) metres, the same as the torch path."""
-        noise = torch.randn((1, 1, *sparse_small.shape), generator=torch.Generator().manual_seed(seed))
-        feeds = dict(zip(INPUT_NAMES, (image_small, depth_tensor(sparse_small), noise, image_tensor(image)[None],
-                                       depth_tensor(np.where(_lidar_points(sparse_depth), sparse_depth, 0.0))),
-                         strict=True))
+    def frame_inputs(self, image: np.ndarray, sparse_depth: np.ndarray, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        """The five inputs (``INPUT_NAMES``) of the frame network for one frame, as ``predict`` builds them."""
+        height, width = image.shape[:2]
+        ph, pw = processing_shape(height, width, self.model.config.patch_size, self.processing_size)
+        return self._network_inputs(image, sparse_depth, image_tensor(resize_image(image, pw, ph))[None],
+                                    resize_sparse_depth(sparse_depth, pw, ph), seed)
+
+    def _network_inputs(self, image: np.ndarray, sparse_depth: np.ndarray, image_small: torch.Tensor,
+                        sparse_small: np.ndarray, seed: int) -> tuple[torch.Tensor, ...]:
+        noise = torch.randn((1, 1, *sparse_small.shape), generator=torch.Generator().manual_seed(seed))  # as sample()
+        native = depth_tensor(np.where(_lidar_points(sparse_depth), sparse_depth, 0.0))  # (1, 1, H, W) metres
+        return image_small, depth_tensor(sparse_small), noise, image_tensor(image)[None], native
+
+    def _run_frame_network(self, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
+        """Mode conditioned, one step, as one network (mf_core.frame_network): on onnxruntime when an
+        exported graph is loaded, else eagerly on torch. Depth (H, W) metres."""
+        if self.onnx_session is None:
+            if self._network is None:
+                self._network = ConditionedFrameNetwork(self.model, self.refine_strength)
+            with torch.inference_mode():
+                return self._network(*(x.to(self.device) for x in inputs))[0, 0].cpu().numpy()
         expected = {i.name: tuple(i.shape) for i in self.onnx_session.get_inputs()}
-        for name, tensor in feeds.items():
+        for name, tensor in zip(INPUT_NAMES, inputs, strict=True):
             if tuple(tensor.shape) != expected[name]:
                 raise InputError(f"the ONNX model was exported for {name} of shape {expected[name]}, this frame "
                                  f"gives {tuple(tensor.shape)}; export it for this camera's size (mf export-onnx "
-                                 "--size WxH) or use backend torch")
-        return self.onnx_session.run(None, {k: v.numpy() for k, v in feeds.items()})[0][0, 0]
+                                 "--size WxH) or run without onnx_model")
+        feeds = {name: tensor.numpy() for name, tensor in zip(INPUT_NAMES, inputs, strict=True)}
+        return self.onnx_session.run(None, feeds)[0][0, 0]
 
     def predict(self, image: np.ndarray, sparse_depth: np.ndarray | None = None, mode: str = "i2d-aligned",
                 steps: int = 1, seed: int = 0, with_confidence: bool = True, keep_lidar: bool = False
@@ -260,8 +276,8 @@ class DepthEstimator:
         elif mode == "conditioned":
             lidar = encode_lidar(depth_tensor(sparse))
             options["sparse_depth"], options["sparse_mask"], scale = lidar.depth, lidar.mask, lidar.scale
-        if self.onnx_session is not None and mode == "conditioned" and steps == 1:
-            out = None  # one ONNX graph does the model pass and the native composition
+        if mode == "conditioned" and steps == 1 and self.model.config.refine_head:
+            out = None  # one network does the model pass and the native composition
         else:
             out = sample(self.model, "i2d", image=image_t, steps=steps,
                          generator=torch.Generator().manual_seed(seed), **options)
@@ -269,8 +285,8 @@ class DepthEstimator:
 
         start = time.perf_counter()
         alignment = None
-        if out is None:  # the exported frame network ran instead
-            depth = self._run_onnx(image, sparse_depth, image_t, sparse, seed)
+        if out is None:
+            depth = self._run_frame_network(self._network_inputs(image, sparse_depth, image_t, sparse, seed))
         elif mode == "conditioned" and out.refine_terms is not None:  # composed at the input size, also when equal
             depth = self._native_composition(image, sparse_depth, out, scale)  # (H, W) metres
         else:

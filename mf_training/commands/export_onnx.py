@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     work = temp_dir_beside(out)
     try:
         staged = work / out.name
-        export_onnx(network, _example(sample, ph, pw), staged)
+        export_onnx(network, estimator.frame_inputs(sample.image, sample.sparse_depth), staged)
         onnx_estimator = DepthEstimator.from_checkpoint(args.model, "cpu", onnx_model=staged)
         with torch.inference_mode():
             reference = estimator.predict(sample.image, sample.sparse_depth, "conditioned", with_confidence=False)
@@ -70,18 +70,3 @@ def run(args: argparse.Namespace) -> int:
         remove_tree(work, inside=out.parent)
     print(f"wrote {out}")
     return 0
-
-
-def _example(sample, ph: int, pw: int) -> tuple:
-    """The network's five inputs for ``sample`` (as DepthEstimator builds them)."""
-    import numpy as np
-    import torch
-
-    from mf_core.frame_codec import depth_tensor, image_tensor
-    from mf_core.resize import resize_image, resize_sparse_depth
-
-    sparse_small = resize_sparse_depth(sample.sparse_depth, pw, ph)
-    noise = torch.randn((1, 1, ph, pw), generator=torch.Generator().manual_seed(0))
-    native = np.where(np.isfinite(sample.sparse_depth) & (sample.sparse_depth > 0), sample.sparse_depth, 0.0)
-    return (image_tensor(resize_image(sample.image, pw, ph))[None], depth_tensor(sparse_small), noise,
-            image_tensor(sample.image)[None], depth_tensor(native))
