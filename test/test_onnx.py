@@ -64,3 +64,10 @@ def test_densify_with_the_onnx_model_matches_torch(exported, tmp_path):
         assert np.array_equal(np.isfinite(a), np.isfinite(b))
         finite = np.isfinite(a)
         assert np.nanmax(np.abs(a[finite] - b[finite])) < 1e-3  # metres
+
+
+def test_the_node_and_densify_option_loads_the_onnx_backend(exported):
+    from mf_ros.depth_pipeline import load_estimator
+
+    assert load_estimator("default", "cpu", None, str(exported)).onnx_session is not None
+    assert load_estimator("default", "cpu", None, "").onnx_session is None  # empty: torch
