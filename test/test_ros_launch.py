@@ -173,7 +173,9 @@ def test_record_launch_records_every_sample_and_sigint_closes_the_bag(workspace,
     assert len(list(BagSamples(bag))) == 3, output
 
 
-def test_sigterm_during_start_up_exits_cleanly(workspace):
+@pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)])
+def test_a_stop_signal_during_start_up_exits_cleanly(workspace, signals):
+    """SIGTERM, or a double Ctrl-C, while the model loads and warms up: exit 0, no traceback."""
     _, env = workspace
     command = [sys.executable, "-m", "mf_ros.nodes.depth_node", "--ros-args", "-p", "model:=MF-XS", "-p",
                "mode:=guided", "-p", "processing_width:=64", "-p", "processing_height:=48"]
@@ -183,13 +185,14 @@ def test_sigterm_during_start_up_exits_cleanly(workspace):
         for line in process.stdout:  # the node says it is starting, then loads and warms up the model
             lines.append(line)
             if "starting:" in line:
-                process.send_signal(signal.SIGTERM)
+                for sig in signals:
+                    process.send_signal(sig)
                 break
         output = "".join(lines) + process.communicate(timeout=60)[0]
     finally:
         process.kill()
     assert process.returncode == 0, output
-    assert "SIGTERM: stopping" in output and "Traceback" not in output, output
+    assert f"{signals[0].name}: stopping" in output and "Traceback" not in output, output
 
 
 def test_multi_camera_launch_starts_one_node_per_namespace(workspace, player):
