@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from mf_ros.nodes.stats import NodeStats, health  # noqa: E402
+from mf_ros.nodes.stats import NodeStats, health
 
 
 def _period(stats: NodeStats, received: int, published: int, drops: dict[str, int], latency_ms: float | None = None):
