@@ -19,6 +19,7 @@ from mcap.records import Channel, Chunk, Message, Schema
 from mcap.stream_reader import StreamReader, breakup_chunk
 
 from mf_core.errors import InputError
+from mf_core.files import remove_tree
 from mf_ros.bags import BagWriter
 
 
@@ -61,7 +62,8 @@ def recover(source: str | Path, out: str | Path, overwrite: bool = False) -> Rec
         for path in files:
             _copy_file(path, bag, result)
     if not result.messages:
-        raise InputError(f"no complete message in {source} ({result.ended}); {out} holds an empty bag")
+        remove_tree(out, inside=out.parent)  # the empty bag this call created
+        raise InputError(f"no complete message in {source} ({result.ended}); nothing written")
     return result
 
 
