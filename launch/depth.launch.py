@@ -13,8 +13,8 @@ from launch.actions import LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from mf_ros.launch_args import declare_arguments, have_executable, node_parameters
-from mf_ros.options import DEPTH_NODE_OPTIONS, Option
+from mf_ros.launch_args import declare_arguments, flag, have_executable, node_parameters
+from mf_ros.options import DEPTH_NODE_OPTIONS
 
 
 def _nodes(context):
@@ -23,7 +23,7 @@ def _nodes(context):
                     namespace=LaunchConfiguration("namespace"),
                     parameters=node_parameters(context, DEPTH_NODE_OPTIONS, str(share / "config" / "depth_node.yaml")),
                     arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")])]
-    if Option("use_rviz", False, "start RViz").parse(LaunchConfiguration("use_rviz").perform(context)):
+    if flag(context, "use_rviz"):
         if have_executable("rviz2", "rviz2"):
             actions.append(Node(package="rviz2", executable="rviz2", name="rviz2",
                                 namespace=LaunchConfiguration("namespace"),

@@ -44,8 +44,6 @@ def node_parameters(context: Any, options: Iterable[Option], shipped_yaml: str) 
     given = {o.name: LaunchConfiguration(o.name).perform(context) for o in options}
     try:
         overrides = typed_overrides(options, given)
-        use_sim_time = typed_overrides((Option("use_sim_time", False, "use /clock"),),
-                                       {"use_sim_time": LaunchConfiguration("use_sim_time").perform(context)})
     except InputError as err:
         raise RuntimeError(f"bad launch argument: {err}") from None
     files = [shipped_yaml]
@@ -54,7 +52,15 @@ def node_parameters(context: Any, options: Iterable[Option], shipped_yaml: str) 
         if not os.path.isfile(params_file):
             raise RuntimeError(f"params_file:={params_file} does not exist; give a YAML file of node parameters")
         files.append(params_file)
-    return [*files, {**use_sim_time, **overrides}]
+    return [*files, {"use_sim_time": flag(context, "use_sim_time"), **overrides}]
+
+
+def flag(context: Any, name: str) -> bool:
+    """A true/false launch argument (true, 1, yes, on / false, 0, no, off); RuntimeError otherwise."""
+    try:
+        return Option(name, False, "a true/false launch argument").parse(LaunchConfiguration(name).perform(context))
+    except InputError as err:
+        raise RuntimeError(f"bad launch argument: {err}") from None
 
 
 def have_executable(package: str, executable: str) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 from mf_core.errors import InputError
 from mf_core.files import MAX_IMAGE_PIXELS
 from mf_core.modes import DEFAULT_MODE, DEVICES, NODE_MODES
+from mf_ros.sync import DEFAULT_SLOP_S
 
 QOS_RELIABILITY = ("auto", "reliable", "best_effort")
 TRUE_WORDS, FALSE_WORDS = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
@@ -104,7 +105,7 @@ def processing_size(width: int, height: int) -> tuple[int, int] | None:
 
 
 # Shared by the depth node and the recorder.
-_SLOP = Option("slop", 0.05, "largest |t_lidar - t_image| in seconds for a pair", 0.0, 1.0, runtime=True)
+_SLOP = Option("slop", DEFAULT_SLOP_S, "largest |t_lidar - t_image| in seconds for a pair", 0.0, 1.0, runtime=True)
 _QUEUE = Option("queue_size", 5, "input messages kept per topic (QoS depth) and images waiting to pair", 1, 100)
 _QOS = Option("qos_reliability", "auto", "input QoS: auto = reliable (best effort lost ~40 % of large frames "
               "here) unless a publisher offers best effort only", choices=QOS_RELIABILITY)

@@ -252,7 +252,7 @@ class StampSync:
     def add_image(self, stamp_ns: int, payload: Any) -> list[SyncedFrame]:
         """Queue an image; a full queue decides (pairs or counts) the oldest one."""
         frames: list[SyncedFrame] = []
-        for item in self._guarded("image", self._images, Stamped(int(stamp_ns), payload)):
+        for item in self._guarded("image", Stamped(int(stamp_ns), payload)):
             _insert_sorted(self._images, item)
             frames += self._match()
             while len(self._images) > self._queue_size:
@@ -276,13 +276,13 @@ class StampSync:
 
     def _add(self, name: str, buffer: list[Stamped], item: Stamped) -> list[SyncedFrame]:
         frames: list[SyncedFrame] = []
-        for passed in self._guarded(name, buffer, item):
+        for passed in self._guarded(name, item):
             _insert_sorted(buffer, passed)
             frames += self._match()
             self._trim(buffer)
         return frames
 
-    def _guarded(self, name: str, buffer: list[Stamped], item: Stamped) -> list[Stamped]:
+    def _guarded(self, name: str, item: Stamped) -> list[Stamped]:
         """The messages the stream's guard lets through; on a clock jump back, the old timeline goes."""
         passed, bad, jumped_back = self._guards[name].offer(item)
         self.drops[BAD_STAMP] += bad

@@ -46,6 +46,16 @@ def sim_bag_as_rclpy(folder: Path, seed: int, topics: dict[str, type]) -> tuple[
     return frames, static_transform(edges, image.header.frame_id, cloud.header.frame_id)
 
 
+def spin_until(executor, done, timeout_s: float) -> bool:
+    """Spin an rclpy executor until ``done()`` or ``timeout_s`` seconds; whether ``done()`` came true."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.05)
+    return done()
+
+
 def png_header_claiming(width: int, height: int) -> np.ndarray:
     """The first bytes of a PNG whose header says width x height: a decompression bomb's header without
     its body (a few dozen bytes), for tests of limits checked before decoding."""

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
+from helpers import spin_until  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from rclpy.serialization import serialize_message  # noqa: E402
@@ -75,12 +74,6 @@ def context():
     yield ctx
     rclpy.shutdown(context=ctx)
 
-
-def spin_until(executor, done, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not done() and time.monotonic() < deadline:
-        executor.spin_once(timeout_sec=0.05)
-    return done()
 
 
 def test_converted_messages_cross_a_real_rclpy_graph(context):

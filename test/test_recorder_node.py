@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from helpers import sim_bag_as_rclpy  # noqa: E402
+from helpers import sim_bag_as_rclpy, spin_until  # noqa: E402
 from mcap.records import Channel, Message  # noqa: E402
 from mcap.stream_reader import StreamReader  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -60,12 +59,6 @@ def talker():
     node.destroy_node()
     rclpy.shutdown(context=ctx)
 
-
-def spin_until(executor, done, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while not done() and time.monotonic() < deadline:
-        executor.spin_once(timeout_sec=0.05)
-    return done()
 
 
 def start_recorder(talker, out: Path, T: np.ndarray, limit_bytes: int | None = None) -> subprocess.Popen:

@@ -22,7 +22,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from helpers import sim_bag_as_rclpy  # noqa: E402
+from helpers import sim_bag_as_rclpy, spin_until  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
@@ -81,19 +81,12 @@ def player(tmp_path_factory):
     rclpy.shutdown(context=ctx)
 
 
-def _spin(player, done, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not done() and time.monotonic() < deadline:
-        player["executor"].spin_once(timeout_sec=0.05)
-    return done()
-
-
 def _play(player, frames: int, period_s: float = 0.15) -> None:
     for i in range(frames):
         k = i % len(player["frames"]["/camera/image_raw"])
         for topic in ("/camera/camera_info", "/lidar/points", "/camera/image_raw"):
             player["pubs"][topic].publish(player["frames"][topic][k])
-        _spin(player, lambda: False, period_s)
+        spin_until(player["executor"], lambda: False, period_s)
 
 
 def _launch(workspace, name: str, *arguments: str) -> subprocess.Popen:
@@ -130,12 +123,12 @@ def test_depth_launch_under_a_namespace_with_a_params_file_and_a_string_extrinsi
                       f"extrinsic:={_extrinsic_text(player['T'])}", "image_topic:=/camera/image_raw",
                       "camera_info_topic:=/camera/camera_info", "points_topic:=/lidar/points", "use_rviz:=true")
     try:
-        assert _spin(player, lambda: all(p.get_subscription_count() for p in player["pubs"].values())
+        assert spin_until(player["executor"], lambda: all(p.get_subscription_count() for p in player["pubs"].values())
                      or process.poll() is not None, 60), "depth_node never subscribed"
         deadline = time.monotonic() + 60
         while not received["points"] and time.monotonic() < deadline and process.poll() is None:
             _play(player, 1)
-        _spin(player, lambda: received["image"], 5)
+        spin_until(player["executor"], lambda: received["image"], 5)
     finally:
         output = _interrupt(process)
         for sub in subs:
@@ -160,11 +153,11 @@ def test_record_launch_records_every_sample_and_sigint_closes_the_bag(workspace,
                       "camera_info_topic:=/camera/camera_info",
                       "points_topic:=/lidar/points")
     try:
-        assert _spin(player, lambda: all(p.get_subscription_count() for p in player["pubs"].values())
+        assert spin_until(player["executor"], lambda: all(p.get_subscription_count() for p in player["pubs"].values())
                      or process.poll() is not None, 60), "recorder_node never subscribed"
-        _spin(player, lambda: False, 0.5)
+        spin_until(player["executor"], lambda: False, 0.5)
         _play(player, 3)
-        _spin(player, lambda: False, 1.0)
+        spin_until(player["executor"], lambda: False, 1.0)
     finally:
         output = _interrupt(process)
     assert process.returncode == 0, output
@@ -201,8 +194,10 @@ def test_multi_camera_launch_starts_one_node_per_namespace(workspace, player):
     node = player["node"]
     try:
         topics = [f"/{camera}/{name}" for camera in ("front", "rear") for name in ("image", "camera_info", "points")]
-        assert _spin(player, lambda: all(node.count_subscribers(t) for t in topics) or process.poll() is not None,
-                     60), [(t, node.count_subscribers(t)) for t in topics]
+        def listening() -> bool:
+            return all(node.count_subscribers(t) for t in topics) or process.poll() is not None
+
+        assert spin_until(player["executor"], listening, 60), [(t, node.count_subscribers(t)) for t in topics]
     finally:
         output = _interrupt(process)
     assert process.returncode == 0, output

@@ -30,7 +30,6 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -43,7 +42,7 @@ from mf_ros.heap import keep_heap_memory
 from mf_ros.nodes.inputs import InputSubscriptions
 from mf_ros.nodes.latest_frame import LatestFrameWorker
 from mf_ros.nodes.lifetime import run_until_signal
-from mf_ros.nodes.params import declare_and_read, runtime_updates
+from mf_ros.nodes.params import declare_and_read, watch_runtime_parameters
 from mf_ros.nodes.stats import NodeStats, StatsPublisher
 from mf_ros.nodes.tf_source import ExtrinsicSource
 from mf_ros.options import DEPTH_NODE_OPTIONS, processing_size
@@ -83,7 +82,7 @@ class DepthNode(LifecycleNode):
         self._extrinsics: ExtrinsicSource | None = None
         self._last_warning: dict[str, float] = {}
         self._traced: set[str] = set()  # exception kinds already logged with a traceback
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        watch_runtime_parameters(self, DEPTH_NODE_OPTIONS, self.p, self._apply_runtime_parameters)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -155,19 +154,13 @@ class DepthNode(LifecycleNode):
         self.get_logger().info(f"listening on {self._inputs.describe()} (slop {p['slop']} s)")
         return super().on_activate(state)
 
-    def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
-        """Apply a ``ros2 param set`` of a runtime parameter; refuse the others with the reason."""
-        try:
-            updates = runtime_updates(DEPTH_NODE_OPTIONS, parameters)
-        except InputError as err:
-            return SetParametersResult(successful=False, reason=str(err))
-        self.p.update(updates)
+    def _apply_runtime_parameters(self) -> None:
+        """Make changed runtime parameters take effect on the running pipeline and sync."""
         if self._pipeline is not None:
             self._pipeline.options = replace(self._pipeline.options, steps=self.p["steps"], seed=self.p["seed"],
                                              max_range=self.p["max_range"], stride=self.p["stride"])
         if self._sync is not None:
             self._sync.slop_ns = round(self.p["slop"] * 1e9)
-        return SetParametersResult(successful=True)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_inputs()

@@ -4,15 +4,15 @@
 allowed values, read-only unless the option is ``runtime``) and returns the values; anything
 out of range or not among the choices raises InputError naming the parameter and what to
 set it to, so a node stops at start with a message instead of running wrong.
-:func:`runtime_updates` checks a ``ros2 param set`` against the same specs.
+:func:`watch_runtime_parameters` applies a ``ros2 param set`` checked against the same specs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.node import Node
 
@@ -48,6 +48,24 @@ def declare_and_read(node: Node, options: Iterable[Option]) -> dict[str, Any]:
                              f"{type(option.default).__name__} ({option.description})") from err
         values[option.name] = option.check(value)
     return values
+
+
+def watch_runtime_parameters(node: Node, options: Iterable[Option], values: dict[str, Any],
+                             apply: Callable[[], None]) -> None:
+    """Handle ``ros2 param set`` on ``node``: runtime options are checked, stored in ``values`` and
+    ``apply()`` makes them take effect; any other change is refused with the reason."""
+    options = tuple(options)
+
+    def on_set(parameters: list[Any]) -> SetParametersResult:
+        try:
+            updates = runtime_updates(options, parameters)
+        except InputError as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        values.update(updates)
+        apply()
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(on_set)
 
 
 def runtime_updates(options: Iterable[Option], parameters: Iterable[Any]) -> dict[str, Any]:

@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -44,7 +43,7 @@ from mf_ros.conversions import NS_PER_S, TfEdge, edges_to_tf_message, rosbags_me
 from mf_ros.extrinsics import parse_extrinsic
 from mf_ros.nodes.inputs import InputSubscriptions
 from mf_ros.nodes.lifetime import run_until_signal
-from mf_ros.nodes.params import declare_and_read, runtime_updates
+from mf_ros.nodes.params import declare_and_read, watch_runtime_parameters
 from mf_ros.nodes.stats import NodeStats, StatsPublisher
 from mf_ros.options import RECORDER_OPTIONS
 from mf_ros.sync import StampSync, SyncedFrame
@@ -84,7 +83,6 @@ class RecorderNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("recorder_node", **kwargs)
         self.p = declare_and_read(self, RECORDER_OPTIONS)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
         self.stats = NodeStats()
         self.failed: str | None = None
         self.bags: list[Path] = []
@@ -104,6 +102,7 @@ class RecorderNode(Node):
         except OSError as err:
             raise InputError(f"cannot create output_dir {self._dir}: {err}; choose a writable directory") from err
         self._sync = StampSync(round(self.p["slop"] * 1e9), True, self.p["queue_size"])
+        watch_runtime_parameters(self, RECORDER_OPTIONS, self.p, self._apply_runtime_parameters)
         self._writer: BagWriter | None = None
         self._has_tf_static = False
         self._bag_bytes = 0
@@ -159,16 +158,9 @@ class RecorderNode(Node):
         """Recording starts in the constructor; nothing to configure later."""
         return True
 
-    def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
-        """Apply a ``ros2 param set`` of a runtime parameter (min_interval, slop); refuse the others."""
-        try:
-            updates = runtime_updates(RECORDER_OPTIONS, parameters)
-        except InputError as err:
-            return SetParametersResult(successful=False, reason=str(err))
-        self.p.update(updates)
-        if hasattr(self, "_sync"):
-            self._sync.slop_ns = round(self.p["slop"] * 1e9)
-        return SetParametersResult(successful=True)
+    def _apply_runtime_parameters(self) -> None:
+        """min_interval is read per sample; slop goes to the sync."""
+        self._sync.slop_ns = round(self.p["slop"] * 1e9)
 
     def close(self) -> None:
         """Pair what is still pending, write every accepted sample, close the bag (metadata.yaml, summary)."""
