@@ -13,11 +13,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
+from safetensors.torch import load_file, save_file
 
 from mf_core.errors import InputError
-from mf_core.files import atomic_write
+from mf_core.files import atomic_path, atomic_write
 from mf_core.model.config import ModelConfig
 from mf_core.model.dit import ModalityForcingDiT
 
@@ -69,8 +68,10 @@ def save_model(
         for name, t in model.state_dict().items()
     }
     config = {"model": model.config.to_dict(), "metadata": metadata or {}}
-    # Weights first, config last: a config.json always describes complete weights.
-    atomic_write(directory / WEIGHTS_FILE, save_safetensors(state, metadata={"format": "pt"}))
+    # Weights first, config last: a config.json always describes complete weights. save_file writes
+    # from the tensors' own memory (no second copy of a multi-GB model).
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_file(state, tmp, metadata={"format": "pt"})
     atomic_write(directory / CONFIG_FILE, (json.dumps(config, indent=2) + "\n").encode())
     return directory
 
@@ -93,8 +94,8 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise InputError(f"{path} not found: the checkpoint folder is incomplete")
     try:
-        return load_safetensors(path.read_bytes())
-    except (SafetensorError, ValueError) as exc:
+        return load_file(path)  # memory-mapped: the file is not read into memory a second time
+    except (SafetensorError, ValueError, OSError) as exc:
         raise InputError(f"{path} is not a readable safetensors file ({exc}); the checkpoint is corrupt") from exc
 
 

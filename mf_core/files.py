@@ -18,6 +18,7 @@ import re
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import PIL.Image
@@ -44,27 +45,39 @@ def safe_file_name(name: str, what: str) -> str:
     return name
 
 
-def atomic_write(path: str | Path, data: bytes, durable: bool = True) -> None:
-    """Write ``data`` to ``path`` through an exclusively created temp file in the same folder and ``os.replace``.
+@contextlib.contextmanager
+def atomic_path(path: str | Path, durable: bool = True) -> Iterator[Path]:
+    """Yield an exclusively created temp file beside ``path`` to write; on success it is fsynced
+    (``durable``) and renamed onto ``path`` with ``os.replace``; on error it is removed.
 
-    ``durable`` fsyncs before the rename (checkpoints, configs); files that can be regenerated
-    may skip it. A crash leaves the old file (or none), never a partial one.
+    For writers that take a file name (safetensors' zero-copy ``save_file``); a crash leaves the
+    old file (or none), never a partial one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        os.fchmod(fd, 0o644)  # mkstemp makes owner-only files; outputs are meant to be shared
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if durable:
-                f.flush()
+        os.chmod(tmp, 0o644)  # mkstemp makes owner-only files; outputs are meant to be shared
+        yield Path(tmp)
+        if durable:
+            with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write(path: str | Path, data: bytes, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` through :func:`atomic_path`: a crash leaves the old file (or none).
+
+    ``durable`` fsyncs before the rename (checkpoints, configs); files that can be regenerated
+    may skip it.
+    """
+    with atomic_path(path, durable) as tmp:
+        tmp.write_bytes(data)
 
 
 def remove_tree(path: str | Path, inside: str | Path) -> None:

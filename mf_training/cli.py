@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "models": "list the model sizes in the registry with their parameter counts",
     "train": "train a model (image pretraining or Modality Forcing post-training)",
     "release": "turn a training run's newest checkpoint into a shippable (fp16) model folder",
+    "lift": "turn a pretrained FLUX.2 transformer (diffusers folder) into an mf checkpoint to post-train",
     "export-onnx": "write a model's per-frame network (conditioned, 1 step) as one ONNX graph, checked against torch",
     "densify": "run the depth_node pipeline on a recorded bag and write a bag with depth topics added",
     "eval": "score a model or a baseline on a sample folder or bag (metrics.json, table, PNG panels)",

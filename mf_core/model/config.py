@@ -30,6 +30,7 @@ class ModelConfig:
     qk_norm: bool = True  # RMSNorm on queries and keys keeps attention logits bounded in bf16
     time_mixing: bool = True  # zero-gated cross-stream timestep mixing (starts as a no-op)
     context_dim: int = 0  # 0 = no context stream
+    stored_context: int = 0  # context tokens kept in the weights, used when a forward gets none (mf lift --context)
     depth_conditioned: bool = False  # extra always-clean input: encoded sparse depth + mask
     refine_head: bool = False  # conditioned only: pixel head composes depth from the LiDAR prior (mf_core.lidar_prior)
     refine_channels: int = 16  # width of the refinement head at full resolution
@@ -37,6 +38,7 @@ class ModelConfig:
     vae_path: str | None = None  # local diffusers AutoencoderKL folder, only for image_tokenizer="vae"
     rope_theta: float = 10000.0  # RoPE base; grids here are < 100 tokens a side, the classic base suffices
     timestep_dim: int = 256  # sinusoidal features per timestep before the MLP (DiT / FLUX)
+    time_bias: bool = False  # time embedders' output bias: a guidance-distilled FLUX.2's guidance, fixed at lift
     norm_eps: float = 1e-6  # LayerNorm / RMSNorm epsilon, as in DiT and FLUX
 
     def __post_init__(self) -> None:
@@ -66,6 +68,10 @@ class ModelConfig:
             raise InputError("refine_head needs depth_conditioned: true (it composes depth from the LiDAR input)")
         if self.refine_head and self.image_tokenizer != "pixel":
             raise InputError("refine_head reads image pixels: it needs image_tokenizer 'pixel'")
+        if self.stored_context < 0:
+            raise InputError(f"model stored_context must be >= 0, got {self.stored_context}")
+        if self.stored_context and not self.context_dim:
+            raise InputError("stored_context needs a context stream (context_dim > 0)")
         if self.refine_channels < 4:
             raise InputError(f"refine_channels must be >= 4, got {self.refine_channels}")
         if self.image_tokenizer == "vae" and not self.vae_path:

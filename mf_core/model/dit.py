@@ -133,8 +133,10 @@ class ModalityForcingDiT(nn.Module):
             self.refine = RefinementHead(config.refine_channels)
         if config.context_dim:
             self.context_embed = nn.Linear(config.context_dim, d, bias=False)
-        self.time_embed_image = TimestepEmbedder(d, config.timestep_dim)
-        self.time_embed_depth = TimestepEmbedder(d, config.timestep_dim)
+        if config.stored_context:  # (L, context_dim) used when a forward gets no context; saved with the weights
+            self.register_buffer("stored_context", torch.zeros(config.stored_context, config.context_dim))
+        self.time_embed_image = TimestepEmbedder(d, config.timestep_dim, bias=config.time_bias)
+        self.time_embed_depth = TimestepEmbedder(d, config.timestep_dim, bias=config.time_bias)
         if config.time_mixing:
             self.time_mix_image = CrossTimeMixing(d)  # image vector += gate * MLP(depth time embedding)
             self.time_mix_depth = CrossTimeMixing(d)
@@ -166,6 +168,8 @@ class ModalityForcingDiT(nn.Module):
         for embedder in (self.time_embed_image, self.time_embed_depth):
             for linear in (embedder.linear_1, embedder.linear_2):
                 nn.init.normal_(linear.weight, std=0.02)
+            if embedder.linear_2.bias is not None:
+                nn.init.zeros_(embedder.linear_2.bias)
         for _, module in self._own_modules():
             if isinstance(module, Modulation):
                 nn.init.zeros_(module.linear.weight)
@@ -253,13 +257,7 @@ class ModalityForcingDiT(nn.Module):
         for name, t in (("t_image", t_image), ("t_depth", t_depth)):
             if tuple(t.shape) not in ((b,), ()):
                 raise InputError(f"{name} must be (B,) = ({b},) flow times in [0, 1], got {tuple(t.shape)}")
-        if context is not None:
-            if not self.config.context_dim:
-                raise InputError("this model has no context stream (context_dim=0); pass context=None")
-            if context.ndim != 3 or context.shape[0] != b or context.shape[2] != self.config.context_dim:
-                raise InputError(
-                    f"context must be (B, L, {self.config.context_dim}) with B={b}, got {tuple(context.shape)}"
-                )
+        self._check_context(context, b)
         if (sparse_depth is None) != (sparse_mask is None):
             raise InputError("pass sparse_depth and sparse_mask together (or neither)")
         if sparse_depth is not None:
@@ -268,6 +266,16 @@ class ModalityForcingDiT(nn.Module):
             for name, x in (("sparse_depth", sparse_depth), ("sparse_mask", sparse_mask)):
                 if tuple(x.shape) != tuple(depth.shape):
                     raise InputError(f"{name} must be {tuple(depth.shape)} like depth, got {tuple(x.shape)}")
+
+    def _check_context(self, context: torch.Tensor | None, batch: int) -> None:
+        if context is None:
+            return
+        if not self.config.context_dim:
+            raise InputError("this model has no context stream (context_dim=0); pass context=None")
+        if context.ndim != 3 or context.shape[0] != batch or context.shape[2] != self.config.context_dim:
+            raise InputError(
+                f"context must be (B, L, {self.config.context_dim}) with B={batch}, got {tuple(context.shape)}"
+            )
 
     def forward(
         self,
@@ -293,9 +301,7 @@ class ModalityForcingDiT(nn.Module):
         n = grid_h * grid_w
 
         # 1. Tokens per stream, in sequence order.
-        tokens: dict[str, torch.Tensor] = {}
-        if context is not None and context.shape[1]:
-            tokens["context"] = self.context_embed(context)  # (B, L, D)
+        tokens = self._context_tokens(context, b)  # {} or {"context": (B, L, D)}
         tokens["image"] = self.image_embed(image)  # (B, N, D)
         tokens["depth"] = self.depth_embed(depth)  # (B, N, D)
         prior = None
@@ -339,6 +345,50 @@ class ModalityForcingDiT(nn.Module):
         if prior is None:
             return ModelOutput(image_velocity=image_velocity, depth_x0=depth_x0)
         return self._refine(image, prior, depth_x0, image_velocity)
+
+    def forward_image(self, image: torch.Tensor, t_image: torch.Tensor, context: torch.Tensor | None = None
+                      ) -> torch.Tensor:
+        """The image model alone: image velocity (like ``image``) from the [context, image] sequence.
+
+        No depth token is in the sequence and the depth stream is not run: for a model lifted from
+        FLUX.2 this is the source transformer's prediction (:mod:`mf_training.lift`), the frozen
+        teacher of self-distillation. image: (B, C, h, w) in the flow's image space, h and w
+        multiples of the image patch; t_image (B,) or (); context (B, L, context_dim) or None.
+        """
+        q = self.image_patch
+        if image.ndim != 4 or image.shape[1] != self.image_channels or image.shape[2] % q or image.shape[3] % q \
+                or not image.shape[2] or not image.shape[3]:
+            raise InputError(f"image must be (B, {self.image_channels}, h, w) with h and w positive multiples of "
+                             f"{q}, got {tuple(image.shape)}")
+        b, grid_h, grid_w = image.shape[0], image.shape[2] // q, image.shape[3] // q
+        if tuple(t_image.shape) not in ((b,), ()):
+            raise InputError(f"t_image must be (B,) = ({b},) flow times in [0, 1], got {tuple(t_image.shape)}")
+        self._check_context(context, b)
+        tokens = self._context_tokens(context, b)
+        tokens["image"] = self.image_embed(image)  # (B, N, D)
+        vec = self.time_embed_image(t_image.expand(b))  # (B, D); no depth time, so no time mixing
+        n_context = tokens["context"].shape[1] if "context" in tokens else 0
+        positions = token_positions(grid_h, grid_w, n_context, image.device, with_depth=False)  # (L + N, 4)
+        rope = rope_rotations(positions, self.config.head_dim, self.config.rope_theta)
+        if self.joint_blocks:
+            mods = {s: self.joint_modulation[s](vec) for s in tokens}
+            for block in self.joint_blocks:
+                tokens = self._run(block, tokens, mods, rope)
+        x = torch.cat(list(tokens.values()), dim=1)  # (B, L + N, D)
+        if self.single_blocks:
+            (mod,) = self.single_modulation(vec)
+            for block in self.single_blocks:
+                x = self._run(block, x, mod, rope)
+        out = self.image_final(x[:, n_context:], vec)  # (B, N, C*q*q)
+        return unpatchify(out, q, grid_h, grid_w)  # (B, C, h, w)
+
+    def _context_tokens(self, context: torch.Tensor | None, batch: int) -> dict[str, torch.Tensor]:
+        """{"context": (B, L, D)} from ``context``, or from the stored context when none is given; else {}."""
+        if context is None and self.config.stored_context:
+            context = self.stored_context.to(self.context_embed.weight.dtype).expand(batch, -1, -1)
+        if context is None or not context.shape[1]:
+            return {}
+        return {"context": self.context_embed(context)}  # (B, L, D)
 
     def _refine(self, image: torch.Tensor, prior: LidarPrior, depth_x0: torch.Tensor, image_velocity: torch.Tensor
                 ) -> ModelOutput:

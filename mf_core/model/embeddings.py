@@ -53,13 +53,17 @@ def timestep_features(t: torch.Tensor, dim: int, max_period: float = 10000.0) ->
 
 
 class TimestepEmbedder(nn.Module):
-    """t (B,) in [0, 1] -> sinusoidal(timestep_dim) -> SiLU MLP -> (B, width)."""
+    """t (B,) in [0, 1] -> sinusoidal(timestep_dim) -> SiLU MLP -> (B, width).
 
-    def __init__(self, width: int, timestep_dim: int):
+    ``bias`` adds one to the output layer (zero-initialised): where a lifted guidance-distilled
+    FLUX.2 adds its embedding of a fixed guidance scale (:mod:`mf_training.lift`).
+    """
+
+    def __init__(self, width: int, timestep_dim: int, bias: bool = False):
         super().__init__()
         self.timestep_dim = timestep_dim
         self.linear_1 = nn.Linear(timestep_dim, width, bias=False)
-        self.linear_2 = nn.Linear(width, width, bias=False)
+        self.linear_2 = nn.Linear(width, width, bias=bias)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         features = timestep_features(t, self.timestep_dim).to(self.linear_1.weight.dtype)  # (B, F)
@@ -83,12 +87,14 @@ class CrossTimeMixing(nn.Module):
         return own + self.gate * self.linear_2(F.silu(self.linear_1(other)))  # (B, D)
 
 
-def token_positions(grid_h: int, grid_w: int, n_context: int, device: torch.device) -> torch.Tensor:
+def token_positions(grid_h: int, grid_w: int, n_context: int, device: torch.device,
+                    with_depth: bool = True) -> torch.Tensor:
     """Position ids of the joint sequence [context, image, depth]: (L + 2N, 4) float.
 
     Axes are (modality, row, col, context index): context tokens are (0, 0, 0, l), image
     tokens (0, r, c, 0) and depth tokens (1, r, c, 0), so image and depth token i share a
-    pixel footprint and differ only on the modality axis.
+    pixel footprint and differ only on the modality axis. These are FLUX.2's (t, h, w, l) ids
+    of text and image tokens. ``with_depth`` False: [context, image] only, (L + N, 4).
     """
     # Built by stacking columns, not by assigning into slices: tracing (ONNX export) cannot place an
     # assignment into the empty context block of a model without context.
@@ -97,11 +103,12 @@ def token_positions(grid_h: int, grid_w: int, n_context: int, device: torch.devi
     zeros = torch.zeros_like(rows)
     image = torch.stack([zeros + IMAGE_MODALITY, rows, cols, zeros], dim=1)  # (N, 4)
     depth = torch.stack([zeros + DEPTH_MODALITY, rows, cols, zeros], dim=1)  # (N, 4)
+    streams = [image, depth] if with_depth else [image]
     if n_context == 0:
-        return torch.cat([image, depth])  # (2N, 4)
+        return torch.cat(streams)  # (2N, 4)
     index = torch.arange(n_context, device=device).float()  # (L,)
     context = torch.stack([torch.zeros_like(index)] * 3 + [index], dim=1)  # (L, 4)
-    return torch.cat([context, image, depth])  # (L + 2N, 4)
+    return torch.cat([context, *streams])  # (L + 2N, 4)
 
 
 def rope_rotations(positions: torch.Tensor, head_dim: int, theta: float) -> torch.Tensor:

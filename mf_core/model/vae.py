@@ -1,40 +1,68 @@
-"""Optional frozen VAE image tokenizer: a local diffusers ``AutoencoderKL`` folder.
+"""Optional frozen VAE image tokenizer: a local diffusers ``AutoencoderKL`` or ``AutoencoderKLFlux2`` folder.
 
 With ``image_tokenizer="vae"`` the image flow runs in this VAE's latent space (as in the
 paper): the model's image input and velocity are latents (B, C, H/f, W/f), while depth
 stays in pixel space on the same token grid. diffusers is imported only here, lazily.
+
+Latent normalisation follows the model family the VAE belongs to:
+
+- ``AutoencoderKL`` (SD / FLUX.1): ``(z - shift_factor) * scaling_factor``.
+- ``AutoencoderKLFlux2`` (FLUX.2): the FLUX.2 pipelines fold 2x2 latent pixels into channels
+  (order channel, row, column) and standardise each of those 4C channels with the VAE's
+  batch-norm running statistics. Here that standardisation is applied to the unfolded latent
+  map (the statistic of folded channel (c, i, j) on the pixels at row 2y+i, column 2x+j), so a
+  model with 2x2 image patches sees exactly the tokens FLUX.2's transformer sees.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mf_core.errors import InputError
 
+VAE_CLASSES = ("AutoencoderKL", "AutoencoderKLFlux2")
+FLUX2_FOLD = 2  # AutoencoderKLFlux2's latent patch (its config's patch_size), as FLUX.2 packs latents
 
-def load_autoencoder(path: str | Path) -> nn.Module:
-    """Load an AutoencoderKL from a local folder (config.json + safetensors weights only, no pickle)."""
-    folder = Path(path)
-    if not (folder / "config.json").is_file():
+
+def vae_class_name(folder: str | Path) -> str:
+    """The diffusers class a VAE folder's config.json names; InputError unless it is one of VAE_CLASSES."""
+    folder = Path(folder)
+    path = folder / "config.json"
+    if not path.is_file():
         raise InputError(
-            f"VAE folder {folder} has no config.json; pass a local diffusers AutoencoderKL folder "
-            "(saved with save_pretrained) as vae_path"
+            f"VAE folder {folder} has no config.json; pass a local diffusers AutoencoderKL or AutoencoderKLFlux2 "
+            "folder (saved with save_pretrained) as vae_path"
         )
     try:
-        from diffusers import AutoencoderKL
+        name = json.loads(path.read_text()).get("_class_name", "AutoencoderKL")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+        raise InputError(f"{path} is not a JSON object ({exc}); re-save the VAE with save_pretrained") from exc
+    if name not in VAE_CLASSES:
+        raise InputError(f"{path} describes a {name!r}; the image tokenizer takes one of {', '.join(VAE_CLASSES)}")
+    return name
+
+
+def load_autoencoder(path: str | Path) -> nn.Module:
+    """Load the VAE of a local folder (config.json + safetensors weights only, no pickle)."""
+    folder = Path(path)
+    name = vae_class_name(folder)
+    try:
+        import diffusers
     except ImportError as exc:
         raise InputError('image_tokenizer="vae" needs the diffusers package; install it or use "pixel"') from exc
     try:
-        return AutoencoderKL.from_pretrained(folder, use_safetensors=True, local_files_only=True)
+        return getattr(diffusers, name).from_pretrained(folder, use_safetensors=True, local_files_only=True)
     except (OSError, ValueError, RuntimeError) as exc:
         raise InputError(f"could not load the VAE from {folder}: {exc}") from exc
 
 
 class VaeTokenizer(nn.Module):
-    """Frozen AutoencoderKL: image (B, 3, H, W) in [-1, 1] <-> normalised latents (B, C, H/f, W/f)."""
+    """Frozen VAE: image (B, 3, H, W) in [-1, 1] <-> normalised latents (B, C, H/f, W/f)."""
 
     def __init__(self, path: str | Path):
         super().__init__()
@@ -42,8 +70,15 @@ class VaeTokenizer(nn.Module):
         config = self.vae.config
         self.channels: int = int(config.latent_channels)
         self.factor: int = 2 ** (len(config.block_out_channels) - 1)  # one 2x downsample per extra level
-        self.scaling = float(config.scaling_factor)
-        self.shift = float(config.shift_factor or 0.0)
+        self.flux2 = type(self.vae).__name__ == "AutoencoderKLFlux2"
+        if self.flux2:
+            if tuple(config.patch_size) != (FLUX2_FOLD, FLUX2_FOLD):
+                raise InputError(f"{path}: AutoencoderKLFlux2 with patch_size {tuple(config.patch_size)}; "
+                                 f"FLUX.2 folds {FLUX2_FOLD}x{FLUX2_FOLD}")
+            self.bn_eps = float(config.batch_norm_eps)
+        else:
+            self.scaling = float(config.scaling_factor)
+            self.shift = float(config.shift_factor or 0.0)
 
     def train(self, mode: bool = True) -> VaeTokenizer:
         """The VAE stays in eval mode: it is frozen."""
@@ -51,13 +86,28 @@ class VaeTokenizer(nn.Module):
         self.vae.eval()
         return self
 
+    def _flux2_statistics(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch-norm mean and std of the folded channels, unfolded to maps that tile ``like`` (B, C, h, w)."""
+        folded = (1, self.channels * FLUX2_FOLD**2, like.shape[2] // FLUX2_FOLD, like.shape[3] // FLUX2_FOLD)
+        mean = self.vae.bn.running_mean.view(1, -1, 1, 1).expand(folded)
+        std = torch.sqrt(self.vae.bn.running_var.view(1, -1, 1, 1) + self.bn_eps).expand(folded)
+        return (F.pixel_shuffle(mean, FLUX2_FOLD).to(like.dtype),  # (1, C, h, w)
+                F.pixel_shuffle(std, FLUX2_FOLD).to(like.dtype))
+
     @torch.no_grad()
     def encode(self, image: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [-1, 1] -> (B, C, H/f, W/f), the posterior mode, shifted and scaled to ~unit variance."""
+        """(B, 3, H, W) in [-1, 1] -> (B, C, H/f, W/f), the posterior mode, normalised to ~unit variance."""
         latents = self.vae.encode(image.to(self.vae.dtype)).latent_dist.mode()  # (B, C, h, w)
+        if self.flux2:
+            mean, std = self._flux2_statistics(latents)
+            return (latents - mean) / std
         return (latents - self.shift) * self.scaling
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) normalised latents -> (B, 3, h*f, w*f) image in about [-1, 1]."""
-        return self.vae.decode(latents.to(self.vae.dtype) / self.scaling + self.shift).sample
+        latents = latents.to(self.vae.dtype)
+        if self.flux2:
+            mean, std = self._flux2_statistics(latents)
+            return self.vae.decode(latents * std + mean).sample
+        return self.vae.decode(latents / self.scaling + self.shift).sample

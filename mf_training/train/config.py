@@ -93,9 +93,13 @@ class DataConfig:
                              f"{self.frame_size} and {self.dense_target_prob}")
 
 
+MODEL_FROM_INIT = "init_from"  # model.name that trains the init_from checkpoint's own model (e.g. from mf lift)
+
+
 @dataclass
 class ModelSection:
-    """Which model to build (a registry name from `mf models`) and its overrides."""
+    """Which model to build (a registry name from `mf models`, or ``init_from``: the init_from
+    checkpoint's model) and its overrides."""
 
     name: str = "MF-XS"
     overrides: dict = field(default_factory=dict)  # ModelConfig fields, e.g. {lidar_conditioning: true}
@@ -195,7 +199,11 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainCo
     """Compose ``path`` (following ``base:``), apply ``key=value`` overrides, type and validate."""
     data = apply_overrides(read_yaml_chain(path), list(overrides or []))
     config = from_dict(TrainConfig, data)
-    get_model_config(config.model.name, **config.model.overrides)  # unknown names/overrides: InputError now
+    if config.model.name == MODEL_FROM_INIT:
+        if not config.init_from:
+            raise InputError(f"model.name: {MODEL_FROM_INIT} needs init_from=MODEL (the checkpoint to train)")
+    else:
+        get_model_config(config.model.name, **config.model.overrides)  # unknown names/overrides: InputError now
     return config
 
 

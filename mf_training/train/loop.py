@@ -24,7 +24,9 @@ from mf_core.checkpoint import load_model, read_checkpoint_config, save_model
 from mf_core.errors import InputError
 from mf_core.flow import flow_matching_losses
 from mf_core.model import ModalityForcingDiT, ModelConfig, build_model, get_model_config
-from mf_training.train.config import TrainConfig, save_config
+from mf_core.model.dit import ModelOutput
+from mf_training.lift import LIFT_METADATA_KEY
+from mf_training.train.config import MODEL_FROM_INIT, TrainConfig, save_config
 from mf_training.train.data import Shard, collate, load_batch, make_example
 from mf_training.train.datasets import TrainingData, load_training_data
 from mf_training.train.distributed import (
@@ -70,7 +72,11 @@ def noise_seed(seed: int, step: int, micro_index: int) -> int:
 
 
 def model_config_of(config: TrainConfig) -> ModelConfig:
-    """The registry entry named by the run config with its overrides (InputError for unknown names)."""
+    """The registry entry named by the run config with its overrides (InputError for unknown names);
+    ``model.name: init_from`` takes the init_from checkpoint's own config (a lifted FLUX.2, say)."""
+    if config.model.name == MODEL_FROM_INIT:
+        found, _ = read_checkpoint_config(model_dir_of(config.init_from))
+        return found.updated(**config.model.overrides)
     return get_model_config(config.model.name, **config.model.overrides)
 
 
@@ -100,13 +106,28 @@ def build_models(config: TrainConfig) -> tuple[ModalityForcingDiT, ModalityForci
     wanted = model_config_of(config)
     if config.stage == "pretrain" or not config.init_from:
         return build_model(wanted), None
-    model, _ = load_model(model_dir_of(config.init_from))
+    model, metadata = load_model(model_dir_of(config.init_from))
     _check_same_model(model.config, wanted, f"init_from {config.init_from}")
     teacher = None
     if config.distill:
         teacher = copy.deepcopy(model).eval().requires_grad_(False)
+        if LIFT_METADATA_KEY in metadata:  # the source image model: its prediction without depth tokens
+            teacher = ImageModelTeacher(teacher)
     model.init_depth_stream_from_image()
     return model, teacher
+
+
+class ImageModelTeacher(nn.Module):
+    """A frozen lifted model as the self-distillation teacher: its image velocity with no depth token in
+    the sequence (``forward_image``), which is the pretrained FLUX.2 transformer's own prediction."""
+
+    def __init__(self, model: ModalityForcingDiT):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor, depth: torch.Tensor, t_image: torch.Tensor, t_depth: torch.Tensor,
+                context: torch.Tensor | None = None, **lidar) -> ModelOutput:
+        return ModelOutput(image_velocity=self.model.forward_image(image, t_image, context), depth_x0=depth)
 
 
 def _best_score(run_dir: Path) -> float:
