@@ -180,7 +180,7 @@ def test_a_folder_that_does_not_fit_exits_2_naming_it(tmp_path, vae_dir, damage,
 def test_lift_then_train_with_distillation_then_eval(tmp_path, vae_dir):
     """mf lift -> mf train init_from= (2 steps, the frozen lifted image model as teacher) -> mf eval, on CPU."""
     from mf_training.train.config import load_config
-    from mf_training.train.loop import ImageModelTeacher, build_models
+    from mf_training.train.loop import ImageModelTeacher, build_models, model_config_of
 
     flux2_transformer(tmp_path / "transformer", guidance_embeds=True)
     lifted = tmp_path / "lifted"
@@ -191,6 +191,9 @@ def test_lift_then_train_with_distillation_then_eval(tmp_path, vae_dir):
     assert model.joint_blocks[0].streams["image"].qkv.weight.dtype == torch.float32  # bf16 file, fp32 at load
     overrides = [f"init_from={lifted}", "model.name=init_from", "distill=true", "steps=2", "batch_size=2",
                  f"data.cache_dir={tmp_path / 'cache'}", "ckpt_every=2"]
+    klein = load_config(REPO / "config" / "mf_flux2_klein.yaml", [f"init_from={lifted}"])  # the GPU recipe
+    assert model_config_of(klein) == model.config and klein.distill and klein.perf.fsdp
+    assert klein.perf.gradient_checkpointing
     config = load_config(REPO / "config" / "train_tiny.yaml", overrides)
     _, teacher = build_models(config)
     assert isinstance(teacher, ImageModelTeacher)

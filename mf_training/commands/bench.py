@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "eval": "per-frame time of each baseline and model mode at 640x480",
     "node": "depth_node per-frame overhead apart from the model, and end-to-end latency",
     "quality": "a model vs the classical baselines on the held-out real data (RMSE ratios, monocular vs row prior)",
+    "lift": "peak memory and time of mf lift on a random FLUX.2-shaped transformer (streaming: about 1x its size)",
     "stability": "flicker on a static scene: depth std over noisy LiDAR sweeps, the model vs the classical fills",
 }
 

@@ -189,6 +189,9 @@ class Trainer:
         raw.to(self.info.device)
         if self.teacher is not None:
             self.teacher.to(self.info.device)
+            if self.info.device.type == "cuda" and config.perf.bf16:  # frozen: bf16 halves its memory
+                teacher_model = self.teacher.model if isinstance(self.teacher, ImageModelTeacher) else self.teacher
+                teacher_model.to_dtype(torch.bfloat16)
         self.model = wrap_model(raw, self.info, config.perf.fsdp)
         self.ema = EMA(unwrap(self.model), config.optim.ema_decay) if config.optim.ema_decay > 0 else None
         fused = config.perf.fused_adamw and self.info.device.type == "cuda"
