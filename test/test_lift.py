@@ -6,6 +6,7 @@ Everything is built here from tiny randomly initialised diffusers models: nothin
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ diffusers = pytest.importorskip("diffusers")
 
 from safetensors.torch import load_file, save_file  # noqa: E402
 
-from mf_core.checkpoint import load_model  # noqa: E402
+from mf_core.checkpoint import load_model, read_checkpoint_config  # noqa: E402
 from mf_core.errors import InputError  # noqa: E402
 from mf_core.model.embeddings import patchify, token_positions, unpatchify  # noqa: E402
 from mf_core.model.vae import VaeTokenizer  # noqa: E402
@@ -190,7 +191,8 @@ def test_lift_then_train_with_distillation_then_eval(tmp_path, vae_dir):
     assert model.config.image_tokenizer == "vae" and model.config.depth_conditioned
     assert model.joint_blocks[0].streams["image"].qkv.weight.dtype == torch.float32  # bf16 file, fp32 at load
     overrides = [f"init_from={lifted}", "model.name=init_from", "distill=true", "steps=2", "batch_size=2",
-                 f"data.cache_dir={tmp_path / 'cache'}", "ckpt_every=2"]
+                 f"data.cache_dir={tmp_path / 'cache'}", "ckpt_every=2", "val_every=2",  # validation of a VAE model
+                 "data.sources=[{path: 'sim:indoor', frames: 4, seed: 0, width: 80, height: 64, val_count: 2}]"]
     klein = load_config(REPO / "config" / "mf_flux2_klein.yaml", [f"init_from={lifted}"])  # the GPU recipe
     assert model_config_of(klein) == model.config and klein.distill and klein.perf.fsdp
     assert klein.perf.gradient_checkpointing
@@ -202,6 +204,8 @@ def test_lift_then_train_with_distillation_then_eval(tmp_path, vae_dir):
                     *overrides]) == 0
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(torch.isfinite(torch.tensor(m["distill"])) for m in metrics if "distill" in m)
+    _, best = read_checkpoint_config(run / "best")  # frame validation ran and kept its best step
+    assert math.isfinite(best["validation"]["score"])
     bags = sorted((tmp_path / "cache").rglob("metadata.yaml"))
     assert bags, "the training run generated no sim bag"
     trained = sorted((run / "checkpoints").iterdir())[-1] / "model"

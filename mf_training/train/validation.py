@@ -63,7 +63,7 @@ def evaluate_i2d(model: nn.Module, batch: dict[str, torch.Tensor], steps: int = 
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    image = model.encode_image(batch["image"].to(device))  # (B, C, h, w)
+    image = batch["image"].to(device)  # (B, 3, H, W) pixels: the sampler encodes them (VAE models) itself
     generator = torch.Generator().manual_seed(VALIDATION_SEED)
     out = sample(model, "i2d", image=image, steps=steps, generator=generator)
     model.train(was_training)
