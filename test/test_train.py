@@ -417,3 +417,18 @@ def test_validation_of_a_fresh_refining_model_scores_exactly_its_prior():
     assert result["dense/ratio"] == pytest.approx(1.0, abs=1e-4)
     assert result["lidar/ratio"] == pytest.approx(1.0, abs=1e-4)
     assert result["score"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_init_from_a_depth_model_fine_tunes_it_as_it_is(sim_cache, tmp_path):
+    """init_from a post-trained model (a run, or the shipped "default") keeps its depth stream: fine-tuning."""
+    run = tmp_path / "mf"
+    train(tiny(sim_cache, "steps=2", "batch_size=2"), run)
+    trained, _ = load_model(latest_checkpoint(run) / "model")
+    model, _ = build_models(tiny(sim_cache, f"init_from={run}"))
+    for name, value in trained.state_dict().items():
+        assert torch.equal(model.state_dict()[name], value), name  # nothing re-initialised
+    image, depth = model.joint_blocks[0].streams["image"].qkv.weight, model.joint_blocks[0].streams["depth"].qkv.weight
+    assert not torch.equal(image, depth)  # the trained depth stream, not a copy of the image stream
+    shipped, _ = build_models(tiny(sim_cache, "init_from=default", "model.name=init_from"))
+    default, _ = load_model(REPO / "models" / "mf-default")
+    assert torch.equal(shipped.depth_final.linear.weight, default.depth_final.linear.weight)

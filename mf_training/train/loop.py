@@ -20,7 +20,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 from tqdm import tqdm
 
 from mf_core.checkpoint import CONFIG_FILE as MODEL_CONFIG_FILE
-from mf_core.checkpoint import load_model, read_checkpoint_config, save_model
+from mf_core.checkpoint import load_model, read_checkpoint_config, resolve_model_path, save_model
 from mf_core.errors import InputError
 from mf_core.flow import flow_matching_losses
 from mf_core.model import ModalityForcingDiT, ModelConfig, build_model, get_model_config
@@ -91,8 +91,9 @@ def _check_same_model(found: ModelConfig, wanted: ModelConfig, where: str) -> No
 
 
 def model_dir_of(path: str | Path) -> Path:
-    """A model folder (config.json + weights) as given, or the EMA model of a run's last checkpoint."""
-    path = Path(path)
+    """A model folder (config.json + weights) as given ("default": the shipped model), or the EMA model of a
+    run's last checkpoint."""
+    path = resolve_model_path(path)
     if (path / MODEL_CONFIG_FILE).is_file():
         return path
     if (path / CONFIG_FILE).is_file():
@@ -102,7 +103,12 @@ def model_dir_of(path: str | Path) -> Path:
 
 
 def build_models(config: TrainConfig) -> tuple[ModalityForcingDiT, ModalityForcingDiT | None]:
-    """The model to train and, with ``distill``, the frozen teacher (the pretrained model as loaded)."""
+    """The model to train and, with ``distill``, the frozen teacher (the pretrained model as loaded).
+
+    From an image model (a pretrain run, a lifted FLUX.2) the depth stream starts as a copy of the image
+    stream; from a model that was post-trained already (checkpoint stage modality-forcing, such as the
+    shipped one) everything is kept, so ``init_from=default`` fine-tunes the shipped model on new data.
+    """
     wanted = model_config_of(config)
     if config.stage == "pretrain" or not config.init_from:
         return build_model(wanted), None
@@ -113,7 +119,9 @@ def build_models(config: TrainConfig) -> tuple[ModalityForcingDiT, ModalityForci
         teacher = copy.deepcopy(model).eval().requires_grad_(False)
         if LIFT_METADATA_KEY in metadata:  # the source image model: its prediction without depth tokens
             teacher = ImageModelTeacher(teacher)
-    model.init_depth_stream_from_image()
+    if metadata.get("stage") != "modality-forcing":  # a pretrained image model: the paper's depth init
+        model.init_depth_stream_from_image()
+    # else a depth model already (a run or a released model, e.g. "default"): fine-tuned as it is
     return model, teacher
 
 
