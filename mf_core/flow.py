@@ -52,6 +52,10 @@ class TrainingMix:
             always have a fed neighbour on their own scan line one point away, which teaches copying
             along rows: streaks between the lines, where no point is ever scored. Segments make the
             targets look like the pixels between lines that inference must fill.
+        line_drop_prob: probability that a sample's sweep is first thinned to every 2nd or 3rd scan
+            line (a LiDAR with half or a third of the beams: :func:`mf_training.train.data.thin_scan_lines`);
+            the dropped lines become targets, so the model is supervised across wider gaps than its
+            own sensor's.
         sparse_drop_prob: probability of giving no LiDAR input at all to a sample, so the
             conditioned model still works monocular.
         context_drop_prob: probability of zeroing a sample's context, which teaches the
@@ -68,6 +72,7 @@ class TrainingMix:
     sigma: float = 1.0
     sparse_input_fraction: float = 0.5
     segment_holdout_prob: float = 0.0
+    line_drop_prob: float = 0.0
     sparse_drop_prob: float = 0.2
     context_drop_prob: float = 0.1
     image_only: bool = False
@@ -81,7 +86,8 @@ class TrainingMix:
             raise InputError(f"density must be 'uniform' or 'logit_normal', got {self.density!r}")
         if self.sigma <= 0:
             raise InputError(f"time shift sigma must be positive, got {self.sigma}")
-        for name in ("sparse_input_fraction", "segment_holdout_prob", "sparse_drop_prob", "context_drop_prob"):
+        for name in ("sparse_input_fraction", "segment_holdout_prob", "line_drop_prob", "sparse_drop_prob",
+                     "context_drop_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise InputError(f"{name} must be in [0, 1], got {getattr(self, name)}")
 

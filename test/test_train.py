@@ -169,6 +169,28 @@ def test_segment_holdout_holds_out_pieces_of_scan_lines_not_single_points():
     assert mask.shape == (50, 70) and 0.15 < mask.mean() < 0.45
 
 
+def test_line_thinning_keeps_whole_scan_lines_and_makes_the_dropped_ones_targets():
+    from mf_training.train.data import thin_scan_lines
+
+    sweep = np.zeros((96, 240), np.float32)
+    sweep[5::6] = 10.0  # 16 scan lines, the lowest on the last row (95)
+    sweep[40:47, 100] = 0.0  # a line without a return in one column
+    kept = thin_scan_lines(sweep, 2, 0)
+    lines = np.flatnonzero(kept.any(axis=1))
+    assert list(lines) == list(range(95, 0, -12))[::-1]  # every 2nd line from the bottom, each whole
+    assert np.array_equal(kept[lines], sweep[lines] > 0)
+    assert not thin_scan_lines(sweep, 3, 1)[95].any() and thin_scan_lines(sweep, 3, 1)[89].all()
+    config = DataConfig(sources=[SourceConfig(path="x")], width=240, height=96, use_gt_as_supervision=False)
+    mix = TrainingMix(sparse_input_fraction=1.0, line_drop_prob=1.0, sparse_drop_prob=0.0)
+    fed, target = split_lidar(sweep, None, config, mix, np.random.default_rng(0), conditioned=True)
+    fed_lines = np.flatnonzero(fed.any(axis=1))
+    assert 5 <= len(fed_lines) <= 8 and not ((fed > 0) & (target > 0)).any()
+    assert np.array_equal((fed > 0) | (target > 0), sweep > 0)  # nothing lost: dropped lines are targets
+    sweep[65, 30:200] = 0.0  # a gap wider than the span: above it the lines alternate from a new start
+    per_column = thin_scan_lines(sweep, 2, 0).sum(axis=0)
+    assert np.all(np.abs(per_column - (sweep > 0).sum(axis=0) / 2) <= 0.5)  # each column: every other return
+
+
 def test_frame_size_views_keep_the_inference_scale_and_pad_small_frames():
     from mf_training.eval.synthetic import default_camera, synthetic_sample
     from mf_training.train.config import DataConfig

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.ndimage import maximum_filter1d
 
 from mf_core.flow import TrainingMix
 from mf_core.frame_codec import depth_tensor, encode_lidar, encode_target, image_tensor
@@ -135,12 +136,33 @@ def choose_view(shape: tuple[int, int], config: DataConfig, rng: np.random.Gener
 SEGMENT_TILE = (2, 24)  # (rows, columns) held out together at the training view's scale: a piece of a scan line
 
 
+LINE_THINNING = (2, 3)  # keep every 2nd or 3rd scan line: a LiDAR with 1/2 or 1/3 of the beams
+
+
+def thin_scan_lines(sweep: np.ndarray, every: int, phase: int, span: int = 5) -> np.ndarray:
+    """(h, w) bool: the returns of ``sweep`` (h, w metres, 0 = none) on every ``every``-th scan line.
+
+    A projected sweep does not say which beam a return came from. Each beam crosses an image
+    column about once, so a return's beam is taken as the number of scan lines below it in its
+    column (counted from the bottom, where the ground gives every beam a return), and the lines
+    ``phase``, ``phase + every``, ... are kept. Returns are first widened over ``span`` columns so
+    that a line with a missing return in one column is still counted there, and vertically
+    touching returns count as one line.
+    """
+    valid = sweep > 0
+    line = maximum_filter1d(valid, span, axis=1)  # (h, w) bool: a scan line passes here or beside
+    bottom = line & ~np.vstack([line[1:], np.zeros_like(line[:1])])  # (h, w) lowest pixel of each crossing
+    rank = np.cumsum(bottom[::-1], axis=0)[::-1] - 1  # (h, w) crossings below each pixel, its own included
+    return valid & (rank % every == phase)
+
+
 def split_lidar(sweep: np.ndarray, gt: np.ndarray | None, config: DataConfig, mix: TrainingMix,
                 rng: np.random.Generator, conditioned: bool) -> tuple[np.ndarray, np.ndarray]:
     """(fed LiDAR, supervision target), (h, w) metres each, 0 = none; no target pixel is fed.
 
     Conditioned models are fed ``mix.sparse_input_fraction`` of the sweep's points, as single points
-    or (``mix.segment_holdout_prob``) as whole scan-line segments held out (none for a
+    or (``mix.segment_holdout_prob``) as whole scan-line segments held out, from the sweep thinned to
+    fewer scan lines for a ``mix.line_drop_prob`` share (:func:`thin_scan_lines`; none for a
     ``mix.sparse_drop_prob`` share of examples: monocular samples); the target is the dense ground
     truth where the source has it and ``config.use_gt_as_supervision`` (with ``config.dense_target_prob``),
     else the held-out sweep points. Other models get no input, and the whole sweep (or GT) as target.
@@ -152,6 +174,9 @@ def split_lidar(sweep: np.ndarray, gt: np.ndarray | None, config: DataConfig, mi
         return np.zeros_like(sweep), gt if use_gt else sweep
     keep = (~held_out_tiles(sweep.shape, SEGMENT_TILE, 1 - mix.sparse_input_fraction, rng)
             if rng.random() < mix.segment_holdout_prob else rng.random(sweep.shape) < mix.sparse_input_fraction)
+    if mix.line_drop_prob and rng.random() < mix.line_drop_prob:  # no draw when off: old runs unchanged
+        every = int(rng.choice(LINE_THINNING))
+        keep &= thin_scan_lines(sweep, every, int(rng.integers(every)))
     fed = np.where(keep, sweep, 0.0).astype(np.float32)
     if use_gt and rng.random() < config.dense_target_prob:
         return fed, np.where(fed > 0, 0.0, gt).astype(np.float32)
