@@ -33,7 +33,7 @@ $(STAMP): setup.py Makefile system-deps
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[ros,sim,dev,bench,onnx]"
+	$(BIN)/python -m pip install -q -e ".[ros,sim,dev,bench,onnx,lora]"
 	if [ -d "$(ROS_WHEELS)" ]; then \
 	  $(BIN)/python -m pip install -q --no-deps $(ROS_WHEELS)/*.whl && \
 	  $(BIN)/python -m pip install -q osrf-pycommon argcomplete packaging lark colcon-common-extensions \

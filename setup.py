@@ -53,6 +53,8 @@ setup(
         "onnx": ["onnx>=1.15", "onnxruntime>=1.17"],
         # Reference implementations compared against in `mf bench model`.
         "bench": ["diffusers>=0.30"],
+        # Low-rank adapters for post-training a lifted model (train config lora.rank > 0).
+        "lora": ["peft>=0.13"],
     },
     zip_safe=True,
     entry_points={

@@ -65,7 +65,8 @@ class ModelOutput:
     transformer_log_depth: torch.Tensor | None = None
 
 
-def _is_depth_parameter(name: str) -> bool:
+def is_depth_parameter(name: str) -> bool:
+    """Whether parameter ``name`` belongs to the depth stream (no counterpart in an image model)."""
     return name.startswith(DEPTH_MODULES) or ".streams.depth." in name
 
 
@@ -202,11 +203,11 @@ class ModalityForcingDiT(nn.Module):
 
     def depth_parameters(self) -> Iterator[nn.Parameter]:
         """Trainable parameters of the depth stream (tokenizers, embedder, per-stream layers, decoder, head)."""
-        return (p for n, p in self.named_parameters() if p.requires_grad and _is_depth_parameter(n))
+        return (p for n, p in self.named_parameters() if p.requires_grad and is_depth_parameter(n))
 
     def image_parameters(self) -> Iterator[nn.Parameter]:
         """Trainable parameters of everything else: image and context streams and the shared blocks."""
-        return (p for n, p in self.named_parameters() if p.requires_grad and not _is_depth_parameter(n))
+        return (p for n, p in self.named_parameters() if p.requires_grad and not is_depth_parameter(n))
 
     def to_dtype(self, dtype: torch.dtype) -> ModalityForcingDiT:
         """Cast to ``dtype`` but keep the depth head (decoder blocks + final layer) in float32."""

@@ -146,6 +146,25 @@ class PerfConfig:
 
 
 @dataclass
+class LoraSettings:
+    """Low-rank adapters on the lifted blocks (0 = off: every parameter trains)."""
+
+    rank: int = 0  # adapter rank r on the lifted blocks (mf_training/train/lora.py); 16-64 for a 4B model
+    alpha: float = 0.0  # the update is scaled by alpha / rank; 0 = rank (scale 1)
+    dropout: float = 0.0  # dropout on the adapter input
+
+    def __post_init__(self) -> None:
+        if self.rank < 0 or self.alpha < 0 or not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"lora.rank and lora.alpha must be >= 0 and lora.dropout in [0, 1), got rank "
+                             f"{self.rank}, alpha {self.alpha}, dropout {self.dropout}")
+
+    @property
+    def scale(self) -> float:
+        """alpha / rank: what multiplies B A."""
+        return (self.alpha or self.rank) / self.rank
+
+
+@dataclass
 class TrainConfig:
     """One training run: stage, model, data, optimisation, schedule of logs and checkpoints."""
 
@@ -158,6 +177,7 @@ class TrainConfig:
     perf: PerfConfig = field(default_factory=PerfConfig)
     mix: TrainingMix = field(default_factory=TrainingMix)  # how modes and times are drawn (mf_core.flow)
     loss: LossConfig = field(default_factory=LossConfig)  # loss forms and weights (mf_core.flow)
+    lora: LoraSettings = field(default_factory=LoraSettings)  # low-rank adapters instead of full fine-tuning
     steps: int = 1000  # optimiser steps
     batch_size: int = 8  # global batch (all ranks, all accumulation micro-steps)
     micro_batch_size: int = 0  # per forward pass; 0 = batch_size / world size (no accumulation)
@@ -177,6 +197,8 @@ class TrainConfig:
             raise InputError("log_every, ckpt_every and keep_last must be >= 1; val_every >= 0")
         if self.distill and not (self.stage == "modality-forcing" and self.init_from):
             raise InputError("distill=true needs stage=modality-forcing and init_from (the frozen teacher)")
+        if self.lora.rank and not (self.stage == "modality-forcing" and self.init_from):
+            raise InputError("lora.rank > 0 adapts a pretrained model: it needs stage=modality-forcing and init_from")
         if not self.data.sources:
             raise InputError("data.sources is empty: list at least one folder, bag or sim: source")
 

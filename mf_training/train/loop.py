@@ -26,7 +26,7 @@ from mf_core.flow import flow_matching_losses
 from mf_core.model import ModalityForcingDiT, ModelConfig, build_model, get_model_config
 from mf_core.model.dit import ModelOutput
 from mf_training.lift import LIFT_METADATA_KEY
-from mf_training.train.config import MODEL_FROM_INIT, TrainConfig, save_config
+from mf_training.train.config import MODEL_FROM_INIT, LoraSettings, TrainConfig, save_config
 from mf_training.train.data import Shard, collate, load_batch, make_example
 from mf_training.train.datasets import TrainingData, load_training_data
 from mf_training.train.distributed import (
@@ -40,6 +40,7 @@ from mf_training.train.distributed import (
 )
 from mf_training.train.ema import EMA
 from mf_training.train.logging import RunLogger, depth_panel
+from mf_training.train.lora import add_lora, merged_state_dict
 from mf_training.train.optim import build_optimizer
 from mf_training.train.state import (
     collect_state,
@@ -159,9 +160,10 @@ def _apply_perf_switches(config: TrainConfig, info: DistInfo) -> None:
         torch.backends.cudnn.allow_tf32 = True
 
 
-def _evaluation_model(model: nn.Module, ema: EMA | None, model_config: ModelConfig, info: DistInfo
-                      ) -> ModalityForcingDiT | None:
-    """A plain (unwrapped) copy with the EMA weights on rank 0, for validation and export.
+def _evaluation_model(model: nn.Module, ema: EMA | None, model_config: ModelConfig, info: DistInfo,
+                      lora: LoraSettings) -> ModalityForcingDiT | None:
+    """A plain (unwrapped) copy with the EMA weights on rank 0, for validation and export; LoRA adapters
+    merged into their layers.
 
     Gathering the weights is a collective, so every rank calls this; the others get None.
     """
@@ -171,7 +173,7 @@ def _evaluation_model(model: nn.Module, ema: EMA | None, model_config: ModelConf
     if not info.is_main:
         return None
     evaluation = build_model(model_config)
-    evaluation.load_state_dict(weights)
+    evaluation.load_state_dict(merged_state_dict(weights, lora) if lora.rank else weights)
     return evaluation.to(info.device).eval()
 
 
@@ -193,6 +195,8 @@ class Trainer:
 
         torch.manual_seed(config.seed)  # identical initial weights on every rank
         raw, self.teacher = build_models(config)
+        if config.lora.rank:
+            add_lora(raw, config.lora)
         raw.gradient_checkpointing = config.perf.gradient_checkpointing
         raw.to(self.info.device)
         if self.teacher is not None:
@@ -242,7 +246,7 @@ class Trainer:
             "stage": self.config.stage,
         }
         state = collect_state(self.model, self.optimizer, self.scheduler, self.ema, self.step, extra)
-        export = _evaluation_model(self.model, self.ema, self.model_config, self.info)
+        export = _evaluation_model(self.model, self.ema, self.model_config, self.info, self.config.lora)
         if export is not None:
             metadata = {"stage": self.config.stage, "step": self.step}
             write_checkpoint(self.run_dir, state,
@@ -292,7 +296,7 @@ class Trainer:
         ``score`` picks the run's best model, kept in RUN/best); panels to TensorBoard."""
         if not self.data.validation:  # the same on every rank: all skip together
             return {}
-        evaluation = _evaluation_model(self.model, self.ema, self.model_config, self.info)
+        evaluation = _evaluation_model(self.model, self.ema, self.model_config, self.info, self.config.lora)
         if evaluation is None:
             barrier(self.info)
             return {}
