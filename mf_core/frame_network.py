@@ -1,11 +1,17 @@
-"""One frame of a LiDAR-conditioned refine-head model as a single tensor network, and its ONNX form.
+"""One frame's model pass as a single tensor network, and its ONNX form, for the one-step modes.
 
-:class:`ConditionedFrameNetwork` is what ``DepthEstimator.predict(mode="conditioned", steps=1)``
-computes, tensors in, metres out: the fed LiDAR's encoding, one model pass (the one-step i2d
-prediction, t_image = 0, t_depth = 1, from the given noise) at the processing size, and the
-composition at the input's native resolution with the prior of the native LiDAR
-(:func:`compose_native`). The estimator runs it eagerly; :func:`export_onnx` traces it into
-one ONNX graph for onnxruntime (CPU, CUDA or TensorRT execution providers), at a fixed size.
+- :class:`ConditionedFrameNetwork` is what ``DepthEstimator.predict(mode="conditioned", steps=1)``
+  computes, tensors in, metres out: the fed LiDAR's encoding, one model pass (the one-step i2d
+  prediction, t_image = 0, t_depth = 1, from the given noise) at the processing size, and the
+  composition at the input's native resolution with the prior of the native LiDAR
+  (:func:`compose_native`).
+- :class:`MonocularFrameNetwork` is the one-step monocular pass of modes ``i2d`` and
+  ``i2d-aligned``: image in, relative depth (unit mean) at the processing size out; the estimator
+  resizes and, for i2d-aligned, aligns it to the LiDAR as on torch.
+
+The estimator runs the conditioned network eagerly; :func:`export_onnx` traces either into one
+ONNX graph for onnxruntime (CPU, CUDA or TensorRT execution providers), at a fixed size, and
+records which mode it computes in the file's metadata (:func:`exported_mode`).
 """
 
 from __future__ import annotations
@@ -17,14 +23,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mf_core.depth_codec import decode_depth
 from mf_core.errors import InputError
 from mf_core.frame_codec import MAX_LOG_DEPTH, encode_lidar
 from mf_core.lidar_prior import compose, lidar_prior
 
-# The inputs of the network and of its ONNX graph, in order.
-INPUT_NAMES = ("image_small", "sparse_small", "noise", "image_native", "sparse_native")
+# The inputs of each network and of its ONNX graph, in order, by the mode it computes.
+INPUT_NAMES = {"conditioned": ("image_small", "sparse_small", "noise", "image_native", "sparse_native"),
+               "i2d": ("image_small", "noise")}
+EXPORT_MODES = tuple(INPUT_NAMES)
 OUTPUT_NAME = "depth"
 ONNX_OPSET = 17
+MODE_METADATA_KEY = "mf_mode"  # ONNX metadata: the mode the graph computes (absent in older files: conditioned)
 
 
 def compose_native(model: nn.Module, refine_strength: float, image_native: torch.Tensor,
@@ -72,6 +82,26 @@ class ConditionedFrameNetwork(nn.Module):
                               out.refine_terms.float(), out.transformer_log_depth.float(), lidar.scale)
 
 
+class MonocularFrameNetwork(nn.Module):
+    """image_small (B, 3, h, w) in [-1, 1], noise (B, 1, h, w) -> relative depth (B, 1, h, w), unit mean:
+    ``sample(model, "i2d", steps=1)`` decoded, for any model (LiDAR-conditioned ones get no LiDAR)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image_small: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        parameter = next(self.model.parameters())
+        batch = image_small.shape[0]
+        t_image = torch.zeros(batch, device=parameter.device, dtype=parameter.dtype)
+        t_depth = torch.ones(batch, device=parameter.device, dtype=parameter.dtype)
+        x_image = self.model.encode_image(image_small.to(parameter.dtype))
+        x0 = self.model(x_image, noise.to(parameter.dtype), t_image, t_depth).depth_x0.float()
+        # The sampler's one Euler step, t = 1 -> 0 (mf_core.sampling): x + (0 - 1) (x - x0) / 1, the same bits.
+        encoded = noise.float() - (noise.float() - x0)
+        return decode_depth(encoded)
+
+
 def _rms_norm_symbolic(g, x, shape, weight, eps):
     """aten::rms_norm in ONNX opsets before 23, which have no RMSNormalization: x / sqrt(mean(x^2) + eps) * w."""
     from torch.onnx import symbolic_helper
@@ -82,12 +112,19 @@ def _rms_norm_symbolic(g, x, shape, weight, eps):
     return g.op("Mul", g.op("Div", x, g.op("Sqrt", g.op("Add", mean_square, offset))), weight)
 
 
-def export_onnx(network: ConditionedFrameNetwork, example: tuple[torch.Tensor, ...], path: str | Path) -> None:
-    """Trace ``network`` on ``example`` (the five inputs, float32 CPU tensors) into an ONNX file at ``path``.
+def network_mode(network: nn.Module) -> str:
+    """The mode a frame network computes (a key of INPUT_NAMES)."""
+    return "conditioned" if isinstance(network, ConditionedFrameNetwork) else "i2d"
 
-    The graph has the example's fixed sizes. torch's TorchScript-based exporter is used: the
-    newer torch.export path refuses the input checks of the depth encoding (data-dependent
-    branches) that tracing records as the constants they are for valid inputs.
+
+def export_onnx(network: ConditionedFrameNetwork | MonocularFrameNetwork, example: tuple[torch.Tensor, ...],
+                path: str | Path) -> None:
+    """Trace ``network`` on ``example`` (its INPUT_NAMES, float32 CPU tensors) into an ONNX file at ``path``.
+
+    The graph has the example's fixed sizes and names its mode in the metadata. torch's
+    TorchScript-based exporter is used: the newer torch.export path refuses the input checks of the
+    depth encoding (data-dependent branches) that tracing records as the constants they are for
+    valid inputs.
     """
     from torch.onnx import register_custom_op_symbolic
 
@@ -95,8 +132,22 @@ def export_onnx(network: ConditionedFrameNetwork, example: tuple[torch.Tensor, .
     with torch.no_grad(), warnings.catch_warnings():
         # Tracing turns the input checks into constants for the example, and says so for each: expected.
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        torch.onnx.export(network.eval(), example, str(path), input_names=list(INPUT_NAMES),
+        torch.onnx.export(network.eval(), example, str(path), input_names=list(INPUT_NAMES[network_mode(network)]),
                           output_names=[OUTPUT_NAME], opset_version=ONNX_OPSET, dynamo=False)
+    import onnx
+
+    graph = onnx.load(str(path))
+    onnx.helper.set_model_props(graph, {MODE_METADATA_KEY: network_mode(network)})
+    onnx.save(graph, str(path))
+
+
+def exported_mode(session) -> str:
+    """The mode an onnxruntime session's graph computes (files from before the metadata: conditioned)."""
+    mode = session.get_modelmeta().custom_metadata_map.get(MODE_METADATA_KEY, "conditioned")
+    if mode not in INPUT_NAMES:
+        raise InputError(f"the ONNX model computes mode {mode!r}, which this version does not know; re-export it "
+                         "with mf export-onnx")
+    return mode
 
 
 def onnx_session(path: str | Path, device: torch.device):

@@ -24,7 +24,7 @@ from mf_core.checkpoint import load_model, resolve_model_path
 from mf_core.depth_codec import decode_depth, encode_depth
 from mf_core.errors import InputError
 from mf_core.frame_codec import depth_tensor, encode_lidar, image_tensor, to_metres
-from mf_core.frame_network import INPUT_NAMES, ConditionedFrameNetwork, compose_native, onnx_session
+from mf_core.frame_network import INPUT_NAMES, ConditionedFrameNetwork, compose_native, exported_mode, onnx_session
 from mf_core.lidar_prior import REFINE_STRENGTH_KEY
 from mf_core.modes import LIDAR_MODES, MODES
 from mf_core.resize import processing_shape, resize_dense_depth, resize_image, resize_sparse_depth
@@ -122,9 +122,10 @@ class DepthEstimator:
             longer side) or (height, width); always rounded to multiples of the patch size.
         refine_strength: refine_head models with LiDAR: the share of the learned correction to the
             prior that is applied (:func:`mf_core.lidar_prior.compose`); checkpoints record theirs.
-        onnx_model: a file written by ``mf export-onnx`` for this model: mode "conditioned" with one
-            step then runs on onnxruntime (CPU; CUDA where its provider is installed); other modes
-            and step counts stay on torch.
+        onnx_model: a file written by ``mf export-onnx`` for this model: the mode it was exported for
+            (``--mode``: "conditioned", or "i2d", which also serves "i2d-aligned") with one step then
+            runs on onnxruntime (CPU; CUDA where its provider is installed); other modes and step
+            counts stay on torch.
     """
 
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
@@ -138,6 +139,7 @@ class DepthEstimator:
         self.processing_size = processing_size
         self.refine_strength = float(refine_strength)
         self.onnx_session = None if onnx_model is None else onnx_session(onnx_model, self.device)
+        self.onnx_mode = None if self.onnx_session is None else exported_mode(self.onnx_session)
         self._network: ConditionedFrameNetwork | None = None  # built on first use
 
     @classmethod
@@ -205,34 +207,53 @@ class DepthEstimator:
                                     out.refine_terms.cpu(), out.transformer_log_depth.cpu(), scale.cpu())
         return metres[0, 0].numpy()
 
-    def frame_inputs(self, image: np.ndarray, sparse_depth: np.ndarray, seed: int = 0) -> tuple[torch.Tensor, ...]:
-        """The five inputs (``INPUT_NAMES``) of the frame network for one frame, as ``predict`` builds them."""
+    def frame_inputs(self, image: np.ndarray, sparse_depth: np.ndarray | None, seed: int = 0,
+                     mode: str = "conditioned") -> tuple[torch.Tensor, ...]:
+        """The inputs (``INPUT_NAMES[mode]``) of the frame network of ``mode`` for one frame, as ``predict``
+        builds them."""
         height, width = image.shape[:2]
         ph, pw = processing_shape(height, width, self.model.config.patch_size, self.processing_size)
-        return self._network_inputs(image, sparse_depth, image_tensor(resize_image(image, pw, ph))[None],
-                                    resize_sparse_depth(sparse_depth, pw, ph), seed)
+        sparse_small = None if sparse_depth is None else resize_sparse_depth(sparse_depth, pw, ph)
+        return self._network_inputs(mode, image, sparse_depth, image_tensor(resize_image(image, pw, ph))[None],
+                                    sparse_small, seed)
 
-    def _network_inputs(self, image: np.ndarray, sparse_depth: np.ndarray, image_small: torch.Tensor,
-                        sparse_small: np.ndarray, seed: int) -> tuple[torch.Tensor, ...]:
-        noise = torch.randn((1, 1, *sparse_small.shape), generator=torch.Generator().manual_seed(seed))  # as sample()
+    def _network_inputs(self, mode: str, image: np.ndarray, sparse_depth: np.ndarray | None,
+                        image_small: torch.Tensor, sparse_small: np.ndarray | None, seed: int
+                        ) -> tuple[torch.Tensor, ...]:
+        shape = (1, 1, *image_small.shape[-2:])
+        noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))  # drawn as sample() draws it
+        if mode == "i2d":
+            return image_small, noise
         native = depth_tensor(np.where(_lidar_points(sparse_depth), sparse_depth, 0.0))  # (1, 1, H, W) metres
         return image_small, depth_tensor(sparse_small), noise, image_tensor(image)[None], native
 
-    def _run_frame_network(self, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
-        """Mode conditioned, one step, as one network (mf_core.frame_network): on onnxruntime when an
-        exported graph is loaded, else eagerly on torch. Depth (H, W) metres."""
-        if self.onnx_session is None:
+    def _frame_network(self, mode: str, steps: int) -> str | None:
+        """The one-step frame network (mf_core.frame_network) that computes this call, or None (the sampler):
+        "conditioned" for refine_head models (onnxruntime when its graph is loaded, else torch), "i2d" for
+        the monocular modes when an i2d graph is loaded."""
+        if steps != 1:
+            return None
+        if mode == "conditioned" and self.model.config.refine_head and self.onnx_mode in (None, "conditioned"):
+            return "conditioned"
+        if mode in ("i2d", "i2d-aligned") and self.onnx_mode == "i2d":
+            return "i2d"
+        return None
+
+    def _run_frame_network(self, mode: str, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
+        """The frame network of ``mode`` on onnxruntime when its exported graph is loaded, else eagerly on
+        torch (conditioned). (H, W) metres (conditioned) or (h, w) relative depth (i2d)."""
+        if self.onnx_mode != mode:
             if self._network is None:
                 self._network = ConditionedFrameNetwork(self.model, self.refine_strength)
             with torch.inference_mode():
                 return self._network(*(x.to(self.device) for x in inputs))[0, 0].cpu().numpy()
         expected = {i.name: tuple(i.shape) for i in self.onnx_session.get_inputs()}
-        for name, tensor in zip(INPUT_NAMES, inputs, strict=True):
+        for name, tensor in zip(INPUT_NAMES[mode], inputs, strict=True):
             if tuple(tensor.shape) != expected[name]:
                 raise InputError(f"the ONNX model was exported for {name} of shape {expected[name]}, this frame "
                                  f"gives {tuple(tensor.shape)}; export it for this camera's size (mf export-onnx "
                                  "--size WxH) or run without onnx_model")
-        feeds = {name: tensor.numpy() for name, tensor in zip(INPUT_NAMES, inputs, strict=True)}
+        feeds = {name: tensor.numpy() for name, tensor in zip(INPUT_NAMES[mode], inputs, strict=True)}
         return self.onnx_session.run(None, feeds)[0][0, 0]
 
     def predict(self, image: np.ndarray, sparse_depth: np.ndarray | None = None, mode: str = "i2d-aligned",
@@ -276,21 +297,28 @@ class DepthEstimator:
         elif mode == "conditioned":
             lidar = encode_lidar(depth_tensor(sparse))
             options["sparse_depth"], options["sparse_mask"], scale = lidar.depth, lidar.mask, lidar.scale
-        if mode == "conditioned" and steps == 1 and self.model.config.refine_head:
-            out = None  # one network does the model pass and the native composition
-        else:
+        network = self._frame_network(mode, steps)
+        out = relative = None
+        if network == "i2d":
+            relative = self._run_frame_network(network, self._network_inputs(network, image, sparse_depth, image_t,
+                                                                             sparse, seed))  # (ph, pw)
+        elif network is None:
             out = sample(self.model, "i2d", image=image_t, steps=steps,
                          generator=torch.Generator().manual_seed(seed), **options)
+            if not (mode == "conditioned" and out.refine_terms is not None):
+                relative = to_metres(out.depth, scale)[0, 0].cpu().numpy()  # (ph, pw)
+        # else one network does the model pass and the native composition
         timings["model"] = time.perf_counter() - start
 
         start = time.perf_counter()
         alignment = None
-        if out is None:
-            depth = self._run_frame_network(self._network_inputs(image, sparse_depth, image_t, sparse, seed))
-        elif mode == "conditioned" and out.refine_terms is not None:  # composed at the input size, also when equal
+        if network == "conditioned":
+            depth = self._run_frame_network(network, self._network_inputs(network, image, sparse_depth, image_t,
+                                                                          sparse, seed))
+        elif relative is None:  # a refine_head model's terms, composed at the input size (also when equal)
             depth = self._native_composition(image, sparse_depth, out, scale)  # (H, W) metres
         else:
-            depth = resize_dense_depth(to_metres(out.depth, scale)[0, 0].cpu().numpy(), width, height)  # (H, W)
+            depth = resize_dense_depth(relative, width, height)  # (H, W)
             if mode in ("i2d-aligned", "guided"):
                 alignment = align_to_lidar(depth, sparse_depth)
                 depth = alignment.apply(depth)

@@ -116,8 +116,8 @@ DEPTH_NODE_OPTIONS = (
     Option("model", "default",
            "'default' (the shipped model), a checkpoint folder, or a registry size (e.g. MF-XS) = RANDOM weights"),
     Option("device", "cpu", "torch device", choices=DEVICES),
-    Option("onnx_model", "", "a file from mf export-onnx for this model: mode conditioned runs on onnxruntime "
-           "(empty = torch)"),
+    Option("onnx_model", "", "a file from mf export-onnx for this model: the mode it was exported for runs on "
+           "onnxruntime (empty = torch)"),
     Option("mode", DEFAULT_MODE, "how LiDAR makes depth metric (conditioned suits the shipped model)",
            choices=NODE_MODES),
     Option("steps", 1, "sampler steps (1 = one forward pass)", 1, 50, runtime=True),

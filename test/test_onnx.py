@@ -71,3 +71,23 @@ def test_the_node_and_densify_option_loads_the_onnx_backend(exported):
 
     assert load_estimator("default", "cpu", None, str(exported)).onnx_session is not None
     assert load_estimator("default", "cpu", None, "").onnx_session is None  # empty: torch
+
+
+def test_an_i2d_graph_serves_the_monocular_modes_and_leaves_the_others_on_torch(tmp_path, capsys):
+    path = tmp_path / "mono.onnx"
+    assert mf_main(["export-onnx", "--model", "default", "--out", str(path), "--size", "160x120",
+                    "--mode", "i2d"]) == 0
+    assert "mode i2d" in capsys.readouterr().out
+    torch_estimator = DepthEstimator.from_checkpoint("default")
+    onnx_estimator = DepthEstimator.from_checkpoint("default", onnx_model=path)
+    assert onnx_estimator.onnx_mode == "i2d"
+    sample = synthetic_sample("mono", default_camera(160, 120), seed=3)
+    for mode in ("i2d", "i2d-aligned"):
+        a = torch_estimator.predict(sample.image, sample.sparse_depth, mode, seed=3)
+        b = onnx_estimator.predict(sample.image, sample.sparse_depth, mode, seed=3)
+        assert a.metric == b.metric and (mode == "i2d") != a.metric
+        assert np.max(np.abs(a.depth - b.depth) / a.depth) < 1e-4
+        assert np.abs(a.depth - b.depth).max() > 0  # onnxruntime did run: not bit-equal to torch
+    a = torch_estimator.predict(sample.image, sample.sparse_depth, "conditioned")
+    b = onnx_estimator.predict(sample.image, sample.sparse_depth, "conditioned")  # no conditioned graph: torch
+    np.testing.assert_array_equal(a.depth, b.depth)
