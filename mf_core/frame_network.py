@@ -9,14 +9,13 @@
   ``i2d-aligned``: image in, relative depth (unit mean) at the processing size out; the estimator
   resizes and, for i2d-aligned, aligns it to the LiDAR as on torch.
 
-The estimator runs the conditioned network eagerly; :func:`export_onnx` traces either into one
-ONNX graph for onnxruntime (CPU, CUDA or TensorRT execution providers), at a fixed size, and
-records which mode it computes in the file's metadata (:func:`exported_mode`).
+The estimator runs the conditioned network eagerly; ``mf export-onnx`` (:mod:`mf_training.onnx_export`)
+traces either into one ONNX graph for onnxruntime (CPU, CUDA or TensorRT execution providers), at
+a fixed size, and records which mode it computes in the file's metadata (:func:`exported_mode`).
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import torch
@@ -33,7 +32,6 @@ INPUT_NAMES = {"conditioned": ("image_small", "sparse_small", "noise", "image_na
                "i2d": ("image_small", "noise")}
 EXPORT_MODES = tuple(INPUT_NAMES)
 OUTPUT_NAME = "depth"
-ONNX_OPSET = 17
 MODE_METADATA_KEY = "mf_mode"  # ONNX metadata: the mode the graph computes (absent in older files: conditioned)
 
 
@@ -102,43 +100,9 @@ class MonocularFrameNetwork(nn.Module):
         return decode_depth(encoded)
 
 
-def _rms_norm_symbolic(g, x, shape, weight, eps):
-    """aten::rms_norm in ONNX opsets before 23, which have no RMSNormalization: x / sqrt(mean(x^2) + eps) * w."""
-    from torch.onnx import symbolic_helper
-
-    epsilon = symbolic_helper._maybe_get_const(eps, "f")
-    mean_square = g.op("ReduceMean", g.op("Mul", x, x), axes_i=[-1], keepdims_i=1)
-    offset = g.op("Constant", value_t=torch.tensor(1e-6 if epsilon is None else float(epsilon)))
-    return g.op("Mul", g.op("Div", x, g.op("Sqrt", g.op("Add", mean_square, offset))), weight)
-
-
 def network_mode(network: nn.Module) -> str:
     """The mode a frame network computes (a key of INPUT_NAMES)."""
     return "conditioned" if isinstance(network, ConditionedFrameNetwork) else "i2d"
-
-
-def export_onnx(network: ConditionedFrameNetwork | MonocularFrameNetwork, example: tuple[torch.Tensor, ...],
-                path: str | Path) -> None:
-    """Trace ``network`` on ``example`` (its INPUT_NAMES, float32 CPU tensors) into an ONNX file at ``path``.
-
-    The graph has the example's fixed sizes and names its mode in the metadata. torch's
-    TorchScript-based exporter is used: the newer torch.export path refuses the input checks of the
-    depth encoding (data-dependent branches) that tracing records as the constants they are for
-    valid inputs.
-    """
-    from torch.onnx import register_custom_op_symbolic
-
-    register_custom_op_symbolic("aten::rms_norm", _rms_norm_symbolic, ONNX_OPSET)
-    with torch.no_grad(), warnings.catch_warnings():
-        # Tracing turns the input checks into constants for the example, and says so for each: expected.
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        torch.onnx.export(network.eval(), example, str(path), input_names=list(INPUT_NAMES[network_mode(network)]),
-                          output_names=[OUTPUT_NAME], opset_version=ONNX_OPSET, dynamo=False)
-    import onnx
-
-    graph = onnx.load(str(path))
-    onnx.helper.set_model_props(graph, {MODE_METADATA_KEY: network_mode(network)})
-    onnx.save(graph, str(path))
 
 
 def exported_mode(session) -> str:

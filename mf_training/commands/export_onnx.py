@@ -39,11 +39,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from mf_core.files import remove_tree, temp_dir_beside
-    from mf_core.frame_network import ConditionedFrameNetwork, MonocularFrameNetwork, export_onnx
+    from mf_core.frame_network import ConditionedFrameNetwork, MonocularFrameNetwork
     from mf_core.pipeline import DepthEstimator
     from mf_core.resize import processing_shape
     from mf_training.bench.eval import parse_size
     from mf_training.eval.synthetic import default_camera, synthetic_sample
+    from mf_training.onnx_export import export_onnx
 
     out = Path(args.out)
     if out.suffix != ".onnx":
