@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="take the first frame of this sample folder / bag (default: synthetic scene)")
     parser.add_argument("--model", metavar="CKPT", help="also time every mode of this checkpoint")
     parser.add_argument("--steps", type=int, default=1, help="model sampler steps (default 1)")
-    parser.add_argument("--onnx-model", help="also time mode conditioned on onnxruntime with this mf export-onnx file")
+    parser.add_argument("--onnx-model", help="also time on onnxruntime the mode this mf export-onnx file was made for")
     parser.add_argument("--compile", action="store_true", help="also time mode conditioned with torch.compile")
     parser.add_argument("--device", default="cpu", help="torch device for --model (default cpu)")
     parser.add_argument("--size", default="640x480", help="frame size WxH (default 640x480)")
@@ -98,14 +98,15 @@ def run(args: argparse.Namespace) -> dict:
             except InputError as exc:
                 skipped[mode] = str(exc)
     labels = [m.name if m.mode is None else f"model:{m.mode}" for m in methods]
-    if args.model and args.onnx_model:
-        methods.append(model_method(args.model, "conditioned", args.steps, 0, None, args.device, args.onnx_model))
-        labels.append("model:conditioned (onnxruntime)")
-    if args.model and args.compile:
-        import torch
-
+    if args.model and (args.onnx_model or args.compile):
         from mf_core.pipeline import DepthEstimator
         from mf_training.eval.harness import estimator_method
+    if args.model and args.onnx_model:
+        exported = DepthEstimator.from_checkpoint(args.model, args.device, onnx_model=args.onnx_model)
+        methods.append(estimator_method(exported, args.model, exported.onnx_mode, args.steps))
+        labels.append(f"model:{exported.onnx_mode} (onnxruntime)")
+    if args.model and args.compile:
+        import torch
 
         compiled = DepthEstimator.from_checkpoint(args.model, args.device)
         compiled.model = torch.compile(compiled.model)
