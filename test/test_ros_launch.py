@@ -9,6 +9,7 @@ the frames of a generated sim bag.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -26,6 +27,7 @@ from helpers import sim_bag_as_rclpy, spin_until  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
 
 from mf_core.transforms import to_quaternion  # noqa: E402
 from mf_ros import conversions as conv  # noqa: E402
@@ -148,6 +150,9 @@ def test_depth_launch_under_a_namespace_with_a_params_file_and_a_string_extrinsi
 
 def test_record_launch_records_every_sample_and_sigint_closes_the_bag(workspace, player, tmp_path):
     out = tmp_path / "bags"
+    stats: list[dict] = []  # the recorder's own counts: Ctrl-C comes once it says all 3 are recorded
+    subscription = player["node"].create_subscription(String, "/recorder/stats",
+                                                      lambda m: stats.append(json.loads(m.data)), QOS)
     process = _launch(workspace, "record.launch.py", f"output_dir:={out}",
                       f"extrinsic:={_extrinsic_text(player['T'])}", "image_topic:=/camera/image_raw",
                       "camera_info_topic:=/camera/camera_info",
@@ -157,13 +162,17 @@ def test_record_launch_records_every_sample_and_sigint_closes_the_bag(workspace,
                      or process.poll() is not None, 60), "recorder_node never subscribed"
         spin_until(player["executor"], lambda: False, 0.5)
         _play(player, 3)
-        spin_until(player["executor"], lambda: False, 1.0)
+        # A loaded machine can take seconds to write 3 samples; a fixed wait cut some runs short (0 of 3).
+        spin_until(player["executor"], lambda: (stats and stats[-1]["counts"].get("recorded", 0) >= 3)
+                   or process.poll() is not None, 30)
     finally:
         output = _interrupt(process)
-    assert process.returncode == 0, output
+        player["node"].destroy_subscription(subscription)
+    assert stats, f"no recorder/stats message\n{output}"
+    assert process.returncode == 0, f"{stats[-1]}\n{output}"
     assert not [line for line in output.splitlines() if any(bad in line for bad in BAD_OUTPUT)], output
     (bag,) = out.iterdir()
-    assert len(list(BagSamples(bag))) == 3, output
+    assert len(list(BagSamples(bag))) == 3, f"{stats[-1]}\n{output}"
 
 
 @pytest.mark.parametrize("signals", [(signal.SIGTERM,), (signal.SIGINT, signal.SIGINT)])
