@@ -7,7 +7,10 @@ one file or shards with an index) and writes a checkpoint folder that every ``--
 stream is initialised from the image stream, the depth decoder and head are fresh. The matching
 FLUX.2 VAE (``AutoencoderKLFlux2`` folder) becomes the frozen image tokenizer; with 2x2 image
 patches on its latents the model sees exactly the tokens FLUX.2 sees
-(:mod:`mf_core.model.vae`), so with depth tokens excluded
+(:mod:`mf_core.model.vae`). A TAEF2 folder (the tiny distilled FLUX.2 autoencoder,
+:mod:`mf_core.model.taef2`) can stand in for it, much cheaper per frame, with the latent
+statistics of the FLUX.2 VAE folder (``--vae-statistics``, or the transformer's sibling ``vae/``); its
+latents approximate the VAE's, so that model's image output approximates FLUX.2's. With depth tokens excluded
 (:meth:`~mf_core.model.dit.ModalityForcingDiT.forward_image`) its image output is the source
 transformer's.
 
@@ -47,7 +50,10 @@ from mf_core.errors import InputError
 from mf_core.model.config import ROPE_AXES, ModelConfig
 from mf_core.model.dit import ModalityForcingDiT
 from mf_core.model.embeddings import timestep_features
-from mf_core.model.vae import FLUX2_FOLD, vae_class_name
+from mf_core.model.taef2 import FACTOR as TAEF2_FACTOR
+from mf_core.model.taef2 import LATENT_CHANNELS as TAEF2_CHANNELS
+from mf_core.model.taef2 import is_taef2_folder
+from mf_core.model.vae import FLUX2_FOLD, flux2_latent_statistics, vae_class_name
 
 TRANSFORMER_CLASS = "Flux2Transformer2DModel"
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
@@ -130,14 +136,37 @@ def read_source_config(folder: Path) -> SourceShape:
     return shape
 
 
-def lifted_config(shape: SourceShape, vae_path: Path, depth_conditioned: bool, stored_context: int) -> ModelConfig:
-    """The mf model config of a lifted transformer whose image tokenizer is the VAE at ``vae_path``."""
-    if vae_class_name(vae_path) != "AutoencoderKLFlux2":
+def taef2_statistics_folder(transformer: Path, statistics: Path | None) -> Path:
+    """The FLUX.2 VAE folder whose latent statistics a TAEF2 tokenizer uses: ``statistics``, else the
+    transformer folder's sibling ``vae/`` (the layout of a FLUX.2 download)."""
+    if statistics is not None:
+        return statistics
+    sibling = transformer.parent / "vae"
+    if (sibling / "config.json").is_file():
+        return sibling
+    raise InputError("a TAEF2 --vae gives raw FLUX.2 latents, which the transformer expects standardised with the "
+                     "FLUX.2 VAE's batch-norm statistics: pass --vae-statistics DIR (the vae/ folder of the FLUX.2 "
+                     f"download; none found beside {transformer})")
+
+
+def lifted_config(shape: SourceShape, vae_path: Path, depth_conditioned: bool, stored_context: int,
+                  statistics: Path | None = None) -> ModelConfig:
+    """The mf model config of a lifted transformer whose image tokenizer is the VAE at ``vae_path``: an
+    AutoencoderKLFlux2 folder, or a TAEF2 folder with the FLUX.2 VAE folder ``statistics``."""
+    if is_taef2_folder(vae_path):
+        if statistics is None:
+            raise InputError("a TAEF2 --vae needs --vae-statistics (the FLUX.2 VAE folder)")
+        flux2_latent_statistics(statistics)  # InputError now if the folder does not have them
+        channels, factor = TAEF2_CHANNELS, TAEF2_FACTOR
+    elif vae_class_name(vae_path) != "AutoencoderKLFlux2":
         raise InputError(f"--vae {vae_path} is not an AutoencoderKLFlux2 folder; FLUX.2 transformers work on "
-                         "that VAE's latents (the vae/ folder of the same FLUX.2 download)")
-    vae_config = json.loads((vae_path / "config.json").read_text())
-    channels = int(vae_config.get("latent_channels", 32))
-    factor = 2 ** (len(vae_config.get("block_out_channels", [0] * 4)) - 1)
+                         "that VAE's latents (the vae/ folder of the same FLUX.2 download, or a TAEF2 folder)")
+    elif statistics is not None:
+        raise InputError("--vae-statistics is for a TAEF2 --vae; an AutoencoderKLFlux2 brings its own")
+    else:
+        vae_config = json.loads((vae_path / "config.json").read_text())
+        channels = int(vae_config.get("latent_channels", 32))
+        factor = 2 ** (len(vae_config.get("block_out_channels", [0] * 4)) - 1)
     if shape.in_channels != channels * FLUX2_FOLD**2:
         raise InputError(f"the transformer takes in_channels {shape.in_channels} but the VAE's {channels} latent "
                          f"channels packed {FLUX2_FOLD}x{FLUX2_FOLD} give {channels * FLUX2_FOLD**2}: "
@@ -148,6 +177,7 @@ def lifted_config(shape: SourceShape, vae_path: Path, depth_conditioned: bool, s
         n_joint=shape.num_layers, n_single=shape.num_single_layers, n_dec=2, mlp_ratio=shape.mlp_ratio,
         qk_norm=True, time_mixing=True, context_dim=shape.joint_attention_dim, stored_context=stored_context,
         depth_conditioned=depth_conditioned, image_tokenizer="vae", vae_path=str(vae_path.resolve()),
+        vae_statistics_path=None if statistics is None else str(statistics.resolve()),
         rope_theta=shape.rope_theta, timestep_dim=shape.timestep_guidance_channels,
         time_bias=shape.guidance_embeds, norm_eps=shape.eps,
     )
@@ -284,9 +314,17 @@ def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
 
 
 def lift(transformer: str | Path, vae: str | Path, depth_conditioned: bool = True, context: str | Path | None = None,
-         guidance: float = DEFAULT_GUIDANCE, dtype: str = "bfloat16") -> tuple[ModalityForcingDiT, dict]:
-    """The lifted model (eval mode; depth head float32, the rest ``dtype``) and its checkpoint metadata."""
+         guidance: float = DEFAULT_GUIDANCE, dtype: str = "bfloat16", vae_statistics: str | Path | None = None
+         ) -> tuple[ModalityForcingDiT, dict]:
+    """The lifted model (eval mode; depth head float32, the rest ``dtype``) and its checkpoint metadata.
+
+    ``vae`` is the AutoencoderKLFlux2 folder, or a TAEF2 folder (then ``vae_statistics``, the FLUX.2 VAE
+    folder, or the transformer's sibling ``vae/`` gives the latent statistics).
+    """
     transformer, vae = Path(transformer), Path(vae)
+    statistics = None if vae_statistics is None else Path(vae_statistics)
+    if is_taef2_folder(vae):
+        statistics = taef2_statistics_folder(transformer, statistics)
     if dtype not in DTYPES:
         raise InputError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
     if not math.isfinite(guidance) or guidance < 0:
@@ -303,7 +341,7 @@ def lift(transformer: str | Path, vae: str | Path, depth_conditioned: bool = Tru
         raise InputError(f"{transformer} does not fit its config.json as a {TRANSFORMER_CLASS}: {'; '.join(parts)} "
                          f"({len(missing)} missing, {len(unknown)} unknown in all)")
     stored = None if context is None else read_context(Path(context), shape.joint_attention_dim)
-    config = lifted_config(shape, vae, depth_conditioned, 0 if stored is None else stored.shape[0])
+    config = lifted_config(shape, vae, depth_conditioned, 0 if stored is None else stored.shape[0], statistics)
     with _default_dtype(DTYPES[dtype]):  # built once, in the target dtype: no float32 copy of a large model
         model = ModalityForcingDiT(config)
     model.to_dtype(DTYPES[dtype])
@@ -324,6 +362,7 @@ def lift(transformer: str | Path, vae: str | Path, depth_conditioned: bool = Tru
             model.stored_context.copy_(stored)
         model.init_depth_stream_from_image()
     metadata = {LIFT_METADATA_KEY: {"transformer": str(transformer.resolve()), "vae": str(vae.resolve()),
+                                    "vae_statistics": None if statistics is None else str(statistics.resolve()),
                                     "guidance": guidance if shape.guidance_embeds else None,
                                     "context": None if context is None else str(Path(context).resolve()),
                                     "dtype": dtype}}

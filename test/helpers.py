@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import save_file
 
 from mf_core.model import build_model
+from mf_core.model.taef2 import DECODER_FILE, ENCODER_FILE, taef2_decoder, taef2_encoder
 
 
 def random_model(seed: int = 0, std: float = 0.05, **overrides) -> torch.nn.Module:
@@ -67,3 +70,24 @@ def png_header_claiming(width: int, height: int) -> np.ndarray:
 
     header = chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
     return np.frombuffer(b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(bytes(64))), np.uint8)
+
+
+def random_taef2(folder: Path, seed: int = 0) -> Path:
+    """A TAEF2 folder with random weights in the published layout (fp16 safetensors, the same key names)."""
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for build, name in ((taef2_encoder, ENCODER_FILE), (taef2_decoder, DECODER_FILE)):
+        save_file({k: v.half().contiguous() for k, v in build().state_dict().items()}, str(folder / name))
+    return folder
+
+
+def flux2_statistics_folder(folder: Path, channels: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A FLUX.2 VAE folder as far as its latent statistics go: config.json and the batch-norm tensors."""
+    generator = torch.Generator().manual_seed(seed)
+    mean = torch.randn(4 * channels, generator=generator) * 0.5
+    var = torch.rand(4 * channels, generator=generator) + 0.5
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKLFlux2", "batch_norm_eps": 1e-4}))
+    save_file({"bn.running_mean": mean, "bn.running_var": var, "bn.num_batches_tracked": torch.tensor(1)},
+              str(folder / "diffusion_pytorch_model.safetensors"))
+    return mean, torch.sqrt(var + 1e-4)

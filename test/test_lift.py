@@ -14,11 +14,13 @@ import torch
 
 diffusers = pytest.importorskip("diffusers")
 
+from helpers import flux2_statistics_folder, random_taef2  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
 from mf_core.checkpoint import load_model, read_checkpoint_config  # noqa: E402
 from mf_core.errors import InputError  # noqa: E402
 from mf_core.model.embeddings import patchify, token_positions, unpatchify  # noqa: E402
+from mf_core.model.taef2 import LATENT_CHANNELS as TAEF2_CHANNELS  # noqa: E402
 from mf_core.model.vae import VaeTokenizer  # noqa: E402
 from mf_training.cli import main as mf_main  # noqa: E402
 from mf_training.lift import LIFT_METADATA_KEY, lift  # noqa: E402
@@ -29,10 +31,10 @@ TINY_FLUX2 = dict(in_channels=4 * LATENT_CHANNELS, num_layers=2, num_single_laye
                   num_attention_heads=2, joint_attention_dim=24, axes_dims_rope=(4, 4, 4, 4))
 
 
-def flux2_transformer(folder: Path, guidance_embeds: bool, shard: bool = False, seed: int = 0):
+def flux2_transformer(folder: Path, guidance_embeds: bool, shard: bool = False, seed: int = 0, **shape):
     """A tiny random Flux2Transformer2DModel (weights N(0, 0.3): every layer matters) saved to ``folder``."""
     torch.manual_seed(seed)
-    model = diffusers.Flux2Transformer2DModel(**TINY_FLUX2, guidance_embeds=guidance_embeds)
+    model = diffusers.Flux2Transformer2DModel(**(TINY_FLUX2 | shape), guidance_embeds=guidance_embeds)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0.0, 0.3)
@@ -110,6 +112,32 @@ def test_stored_context_stands_in_for_the_text_embeddings(tmp_path, vae_dir):
     save_file({"context": torch.randn(7, 25)}, tmp_path / "wrong_width.safetensors")
     with pytest.raises(InputError, match=r"\(L, 24\)"):
         lift(tmp_path / "transformer", vae_dir, context=tmp_path / "wrong_width.safetensors")
+
+
+def test_lift_with_taef2_as_the_tokenizer(tmp_path, capsys):
+    """A TAEF2 folder as --vae: the FLUX.2 latent statistics from --vae-statistics or the sibling vae/; the
+    lifted model's tokens are TAEF2's latents standardised, its image output the transformer's on them."""
+    download = tmp_path / "flux2"
+    source = flux2_transformer(download / "transformer", guidance_embeds=False, in_channels=4 * TAEF2_CHANNELS)
+    taef2 = random_taef2(tmp_path / "taef2")
+    out = tmp_path / "lifted"
+    args = ["lift", "--transformer", str(download / "transformer"), "--vae", str(taef2), "--out", str(out)]
+    assert mf_main(args) == 2  # no statistics given and no vae/ beside the transformer
+    assert "--vae-statistics" in capsys.readouterr().err and not out.exists()
+    mean, std = flux2_statistics_folder(download / "vae")  # the download's own vae/ folder: found by default
+    assert mf_main([*args, "--dtype", "float32"]) == 0
+    model, metadata = load_model(out)
+    assert model.config.vae_statistics_path == str((download / "vae").resolve())
+    assert metadata[LIFT_METADATA_KEY]["vae_statistics"] == str((download / "vae").resolve())
+    image = torch.rand(1, 3, 64, 96) * 2 - 1
+    tokens = model.encode_image(image)  # (1, 32, 8, 12)
+    raw = VaeTokenizer(taef2).encode(image)
+    folded = (raw.view(1, 32, 4, 2, 6, 2).permute(0, 1, 3, 5, 2, 4).reshape(1, 128, 4, 6) - mean.view(1, -1, 1, 1))
+    torch.testing.assert_close(patchify(tokens, 2), (folded / std.view(1, -1, 1, 1)).flatten(2).transpose(1, 2))
+    t, context = torch.tensor([0.4]), torch.randn(1, 3, 24)
+    with torch.no_grad():
+        ours = model.forward_image(tokens, t, context)
+    torch.testing.assert_close(ours, diffusers_velocity(source, tokens, t, context, None), rtol=1e-5, atol=1e-4)
 
 
 def test_flux2_vae_tokenizer_gives_the_pipelines_latents(vae_dir):

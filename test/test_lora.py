@@ -11,25 +11,17 @@ import torch
 
 pytest.importorskip("peft")
 
+from helpers import random_model
+
 from mf_core.checkpoint import load_model, save_model
 from mf_core.errors import InputError
-from mf_core.model import ModalityForcingDiT, get_model_config
+from mf_core.model import ModalityForcingDiT
 from mf_core.model.dit import is_depth_parameter
 from mf_training.cli import main as mf_main
 from mf_training.train.config import LoraSettings, load_config
 from mf_training.train.lora import add_lora, lifted_linear_layers, merged_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def random_model(seed: int = 0) -> ModalityForcingDiT:
-    """MF-XS with every weight random (adaLN-Zero would make a fresh model output zeros)."""
-    torch.manual_seed(seed)
-    model = ModalityForcingDiT(get_model_config("MF-XS"))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.05)
-    return model.eval()
 
 
 def run(model: ModalityForcingDiT) -> tuple[torch.Tensor, torch.Tensor]:

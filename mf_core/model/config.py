@@ -35,7 +35,10 @@ class ModelConfig:
     refine_head: bool = False  # conditioned only: pixel head composes depth from the LiDAR prior (mf_core.lidar_prior)
     refine_channels: int = 16  # width of the refinement head at full resolution
     image_tokenizer: str = "pixel"  # "pixel" (dependency-free default) | "vae" (frozen, local folder)
-    vae_path: str | None = None  # local diffusers AutoencoderKL folder, only for image_tokenizer="vae"
+    vae_path: str | None = None  # image_tokenizer="vae": a local diffusers AutoencoderKL(Flux2) folder or a TAEF2 one
+    # TAEF2 vae_path only: the FLUX.2 VAE folder whose batch-norm statistics standardise its latents as FLUX.2
+    # does (what a lifted FLUX.2 transformer expects); None = raw latents
+    vae_statistics_path: str | None = None
     rope_theta: float = 10000.0  # RoPE base; grids here are < 100 tokens a side, the classic base suffices
     timestep_dim: int = 256  # sinusoidal features per timestep before the MLP (DiT / FLUX)
     time_bias: bool = False  # time embedders' output bias: a guidance-distilled FLUX.2's guidance, fixed at lift
@@ -74,6 +77,8 @@ class ModelConfig:
             raise InputError("stored_context needs a context stream (context_dim > 0)")
         if self.refine_channels < 4:
             raise InputError(f"refine_channels must be >= 4, got {self.refine_channels}")
+        if self.vae_statistics_path and self.image_tokenizer != "vae":
+            raise InputError('vae_statistics_path belongs to image_tokenizer="vae" with a TAEF2 vae_path')
         if self.image_tokenizer == "vae" and not self.vae_path:
             raise InputError('image_tokenizer="vae" needs vae_path: a local diffusers AutoencoderKL folder')
 
@@ -81,7 +86,7 @@ class ModelConfig:
         """Each field has the type of its default (ints may stand for floats); InputError naming the field."""
         for f in dataclasses.fields(self):
             value, kind = getattr(self, f.name), type(f.default)
-            if f.default is None:  # vae_path: a path or nothing
+            if f.default is None:  # vae_path, vae_statistics_path: a path or nothing
                 ok = value is None or isinstance(value, str)
             elif kind is float:
                 ok = isinstance(value, int | float) and not isinstance(value, bool)

@@ -114,7 +114,7 @@ class ModalityForcingDiT(nn.Module):
         p, d = config.patch_size, config.width
         image_channels, self.image_patch = 3, p
         if config.image_tokenizer == "vae":
-            self.vae = VaeTokenizer(config.vae_path)
+            self.vae = VaeTokenizer(config.vae_path, config.vae_statistics_path)
             if p % self.vae.factor:
                 raise InputError(
                     f"patch_size {p} must be a multiple of the VAE's downsampling factor {self.vae.factor}"

@@ -15,8 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--transformer", required=True,
                         help="a diffusers Flux2Transformer2DModel folder (config.json + safetensors, sharded or not)")
     parser.add_argument("--vae", required=True,
-                        help="the matching AutoencoderKLFlux2 folder: the frozen image tokenizer "
-                             "(referenced, not copied)")
+                        help="the matching AutoencoderKLFlux2 folder, or a TAEF2 folder (taef2_encoder/decoder"
+                             ".safetensors): the frozen image tokenizer (referenced, not copied)")
+    parser.add_argument("--vae-statistics", default=None,
+                        help="with a TAEF2 --vae: the FLUX.2 VAE folder whose latent batch-norm statistics "
+                             "standardise its latents (default: the transformer folder's sibling vae/)")
     parser.add_argument("--out", required=True, help="the checkpoint folder to write (must not exist)")
     parser.add_argument("--context", default=None,
                         help="safetensors file with a tensor 'context' (L, D): precomputed text embeddings stored "
@@ -39,11 +42,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists():
         raise InputError(f"{out} exists; choose a new --out folder")
-    for flag, folder in (("--transformer", args.transformer), ("--vae", args.vae)):
-        if not Path(folder).is_dir():
+    for flag, folder in (("--transformer", args.transformer), ("--vae", args.vae),
+                         ("--vae-statistics", args.vae_statistics)):
+        if folder is not None and not Path(folder).is_dir():
             raise InputError(f"{flag} {folder} is not a folder")
     model, metadata = lift(args.transformer, args.vae, depth_conditioned=not args.no_lidar, context=args.context,
-                           guidance=args.guidance, dtype=args.dtype)
+                           guidance=args.guidance, dtype=args.dtype, vae_statistics=args.vae_statistics)
     write_lifted(out, model, metadata, args.dtype)
     parameters = sum(p.numel() for name, p in model.named_parameters() if not name.startswith("vae."))
     print(json.dumps({"out": str(out), "model": model.config.name, "parameters": parameters, **metadata}, indent=2))
