@@ -40,6 +40,22 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> float:
     return 1000.0 * statistics.median(times)
 
 
+def _interleaved_median_ms(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Median wall time of each of ``fns`` in milliseconds, timed round-robin (one run of each per round,
+    after one warm-up run each): a machine that speeds up or slows down during the benchmark shifts every
+    method alike, so their ratios stay fair (timed one after another, the same torch path measured 222 and
+    301 ms in two runs of one session)."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, own in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            own.append(time.perf_counter() - start)
+    return [1000.0 * statistics.median(own) for own in times]
+
+
 def parse_size(text: str, flag: str = "--size") -> tuple[int, int]:
     """``"WxH"`` -> (width, height), the one spelling of a size on every command line; InputError otherwise."""
     from mf_core.errors import InputError
@@ -112,11 +128,12 @@ def run(args: argparse.Namespace) -> dict:
         compiled.model = torch.compile(compiled.model)
         methods.append(estimator_method(compiled, args.model, "conditioned", args.steps))
         labels.append("model:conditioned (torch.compile)")
+    timings = _interleaved_median_ms([lambda m=method: m.predict(sample.image, sample.sparse_depth, sample.camera)
+                                      for method in methods], args.repeats)
     rows = []
-    for method, label in zip(methods, labels, strict=True):
+    for method, label, median_ms in zip(methods, labels, timings, strict=True):
         row = {"method": label}
-        row["median_ms"] = round(_median_ms(lambda m=method: m.predict(sample.image, sample.sparse_depth,
-                                                                        sample.camera), args.repeats), 3)
+        row["median_ms"] = round(median_ms, 3)
         row["ratio_to_copy"] = round(row["median_ms"] / copy_ms, 1)
         if sample.gt_depth is not None and method.metric:
             depth = method.predict(sample.image, sample.sparse_depth, sample.camera)
