@@ -29,17 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=10, help="timed runs per method (default 10)")
 
 
-def _median_ms(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``fn`` over ``repeats`` runs after one warm-up run, in milliseconds."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
-
-
 def _interleaved_median_ms(fns: list[Callable[[], object]], repeats: int) -> list[float]:
     """Median wall time of each of ``fns`` in milliseconds, timed round-robin (one run of each per round,
     after one warm-up run each): a machine that speeds up or slows down during the benchmark shifts every
@@ -100,7 +89,7 @@ def run(args: argparse.Namespace) -> dict:
     width, height = parse_size(args.size)
     cv2.setNumThreads(1)
     sample = benchmark_frame(args.data, width, height)
-    copy_ms = _median_ms(sample.image.copy, args.repeats)
+    (copy_ms,) = _interleaved_median_ms([sample.image.copy], args.repeats)
     methods = [baseline_method(name) for name, baseline in BASELINES.items() if baseline.metric]
     skipped = {}
     if args.model:
