@@ -25,7 +25,7 @@ from torch import nn
 from mf_core.depth_codec import decode_depth
 from mf_core.errors import InputError
 from mf_core.frame_codec import MAX_LOG_DEPTH, encode_lidar
-from mf_core.lidar_prior import compose, lidar_prior
+from mf_core.lidar_prior import compose, lidar_prior, strength_map
 
 # The inputs of each network and of its ONNX graph, in order, by the mode it computes.
 INPUT_NAMES = {"conditioned": ("image_small", "sparse_small", "noise", "image_native", "sparse_native"),
@@ -37,9 +37,10 @@ MODE_METADATA_KEY = "mf_mode"  # ONNX metadata: the mode the graph computes (abs
 
 def compose_native(model: nn.Module, refine_strength: float, image_native: torch.Tensor,
                    sparse_native: torch.Tensor, refine_terms: torch.Tensor, transformer_log_depth: torch.Tensor,
-                   scale: torch.Tensor) -> torch.Tensor:
+                   scale: torch.Tensor, refine_strength_near: float | None = None) -> torch.Tensor:
     """Metres (B, 1, H, W) at the native resolution: the prior of the native LiDAR (B, 1, H, W metres,
-    0 = none) composed with the model's upsampled terms, in the fed LiDAR's ``scale`` (B,)."""
+    0 = none) composed with the model's upsampled terms, in the fed LiDAR's ``scale`` (B,), at the
+    strengths of :func:`mf_core.lidar_prior.strength_map`."""
     h, w = image_native.shape[-2:]
     mask = sparse_native > 0
     scale = scale.view(-1, 1, 1, 1)
@@ -49,8 +50,9 @@ def compose_native(model: nn.Module, refine_strength: float, image_native: torch
     def upsample(x: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x.float(), size=(h, w), mode="bilinear", align_corners=False)
 
+    strength = strength_map(prior, refine_strength, refine_strength_near)
     composed = compose(prior, upsample(refine_terms), upsample(transformer_log_depth),
-                       *(w.to(image_native.device) for w in model.refine.selection_weights), strength=refine_strength)
+                       *(w.to(image_native.device) for w in model.refine.selection_weights), strength=strength)
     return scale * composed.clamp(-MAX_LOG_DEPTH, MAX_LOG_DEPTH).exp()
 
 
@@ -58,13 +60,14 @@ class ConditionedFrameNetwork(nn.Module):
     """image_small (B, 3, h, w) in [-1, 1], sparse_small (B, 1, h, w) metres, noise (B, 1, h, w),
     image_native (B, 3, H, W) in [-1, 1], sparse_native (B, 1, H, W) metres -> depth (B, 1, H, W) metres."""
 
-    def __init__(self, model: nn.Module, refine_strength: float) -> None:
+    def __init__(self, model: nn.Module, refine_strength: float, refine_strength_near: float | None = None) -> None:
         super().__init__()
         if not (model.config.depth_conditioned and model.config.refine_head):
             raise InputError(f"{model.config.name}: the frame network needs a LiDAR-conditioned model with a "
                              "refinement head (depth_conditioned and refine_head)")
         self.model = model
         self.refine_strength = float(refine_strength)
+        self.refine_strength_near = None if refine_strength_near is None else float(refine_strength_near)
 
     def forward(self, image_small: torch.Tensor, sparse_small: torch.Tensor, noise: torch.Tensor,
                 image_native: torch.Tensor, sparse_native: torch.Tensor) -> torch.Tensor:
@@ -77,7 +80,8 @@ class ConditionedFrameNetwork(nn.Module):
         out = self.model(x_image, noise.to(parameter.dtype), t_image, t_depth,
                          sparse_depth=lidar.depth.to(parameter.dtype), sparse_mask=lidar.mask.to(parameter.dtype))
         return compose_native(self.model, self.refine_strength, image_native.float(), sparse_native.float(),
-                              out.refine_terms.float(), out.transformer_log_depth.float(), lidar.scale)
+                              out.refine_terms.float(), out.transformer_log_depth.float(), lidar.scale,
+                              self.refine_strength_near)
 
 
 class MonocularFrameNetwork(nn.Module):

@@ -46,6 +46,12 @@ _MISSING = -1.0e4  # selection logit of a direction without a neighbour
 # head's per-pixel choice is over-confident between scan lines (measured with segment-holdout on the
 # val split, README), so shrinking it towards the prior is the better estimate there.
 REFINE_STRENGTH_KEY = "refine_strength"
+# ... and next to a LiDAR return on the pixel's own row, where the head's choice is reliable (held-out
+# returns between fed ones on their scan line): the strength rises from refine_strength to this share
+# as exp(-d / (NEAR_REACH_SPACINGS x the LiDAR's point spacing)), d the pixels to the nearest return to
+# the left or right. Absent: refine_strength everywhere. Chosen on the val split (README model card).
+REFINE_STRENGTH_NEAR_KEY = "refine_strength_near"
+NEAR_REACH_SPACINGS = 3.0
 
 
 @dataclass
@@ -79,6 +85,31 @@ def lidar_prior(image: torch.Tensor, log_depth: torch.Tensor, mask: torch.Tensor
     )
 
 
+def point_spacing(mask: torch.Tensor) -> torch.Tensor:
+    """(B, 1, 1, 1) typical pixels between LiDAR pixels of ``mask`` (B, 1, H, W): sqrt(area of their
+    bounding box / their count). Plain tensor ops (no data-dependent shapes), so it exports to ONNX."""
+
+    def extent(present: torch.Tensor) -> torch.Tensor:  # (B, 1, n) bool -> (B, 1) first..last span
+        n = present.shape[-1]
+        first = present.float().argmax(dim=-1)
+        last = n - 1 - present.flip(-1).float().argmax(dim=-1)
+        return (last - first + 1).clamp(min=1).float()
+
+    count = mask.flatten(2).sum(dim=2).clamp(min=1).float()  # (B, 1)
+    area = extent(mask.any(dim=-1)) * extent(mask.any(dim=-2))  # rows x columns
+    return (area / count).sqrt().view(-1, 1, 1, 1)
+
+
+def strength_map(prior: LidarPrior, between_lines: float, near_lidar: float | None) -> torch.Tensor | float:
+    """The share of the learned part applied at each pixel (see REFINE_STRENGTH_NEAR_KEY): ``between_lines``
+    far from a return on the pixel's row, ``near_lidar`` next to one; a float when they are one value."""
+    if near_lidar is None or near_lidar == between_lines:
+        return between_lines
+    row_distance = torch.minimum(prior.distance[:, 0:1], prior.distance[:, 1:2])  # (B, 1, H, W), inf = none
+    reach = NEAR_REACH_SPACINGS * point_spacing(prior.mask)  # (B, 1, 1, 1)
+    return between_lines + (near_lidar - between_lines) * torch.exp(-row_distance / reach)
+
+
 def _base(prior: LidarPrior, transformer: torch.Tensor) -> torch.Tensor:
     return torch.where(prior.has_lidar, prior.smooth, transformer)  # (B, 1, H, W)
 
@@ -100,12 +131,13 @@ def head_features(image: torch.Tensor, prior: LidarPrior, transformer: torch.Ten
 
 
 def compose(prior: LidarPrior, terms: torch.Tensor, transformer: torch.Tensor, colour_weight: torch.Tensor,
-            distance_weight: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+            distance_weight: torch.Tensor, strength: float | torch.Tensor = 1.0) -> torch.Tensor:
     """Log relative depth (B, 1, H, W) from the head's ``terms`` (B, N_TERMS, H, W) (see the module docstring).
 
     ``colour_weight`` and ``distance_weight`` are exp(alpha) and exp(beta) (scalars); ``transformer`` is
-    the transformer's own log relative depth (B, 1, H, W). ``strength`` in [0, 1] scales the LiDAR
-    case's learned part (1 in training; a released model may record less, see REFINE_STRENGTH_KEY).
+    the transformer's own log relative depth (B, 1, H, W). ``strength`` in [0, 1] (a float, or per pixel
+    (B, 1, H, W) from :func:`strength_map`) scales the LiDAR case's learned part (1 in training; a
+    released model may record less, see REFINE_STRENGTH_KEY).
     """
     gate, logits, correction = terms[:, :1], terms[:, 1:5], terms[:, 5:6]
     base = _base(prior, transformer)

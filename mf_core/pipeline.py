@@ -25,7 +25,7 @@ from mf_core.depth_codec import decode_depth, encode_depth
 from mf_core.errors import InputError
 from mf_core.frame_codec import depth_tensor, encode_lidar, image_tensor, to_metres
 from mf_core.frame_network import INPUT_NAMES, ConditionedFrameNetwork, compose_native, exported_mode, onnx_session
-from mf_core.lidar_prior import REFINE_STRENGTH_KEY
+from mf_core.lidar_prior import REFINE_STRENGTH_KEY, REFINE_STRENGTH_NEAR_KEY, point_spacing
 from mf_core.modes import LIDAR_MODES, MODES
 from mf_core.resize import processing_shape, resize_dense_depth, resize_image, resize_sparse_depth
 from mf_core.sampling import SampleOutput, sample, time_grid
@@ -86,8 +86,7 @@ def _lidar_points(sparse_depth: np.ndarray) -> np.ndarray:
 def lidar_support(depth: np.ndarray, sparse_depth: np.ndarray) -> np.ndarray:
     """(H, W) bool: pixels near enough to a LiDAR point and not beyond its range (see SUPPORT_SPACINGS)."""
     points = _lidar_points(sparse_depth)
-    rows, cols = np.nonzero(points)
-    spacing = np.sqrt((np.ptp(rows) + 1) * (np.ptp(cols) + 1) / rows.size)  # typical pixels between points
+    spacing = float(point_spacing(torch.from_numpy(points)[None, None]))  # typical pixels between points
     distance = cv2.distanceTransform((~points).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)  # (H, W)
     far = RANGE_MARGIN * float(sparse_depth[points].max())
     return (distance <= SUPPORT_SPACINGS * spacing) & (depth > 0) & (depth <= far)
@@ -121,7 +120,11 @@ class DepthEstimator:
         processing_size: resolution the model runs at: None (the input size), an int (the
             longer side) or (height, width); always rounded to multiples of the patch size.
         refine_strength: refine_head models with LiDAR: the share of the learned correction to the
-            prior that is applied (:func:`mf_core.lidar_prior.compose`); checkpoints record theirs.
+            prior that is applied (:func:`mf_core.lidar_prior.compose`) between scan lines;
+            checkpoints record theirs.
+        refine_strength_near: the share next to a LiDAR return on the pixel's own row, rising from
+            ``refine_strength`` (:func:`mf_core.lidar_prior.strength_map`); None = ``refine_strength``
+            everywhere.
         onnx_model: a file written by ``mf export-onnx`` for this model: the mode it was exported for
             (``--mode``: "conditioned", or "i2d", which also serves "i2d-aligned") with one step then
             runs on onnxruntime (CPU; CUDA where its provider is installed); other modes and step
@@ -130,14 +133,16 @@ class DepthEstimator:
 
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
                  processing_size: int | tuple[int, int] | None = None, refine_strength: float = 1.0,
-                 onnx_model: str | Path | None = None) -> None:
-        if not 0.0 <= refine_strength <= 1.0:
-            raise InputError(f"refine_strength must be in [0, 1] (the share of the learned correction applied), "
-                             f"got {refine_strength}")
+                 onnx_model: str | Path | None = None, refine_strength_near: float | None = None) -> None:
+        for name, value in (("refine_strength", refine_strength), ("refine_strength_near", refine_strength_near)):
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise InputError(f"{name} must be in [0, 1] (the share of the learned correction applied), "
+                                 f"got {value}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.processing_size = processing_size
         self.refine_strength = float(refine_strength)
+        self.refine_strength_near = None if refine_strength_near is None else float(refine_strength_near)
         self.onnx_session = None if onnx_model is None else onnx_session(onnx_model, self.device)
         self.onnx_mode = None if self.onnx_session is None else exported_mode(self.onnx_session)
         self._network: ConditionedFrameNetwork | None = None  # built on first use
@@ -150,16 +155,20 @@ class DepthEstimator:
         """Load a checkpoint folder ("default": the shipped model; ``dtype`` default float32) and wrap it.
 
         Without ``processing_size`` the checkpoint's own ``processing_size`` metadata (the
-        resolution it was trained for) is used when it has one; its ``refine_strength`` always.
+        resolution it was trained for) is used when it has one; its refine strengths always.
         """
         model, metadata = load_model(resolve_model_path(path), device, dtype)
         if processing_size is None and metadata.get("processing_size"):
             size = metadata["processing_size"]
             processing_size = size if isinstance(size, int) else tuple(size)
-        strength = metadata.get(REFINE_STRENGTH_KEY, 1.0)
-        if isinstance(strength, bool) or not isinstance(strength, int | float):
-            raise InputError(f"checkpoint {path}: metadata {REFINE_STRENGTH_KEY} must be a number, got {strength!r}")
-        return cls(model, device, processing_size, float(strength), onnx_model)
+        strengths = {}
+        for key, default in ((REFINE_STRENGTH_KEY, 1.0), (REFINE_STRENGTH_NEAR_KEY, None)):
+            value = metadata.get(key, default)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise InputError(f"checkpoint {path}: metadata {key} must be a number, got {value!r}")
+            strengths[key] = value
+        return cls(model, device, processing_size, float(strengths[REFINE_STRENGTH_KEY]), onnx_model,
+                   strengths[REFINE_STRENGTH_NEAR_KEY])
 
     def _check_inputs(self, image: np.ndarray, sparse_depth: np.ndarray | None, mode: str, steps: int) -> None:
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -204,7 +213,8 @@ class DepthEstimator:
         native = depth_tensor(np.where(_lidar_points(sparse_depth), sparse_depth, 0.0))  # (1, 1, H, W) metres
         with torch.no_grad():
             metres = compose_native(self.model, self.refine_strength, image_tensor(image)[None], native,
-                                    out.refine_terms.cpu(), out.transformer_log_depth.cpu(), scale.cpu())
+                                    out.refine_terms.cpu(), out.transformer_log_depth.cpu(), scale.cpu(),
+                                    self.refine_strength_near)
         return metres[0, 0].numpy()
 
     def frame_inputs(self, image: np.ndarray, sparse_depth: np.ndarray | None, seed: int = 0,
@@ -244,7 +254,7 @@ class DepthEstimator:
         torch (conditioned). (H, W) metres (conditioned) or (h, w) relative depth (i2d)."""
         if self.onnx_mode != mode:
             if self._network is None:
-                self._network = ConditionedFrameNetwork(self.model, self.refine_strength)
+                self._network = ConditionedFrameNetwork(self.model, self.refine_strength, self.refine_strength_near)
             with torch.inference_mode():
                 return self._network(*(x.to(self.device) for x in inputs))[0, 0].cpu().numpy()
         expected = {i.name: tuple(i.shape) for i in self.onnx_session.get_inputs()}

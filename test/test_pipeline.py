@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -158,6 +160,45 @@ def test_refine_strength_scales_the_learned_part_in_log_depth(tmp_path):
         DepthEstimator.from_checkpoint(tmp_path / "bad")
     with pytest.raises(InputError, match=r"in \[0, 1\]"):
         DepthEstimator(model, refine_strength=1.5)
+
+
+def test_refine_strength_near_rises_next_to_a_return_on_the_pixel_row(tmp_path):
+    """strength_map: refine_strength_near at a return's row neighbours, refine_strength far from any, the
+    exp(-d / (NEAR_REACH_SPACINGS x point spacing)) blend between; the estimator applies it per pixel."""
+    from mf_core.lidar_prior import NEAR_REACH_SPACINGS, lidar_prior, point_spacing, strength_map
+    from mf_core.model import build_model
+    from mf_training.eval.synthetic import default_camera, synthetic_sample
+
+    mask = torch.zeros(1, 1, 40, 60, dtype=torch.bool)
+    mask[0, 0, 10, 5:55:5] = True  # one scan line, a return every 5 px
+    mask[0, 0, 30, 5:55:5] = True  # and another 20 rows below: 20 returns over a 21 x 46 box
+    assert float(point_spacing(mask)) == pytest.approx(math.sqrt(21 * 46 / 20))
+    prior = lidar_prior(torch.zeros(1, 3, 40, 60), torch.zeros(1, 1, 40, 60), mask)
+    strength = strength_map(prior, 0.2, 1.0)  # (1, 1, 40, 60)
+    reach = NEAR_REACH_SPACINGS * math.sqrt(21 * 46 / 20)
+    assert float(strength[0, 0, 10, 7]) == pytest.approx(0.2 + 0.8 * math.exp(-2 / reach))  # 2 px from a return
+    assert float(strength[0, 0, 20, 7]) == pytest.approx(0.2)  # between the lines: no return on its row
+    assert strength_map(prior, 0.3, None) == 0.3 and strength_map(prior, 0.3, 0.3) == 0.3  # uniform
+
+    sample = synthetic_sample("s", default_camera(200, 150), seed=3)
+    model = build_model("MF-XS", depth_conditioned=True, refine_head=True, patch_size=16)
+    torch.nn.init.normal_(model.refine.out.weight, std=0.01)
+    save_model(tmp_path / "m", model, {"refine_strength": 0.2, "refine_strength_near": 1.0})
+    near = DepthEstimator.from_checkpoint(tmp_path / "m", processing_size=96)
+    assert (near.refine_strength, near.refine_strength_near) == (0.2, 1.0)
+    depth = {s: DepthEstimator(model, processing_size=96, refine_strength=s).predict(
+        sample.image, sample.sparse_depth, "conditioned").depth for s in (0.2, 1.0)}
+    blended = near.predict(sample.image, sample.sparse_depth, "conditioned").depth
+    log = {k: np.log(v) for k, v in (*depth.items(), ("near", blended))}
+    points = torch.from_numpy(sample.sparse_depth > 0)[None, None]  # the native sweep: where the map is made
+    native = lidar_prior(torch.zeros(1, 3, *points.shape[-2:]), torch.zeros(points.shape), points)
+    share = ((strength_map(native, 0.2, 1.0) - 0.2) / 0.8)[0, 0].numpy()  # log depth is linear in the strength
+    np.testing.assert_allclose(log["near"] - log[0.2], share * (log[1.0] - log[0.2]), atol=2e-5)
+    moved = np.abs(log[1.0] - log[0.2]) > 1e-4
+    assert moved.sum() > 1000 and share[moved].max() > 0.5 and share[moved].min() < 0.01  # both ends occur
+    save_model(tmp_path / "bad", model, {"refine_strength_near": "most"})
+    with pytest.raises(InputError, match="refine_strength_near must be a number"):
+        DepthEstimator.from_checkpoint(tmp_path / "bad")
 
 
 def test_from_checkpoint_matches_the_in_memory_model(tmp_path, estimator, image):

@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     config = estimator.model.config
     mode = args.mode or ("conditioned" if config.depth_conditioned and config.refine_head else "i2d")
     if mode == "conditioned":
-        network = ConditionedFrameNetwork(estimator.model, estimator.refine_strength)  # InputError if it cannot
+        network = ConditionedFrameNetwork(estimator.model, estimator.refine_strength,  # InputError if it cannot
+                                          estimator.refine_strength_near)
     else:
         network = MonocularFrameNetwork(estimator.model)
     ph, pw = processing_shape(height, width, config.patch_size, estimator.processing_size)

@@ -32,7 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "else 5/4 of the training crop's)")
     parser.add_argument("--refine-strength", type=float, default=1.0,
                         help="refine_head models: share of the learned correction to the LiDAR prior applied at "
-                             "inference, in [0, 1] (default 1; choose it on the val split, see the README)")
+                             "inference between scan lines, in [0, 1] (default 1; choose it on the val split, see "
+                             "the README)")
+    parser.add_argument("--refine-strength-near", type=float, default=None,
+                        help="the share next to a LiDAR return on the pixel's own row (mf_core.lidar_prior."
+                             "strength_map; default: --refine-strength everywhere)")
     parser.add_argument("--latest", action="store_true", help="release the newest checkpoint, not the best")
     parser.add_argument("--dtype", choices=DTYPES, default="float16", help="weight dtype (default float16)")
 
@@ -41,14 +45,16 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from mf_core.checkpoint import load_model, save_model
-    from mf_core.lidar_prior import REFINE_STRENGTH_KEY
+    from mf_core.lidar_prior import REFINE_STRENGTH_KEY, REFINE_STRENGTH_NEAR_KEY
     from mf_core.modes import MODES, recommended_mode
     from mf_training.train.config import load_config
     from mf_training.train.loop import BEST_DIR, CONFIG_FILE
     from mf_training.train.state import latest_checkpoint
 
-    if not 0.0 <= args.refine_strength <= 1.0:
-        raise InputError(f"--refine-strength must be in [0, 1], got {args.refine_strength}")
+    for flag, value in (("--refine-strength", args.refine_strength), ("--refine-strength-near",
+                                                                        args.refine_strength_near)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise InputError(f"{flag} must be in [0, 1], got {value}")
     run_dir = Path(args.run)
     if not (run_dir / CONFIG_FILE).is_file():
         raise InputError(f"{run_dir} is not a training run (no {CONFIG_FILE}); pass the folder given to mf train --out")
@@ -63,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     metadata = {
         **metadata,
         REFINE_STRENGTH_KEY: args.refine_strength,
+        **({} if args.refine_strength_near is None else {REFINE_STRENGTH_NEAR_KEY: args.refine_strength_near}),
         "recommended_mode": mode,
         "processing_size": size,
         "run": str(run_dir),
