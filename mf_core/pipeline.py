@@ -243,7 +243,7 @@ class DepthEstimator:
         the monocular modes when an i2d graph is loaded."""
         if steps != 1:
             return None
-        if mode == "conditioned" and self.model.config.refine_head and self.onnx_mode in (None, "conditioned"):
+        if mode == "conditioned" and self.model.config.refine_head:
             return "conditioned"
         if mode in ("i2d", "i2d-aligned") and self.onnx_mode == "i2d":
             return "i2d"

@@ -26,7 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", default="640x480", help="camera image size WxH the graph is for (default 640x480)")
     parser.add_argument("--tolerance", type=float, default=1e-3,
                         help="largest relative depth difference to torch accepted (default 1e-3)")
-    parser.add_argument("--mode", choices=("conditioned", "i2d"), default=None,
+    from mf_core.frame_network import EXPORT_MODES
+
+    parser.add_argument("--mode", choices=EXPORT_MODES, default=None,
                         help="the one-step mode the graph computes (default: conditioned for LiDAR-conditioned "
                              "refine-head models, else i2d; i2d also serves i2d-aligned)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")

@@ -48,7 +48,7 @@ def add_lora(model: ModalityForcingDiT, settings: LoraSettings) -> ModalityForci
                          "or set lora.rank=0") from err
 
     targets = lifted_linear_layers(model)
-    config = LoraConfig(r=settings.rank, lora_alpha=settings.alpha or settings.rank, lora_dropout=settings.dropout,
+    config = LoraConfig(r=settings.rank, lora_alpha=settings.scale * settings.rank, lora_dropout=settings.dropout,
                         target_modules=targets, bias="none")
     inject_adapter_in_model(config, model, adapter_name=ADAPTER)
     for name, parameter in model.named_parameters():
