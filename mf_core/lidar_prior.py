@@ -8,7 +8,8 @@ the same function, from the model's upsampled terms and a prior computed from th
 
 The prior of one frame (:func:`lidar_prior`):
 
-- ``smooth``: the push-pull fill of the LiDAR (:func:`mf_core.sparse_fill.smooth_fill`),
+- ``fill``: the scan-line fill of the LiDAR (:func:`mf_core.sparse_fill.scanline_fill`: linear between
+  neighbouring scan lines, push-pull fill along them and where no line is near),
 - ``neighbours``: the nearest LiDAR pixel to the left, right, above and below each pixel, with
   its distance and how different it looks from the pixel: the candidates between which a depth
   edge lies, and the evidence for choosing one.
@@ -17,10 +18,10 @@ The output (:func:`compose`), from the refinement head's terms (gate ``g``, four
 logits ``l``, free correction ``c``) and the transformer's own log depth ``t``:
 
     w        = softmax_k(l_k - colour_difference_k * exp(alpha) - distance_k * exp(beta))
-    log d/s  = smooth + g * sum_k w_k (neighbour_k - smooth)     (LiDAR given)
+    log d/s  = fill + g * sum_k w_k (neighbour_k - fill)         (LiDAR given)
              = t + c                                             (no LiDAR: monocular)
 
-A fresh model has g = c = 0, so it outputs exactly the smooth fill; the gate learns where a depth
+A fresh model has g = c = 0, so it outputs exactly the fill; the gate learns where a depth
 edge is and the selection which side of it each pixel belongs to, from the image (the transformer's
 depth is one of the head's inputs). With LiDAR the output stays between the prior and the LiDAR
 values around each pixel: measured on the val split, a free per-pixel correction learned scan-line
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mf_core.sparse_fill import directional_neighbours, smooth_fill
+from mf_core.sparse_fill import directional_neighbours, point_spacing, scanline_fill
 
 N_NEIGHBOURS = 4
 N_TERMS = 2 + N_NEIGHBOURS  # gate, selection logits (4), correction (monocular samples only)
@@ -58,7 +59,7 @@ NEAR_REACH_SPACINGS = 3.0
 class LidarPrior:
     """The prior of a batch of frames; every map (B, C, H, W) at one resolution."""
 
-    smooth: torch.Tensor  # (B, 1, H, W) log relative depth; 0 in a sample without LiDAR
+    fill: torch.Tensor  # (B, 1, H, W) log relative depth; 0 in a sample without LiDAR
     neighbours: torch.Tensor  # (B, 4, H, W) log relative depth of the directional neighbours, NaN = none
     distance: torch.Tensor  # (B, 4, H, W) pixels to them, inf = none
     colour_difference: torch.Tensor  # (B, 4, H, W) squared RGB difference (image in [-1, 1]) to them
@@ -76,28 +77,13 @@ def lidar_prior(image: torch.Tensor, log_depth: torch.Tensor, mask: torch.Tensor
     log_depth = torch.where(mask, log_depth.float(), 0.0)
     neighbours, distance, colour_difference = directional_neighbours(log_depth, mask, image)
     return LidarPrior(
-        smooth=smooth_fill(log_depth, mask),
+        fill=scanline_fill(log_depth, mask),
         neighbours=neighbours,
         distance=distance,
         colour_difference=colour_difference,
         mask=mask,
         log_depth=log_depth,
     )
-
-
-def point_spacing(mask: torch.Tensor) -> torch.Tensor:
-    """(B, 1, 1, 1) typical pixels between LiDAR pixels of ``mask`` (B, 1, H, W): sqrt(area of their
-    bounding box / their count). Plain tensor ops (no data-dependent shapes), so it exports to ONNX."""
-
-    def extent(present: torch.Tensor) -> torch.Tensor:  # (B, 1, n) bool -> (B, 1) first..last span
-        n = present.shape[-1]
-        first = present.float().argmax(dim=-1)
-        last = n - 1 - present.flip(-1).float().argmax(dim=-1)
-        return (last - first + 1).clamp(min=1).float()
-
-    count = mask.flatten(2).sum(dim=2).clamp(min=1).float()  # (B, 1)
-    area = extent(mask.any(dim=-1)) * extent(mask.any(dim=-2))  # rows x columns
-    return (area / count).sqrt().view(-1, 1, 1, 1)
 
 
 def strength_map(prior: LidarPrior, between_lines: float, near_lidar: float | None) -> torch.Tensor | float:
@@ -111,7 +97,7 @@ def strength_map(prior: LidarPrior, between_lines: float, near_lidar: float | No
 
 
 def _base(prior: LidarPrior, transformer: torch.Tensor) -> torch.Tensor:
-    return torch.where(prior.has_lidar, prior.smooth, transformer)  # (B, 1, H, W)
+    return torch.where(prior.has_lidar, prior.fill, transformer)  # (B, 1, H, W)
 
 
 def _deltas(prior: LidarPrior, base: torch.Tensor) -> torch.Tensor:

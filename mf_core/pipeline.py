@@ -25,10 +25,11 @@ from mf_core.depth_codec import decode_depth, encode_depth
 from mf_core.errors import InputError
 from mf_core.frame_codec import depth_tensor, encode_lidar, image_tensor, to_metres
 from mf_core.frame_network import INPUT_NAMES, ConditionedFrameNetwork, compose_native, exported_mode, onnx_session
-from mf_core.lidar_prior import REFINE_STRENGTH_KEY, REFINE_STRENGTH_NEAR_KEY, point_spacing
+from mf_core.lidar_prior import REFINE_STRENGTH_KEY, REFINE_STRENGTH_NEAR_KEY
 from mf_core.modes import LIDAR_MODES, MODES
 from mf_core.resize import processing_shape, resize_dense_depth, resize_image, resize_sparse_depth
 from mf_core.sampling import SampleOutput, sample, time_grid
+from mf_core.sparse_fill import point_spacing
 
 # Confidence = edge term x (LiDAR agreement x LiDAR proximity when LiDAR is given):
 # - edge: exp(-|grad log depth| / EDGE_SCALE); a 5% depth change per pixel marks a depth

@@ -106,15 +106,15 @@ def test_conditioned_mode(image):
 
 def test_a_fresh_refining_model_outputs_its_prior_at_the_native_resolution():
     """At any processing size the output is composed at the input resolution, from the full-resolution
-    LiDAR: a fresh refine_head model gives exactly the smooth fill of the native sweep (the LiDAR is
+    LiDAR: a fresh refine_head model gives exactly the scan-line fill of the native sweep (the LiDAR is
     kept exactly), with the support mask, the LiDAR residual and keep_lidar on top."""
-    from mf_core.completion import complete_smooth
+    from mf_core.completion import complete_scanline
     from mf_core.model import build_model
     from mf_training.eval.synthetic import default_camera, synthetic_sample
 
     sample = synthetic_sample("s", default_camera(200, 150), seed=2)
     model = build_model("MF-XS", depth_conditioned=True, refine_head=True, patch_size=16)
-    expected = complete_smooth(sample.image, sample.sparse_depth, sample.camera)
+    expected = complete_scanline(sample.image, sample.sparse_depth, sample.camera)
     for size in (96, 200):  # composed again at 200x150, or by the model itself at the native size
         result = DepthEstimator(model, processing_size=size).predict(sample.image, sample.sparse_depth, "conditioned")
         np.testing.assert_allclose(result.depth, expected, rtol=2e-5)
@@ -138,7 +138,7 @@ def test_a_fresh_refining_model_outputs_its_prior_at_the_native_resolution():
 
 def test_refine_strength_scales_the_learned_part_in_log_depth(tmp_path):
     """strength 0 is the prior; strength s moves log depth s of the way from the prior to the full head."""
-    from mf_core.completion import complete_smooth
+    from mf_core.completion import complete_scanline
     from mf_core.model import build_model
     from mf_training.eval.synthetic import default_camera, synthetic_sample
 
@@ -147,7 +147,7 @@ def test_refine_strength_scales_the_learned_part_in_log_depth(tmp_path):
     torch.nn.init.normal_(model.refine.out.weight, std=0.01)
     depth = {s: DepthEstimator(model, processing_size=96, refine_strength=s).predict(
         sample.image, sample.sparse_depth, "conditioned").depth for s in (0.0, 0.3, 1.0)}
-    np.testing.assert_allclose(depth[0.0], complete_smooth(sample.image, sample.sparse_depth, sample.camera),
+    np.testing.assert_allclose(depth[0.0], complete_scanline(sample.image, sample.sparse_depth, sample.camera),
                                rtol=2e-5)
     moved = np.abs(np.log(depth[1.0]) - np.log(depth[0.0])) > 1e-3
     assert moved.mean() > 0.1
@@ -165,8 +165,9 @@ def test_refine_strength_scales_the_learned_part_in_log_depth(tmp_path):
 def test_refine_strength_near_rises_next_to_a_return_on_the_pixel_row(tmp_path):
     """strength_map: refine_strength_near at a return's row neighbours, refine_strength far from any, the
     exp(-d / (NEAR_REACH_SPACINGS x point spacing)) blend between; the estimator applies it per pixel."""
-    from mf_core.lidar_prior import NEAR_REACH_SPACINGS, lidar_prior, point_spacing, strength_map
+    from mf_core.lidar_prior import NEAR_REACH_SPACINGS, lidar_prior, strength_map
     from mf_core.model import build_model
+    from mf_core.sparse_fill import point_spacing
     from mf_training.eval.synthetic import default_camera, synthetic_sample
 
     mask = torch.zeros(1, 1, 40, 60, dtype=torch.bool)

@@ -1,4 +1,4 @@
-"""Push-pull fill, directional neighbours and their colour differences (mf_core.sparse_fill)."""
+"""Push-pull and scan-line fills, directional neighbours and their colour differences (mf_core.sparse_fill)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from mf_core.completion import complete_linear, complete_smooth
+from mf_core.completion import complete_linear, complete_scanline
 from mf_core.errors import InputError
-from mf_core.sparse_fill import directional_neighbours, smooth_fill
+from mf_core.sparse_fill import directional_neighbours, scanline_fill, smooth_fill
 from mf_training.eval.synthetic import default_camera, synthetic_sample
 
 
@@ -41,14 +41,52 @@ def test_smooth_fill_reproduces_a_plane_and_rivals_delaunay_linear():
     filled = smooth_fill(torch.from_numpy(np.where(mask, plane, 0))[None, None], torch.from_numpy(mask)[None, None])
     inside = np.s_[6:-6, 6:-6]
     assert np.abs(filled[0, 0].numpy() - plane)[inside].max() < 0.05  # the tilt is kept, not flattened
-    # On a textured scene with occlusions, the log-depth fill is about as accurate as Delaunay-linear.
+    # On a textured scene with occlusions, the prior's log-depth fill is about as accurate as Delaunay-linear.
     scene = synthetic_sample("scene", default_camera(320, 240), seed=3)
     truth = scene.gt_depth > 0
     errors = {}
-    for name, fill in (("smooth", complete_smooth), ("linear", complete_linear)):
+    for name, fill in (("scanline", complete_scanline), ("linear", complete_linear)):
         depth = fill(scene.image, scene.sparse_depth, scene.camera)
         errors[name] = float(np.sqrt(np.mean((depth[truth] - scene.gt_depth[truth]) ** 2)))
-    assert errors["smooth"] < 1.2 * errors["linear"], errors
+    assert errors["scanline"] < 1.2 * errors["linear"], errors
+
+
+def _scan_lines(values: np.ndarray, line_gap: int, point_gap: int, first_row: int) -> tuple[torch.Tensor, ...]:
+    mask = np.zeros(values.shape, bool)
+    mask[first_row::line_gap, ::point_gap] = True
+    sparse = torch.from_numpy(np.where(mask, values, 0.0).astype(np.float32))
+    return sparse[None, None], torch.from_numpy(mask)[None, None]
+
+
+def test_scanline_fill_is_exact_at_points_and_linear_between_lines():
+    values, mask = _maps(density=0.08)
+    filled = scanline_fill(values, mask)
+    torch.testing.assert_close(filled[mask], values[mask])
+    for b in range(2):
+        seen = values[b][mask[b]]
+        assert filled[b].min() >= seen.min() - 1e-5 and filled[b].max() <= seen.max() + 1e-5
+    assert torch.all(scanline_fill(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8, dtype=torch.bool)) == 0)
+    # A plane sampled on scan lines: rows without returns between two lines are the line interpolation, exactly.
+    rows, cols = np.mgrid[0:60, 0:89].astype(np.float32)  # returns in columns 0, 2, ..., 88
+    plane = 1.0 + 0.05 * rows + 0.01 * cols
+    lines, line_mask = _scan_lines(plane, 6, 2, 3)
+    filled = scanline_fill(lines, line_mask)[0, 0].numpy()
+    between = ~line_mask[0, 0].numpy().any(axis=1)  # (H,) rows without any return
+    between[:3] = between[-4:] = False  # above the first and below the last line: the push-pull fill
+    np.testing.assert_allclose(filled[between], plane[between], atol=1e-5)
+    np.testing.assert_allclose(filled[:3], smooth_fill(lines, line_mask)[0, 0, :3].numpy(), atol=1e-6)
+
+
+def test_scanline_fill_keeps_a_depth_edge_between_lines_where_push_pull_smears_it():
+    values = np.where(np.arange(64)[None, :] < 30, 1.0, 3.0) * np.ones((48, 1))  # (48, 64): a vertical edge
+    lines, mask = _scan_lines(values, 8, 2, 2)
+    rows = ~mask[0, 0].numpy().any(axis=1)
+    rows[:2] = rows[-6:] = False
+    away = np.abs(np.arange(64) - 29.5) > 2  # columns more than 2 px from the edge
+    scan = np.abs(scanline_fill(lines, mask)[0, 0].numpy() - values)[rows][:, away]
+    smooth = np.abs(smooth_fill(lines, mask)[0, 0].numpy() - values)[rows][:, away]
+    assert scan.max() < 1e-5  # each side keeps its depth up to the edge
+    assert smooth.max() > 0.5  # the pyramid's cells mix both sides several pixels away from it
 
 
 def test_directional_neighbours_find_the_nearest_point_on_each_side():

@@ -423,7 +423,7 @@ def test_tiny_model_overfits_a_few_sim_frames(sim_cache, tmp_path):
 
 
 def test_validation_of_a_fresh_refining_model_scores_exactly_its_prior():
-    """A fresh refine_head model outputs its LiDAR prior (the smooth fill) at full resolution, so
+    """A fresh refine_head model outputs its LiDAR prior (the scan-line fill) at full resolution, so
     frame-by-frame validation must find the same RMSE for both: every ratio and the score are 1."""
     from mf_core.model import build_model
     from mf_training.eval.synthetic import default_camera, synthetic_sample

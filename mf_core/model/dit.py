@@ -3,10 +3,10 @@
 Each modality has its own flow time. The image head predicts velocity (noise - x0); the
 depth head (own decoder blocks, run in fp32) predicts clean encoded depth x0. LiDAR-conditioned
 models take the sparse LiDAR depth as an always-clean extra input. With ``refine_head`` they
-also build the LiDAR prior (:mod:`mf_core.lidar_prior`: smooth fill and directional neighbours),
-give its smooth fill to the transformer as a third LiDAR channel, and a pixel-level head
+also build the LiDAR prior (:mod:`mf_core.lidar_prior`: scan-line fill and directional neighbours),
+give its fill to the transformer as a third LiDAR channel, and a pixel-level head
 (:mod:`mf_core.model.refine`) composes the final depth from prior, image and the transformer's
-own depth: a fresh model outputs exactly the smooth fill; training teaches the head where the
+own depth: a fresh model outputs exactly the fill; training teaches the head where the
 image says a depth edge lies between LiDAR points, and on which side each pixel belongs.
 """
 
@@ -128,7 +128,7 @@ class ModalityForcingDiT(nn.Module):
         self.image_embed = PatchEmbed(image_channels, self.image_patch, d)
         self.depth_embed = PatchEmbed(1, p, d)
         if config.depth_conditioned:
-            # (encoded sparse depth, mask[, encoded smooth fill]), zero-init: starts ignored
+            # (encoded sparse depth, mask[, encoded fill]), zero-init: starts ignored
             self.sparse_embed = PatchEmbed(3 if config.refine_head else 2, p, d)
         if config.refine_head:
             self.refine = RefinementHead(config.refine_channels)
@@ -316,8 +316,8 @@ class ModalityForcingDiT(nn.Module):
         if sparse_depth is not None:
             lidar = [sparse_depth, sparse_mask.to(sparse_depth.dtype)]
             if prior is not None:
-                smooth, _ = encode_depth(prior.smooth.exp(), scale=torch.ones(b, device=depth.device))
-                lidar.append(torch.where(prior.has_lidar, smooth, 0.0).to(sparse_depth.dtype))
+                fill, _ = encode_depth(prior.fill.exp(), scale=torch.ones(b, device=depth.device))
+                lidar.append(torch.where(prior.has_lidar, fill, 0.0).to(sparse_depth.dtype))
             tokens["depth"] = tokens["depth"] + self.sparse_embed(torch.cat(lidar, dim=1))  # (B, N, D)
 
         # 2. Conditioning vectors and rotary positions.

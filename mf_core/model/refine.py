@@ -4,7 +4,7 @@ A small U-Net at the processing resolution (4 levels, ``channels`` wide at the t
 costs kept low: one convolution at full resolution each way) that reads the image, the LiDAR
 prior and the transformer's depth (:func:`mf_core.lidar_prior.head_features`) and predicts the
 terms that :func:`mf_core.lidar_prior.compose` turns into depth. Its output convolution starts
-at zero, so a fresh model outputs the prior's smooth fill exactly. The two scalars of the
+at zero, so a fresh model outputs the prior's fill exactly. The two scalars of the
 neighbour selection (how much a colour difference and a pixel of distance count against a
 neighbour) start at 1 / (2 * 0.25^2) and 1 / 3: a joint-bilateral choice the head then corrects.
 """

@@ -3,7 +3,7 @@
 For every real set in the data root (:mod:`mf_training.data.real_sets`; a set that is absent is
 skipped with a note) the **test** split is scored, never a frame a model trains or is selected on:
 
-- with LiDAR: the model in its LiDAR mode, its LiDAR prior alone (``mf prior``: the smooth fill a
+- with LiDAR: the model in its LiDAR mode, its LiDAR prior alone (``mf prior``: the scan-line fill a
   fresh refining model outputs, so the learned part's share is visible) and the classical
   baselines (nearest, linear, IP-Basic), under the set's protocol (lidar-holdout: the same seeded
   80/20 split of every frame for every method; metric: simulated scan lines fed, dense ground
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> dict:
         protocol = make_protocol(real_set.protocol)
         predictions: list = []  # the model's DepthResult of every frame: confidence and LiDAR fit
         recorded = estimator_method(estimator, str(args.model), mode, on_result=predictions.append)
-        baselines = [("mf prior (smooth fill)", baseline_method("smooth"))]
+        baselines = [("mf prior (scan-line fill)", baseline_method("scanline"))]
         baselines += [(f"baseline:{b}", baseline_method(b)) for b in CLASSICAL_BASELINES]
         result: dict = {"frames": len(samples), "protocol": real_set.protocol, "provenance": real_set.provenance}
         panels = None if out_dir is None or not args.panels else out_dir / "panels" / name

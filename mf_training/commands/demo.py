@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 
     results: dict[str, dict] = {}
     runs = [(f"mf ({mode})", ["--model", str(model), "--mode", mode])]
-    runs += [(name, ["--baseline", name]) for name in ("smooth", *CLASSICAL_BASELINES)]
+    runs += [(name, ["--baseline", name]) for name in ("scanline", *CLASSICAL_BASELINES)]
     for name, method in runs:
         folder = out / "eval" / name.split(" ")[0]
         _step(["eval", "--data", str(bag), *method, "--protocol", "metric", "--out", str(folder)])

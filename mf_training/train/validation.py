@@ -6,7 +6,7 @@
   them and through the same :class:`mf_core.pipeline.DepthEstimator` a robot runs: each held-out
   frame at its own resolution, under its set's protocol (lidar-holdout on LiDAR-only frames: 80 %
   fed, the rest scored; metric against dense ground truth otherwise), against the LiDAR prior a
-  fresh model would output (the smooth fill). ``score`` is the geometric mean over sources of
+  fresh model would output (the scan-line fill). ``score`` is the geometric mean over sources of
   RMSE(model) / RMSE(prior): below 1 the learned part helps; ``mf release`` ships the best one.
 """
 
@@ -107,7 +107,7 @@ def validate_frames(model: nn.Module, samples: Sequence[Sample], source_paths: S
 
     was_training = model.training
     method = estimator_method(DepthEstimator(model, device, processing_size), "validation", "conditioned")
-    prior = baseline_method("smooth")
+    prior = baseline_method("scanline")
     out: dict[str, float] = {}
     ratios = []
     for path in dict.fromkeys(source_paths):
