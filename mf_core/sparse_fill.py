@@ -96,16 +96,17 @@ def _nearest_along(values: torch.Tensor, mask: torch.Tensor, dim: int
                    ) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], ...]:
     """The nearest valid pixel before and after every pixel along ``dim`` of (B, 1, H, W) maps. For each
     side: its index (clamped into the image), whether there is one (bool), its value (read at the clamped
-    index: meaningless where there is none) and its distance in pixels (int; meaningless where none)."""
+    index: meaningless where there is none) and its distance in pixels (float; meaningless where none).
+    Positions are float32 (exact up to 2**24): int64 arithmetic on full-resolution maps took twice as long."""
     n = values.shape[dim]
     shape = [1, 1, 1, 1]
     shape[dim] = n
-    index = torch.arange(n, device=values.device).view(shape)  # broadcasts along the other dims
-    before = _cumulative(torch.where(mask, index, -1), dim, largest=True)  # last valid index at or before
-    after = _cumulative(torch.where(mask, index, n).flip(dim), dim, largest=False).flip(dim)  # first at/after
+    index = torch.arange(n, device=values.device, dtype=torch.float32).view(shape)  # broadcasts along the others
+    before = _cumulative(torch.where(mask, index, -1.0), dim, largest=True)  # last valid index at or before
+    after = _cumulative(torch.where(mask, index, float(n)).flip(dim), dim, largest=False).flip(dim)  # first at/after
     sides = []
     for source in (before, after):
-        clamped = source.clamp(0, n - 1)
+        clamped = source.clamp(0, n - 1).long()
         sides.append((clamped, (source >= 0) & (source < n), values.gather(dim, clamped), (source - index).abs()))
     return tuple(sides)
 
@@ -129,7 +130,7 @@ def directional_neighbours(values: torch.Tensor, mask: torch.Tensor, image: torc
     for dim in (3, 2):  # along rows (left, right), then along columns (up, down)
         for index, present, value, gap in _nearest_along(values, mask, dim):
             found.append(torch.where(present, value, float("nan")))
-            distance.append(torch.where(present, gap.float(), float("inf")))
+            distance.append(torch.where(present, gap, float("inf")))
             neighbour = image.gather(dim, index.expand_as(image))  # (B, 3, H, W) colour at the neighbour
             difference = (neighbour - image).square().sum(dim=1, keepdim=True)
             colour.append(torch.where(present, difference, 0.0))
@@ -160,12 +161,12 @@ def _bridge(values: torch.Tensor, mask: torch.Tensor, dim: int, max_gap: torch.T
         return tuple(x.transpose(2, 3) for x in _bridge(values.transpose(2, 3).contiguous(),
                                                          mask.transpose(2, 3).contiguous(), 3, max_gap))
     (_, has_before, before, d_before), (_, has_after, after, d_after) = _nearest_along(values, mask, dim)
-    span = (d_before + d_after).float()  # (B, 1, H, W)
+    span = d_before + d_after  # (B, 1, H, W)
     bridged = mask | (has_before & has_after & (span <= max_gap))
-    interpolated = before + d_before.float() / span.clamp(min=1.0) * (after - before)
+    interpolated = before + d_before / span.clamp(min=1.0) * (after - before)
     nearest = torch.minimum(torch.where(has_before, d_before, d_after), torch.where(has_after, d_after, d_before))
     return (torch.where(mask, values, interpolated), bridged,
-            torch.where(has_before | has_after, nearest.float(), float("inf")))
+            torch.where(has_before | has_after, nearest, float("inf")))
 
 
 def scanline_fill(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
