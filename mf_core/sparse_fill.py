@@ -33,6 +33,10 @@ DIRECTIONS = ("left", "right", "up", "down")
 ROW_GAP_SPACINGS = 2.0
 COLUMN_GAP_SPACINGS = 3.0
 NEAR_SPACINGS = 3.0
+# ... and across a column gap of up to AGREEING_GAP_SPACINGS where the joined pixels above and below differ by
+# at most AGREEING_STEP in log depth (10 %): one surface across a hole in the returns, not a depth edge.
+AGREEING_GAP_SPACINGS = 8.0
+AGREEING_STEP = 0.1
 
 
 def _check(values: torch.Tensor, mask: torch.Tensor) -> None:
@@ -152,17 +156,23 @@ def point_spacing(mask: torch.Tensor) -> torch.Tensor:
     return (area / count).sqrt().view(-1, 1, 1, 1)
 
 
-def _bridge(values: torch.Tensor, mask: torch.Tensor, dim: int, max_gap: torch.Tensor
+def _bridge(values: torch.Tensor, mask: torch.Tensor, dim: int, max_gap: torch.Tensor,
+            agreeing_gap: torch.Tensor | None = None, max_step: float = 0.0
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Linear interpolation along ``dim`` across gaps of at most ``max_gap`` (B, 1, 1, 1) pixels between
-    valid pixels. Returns the values (exact at valid pixels), where they are defined (bool), and the
-    distance to the nearest valid pixel along ``dim`` (float, inf where there is none)."""
+    valid pixels, and of at most ``agreeing_gap`` where the two ends differ by at most ``max_step``.
+    Returns the values (exact at valid pixels), where they are defined (bool), and the distance to the
+    nearest valid pixel along ``dim`` (float, inf where there is none)."""
     if dim == 2:  # along columns: run on the transpose, whose rows are contiguous (about 2x faster on CPU)
         return tuple(x.transpose(2, 3) for x in _bridge(values.transpose(2, 3).contiguous(),
-                                                         mask.transpose(2, 3).contiguous(), 3, max_gap))
+                                                         mask.transpose(2, 3).contiguous(), 3, max_gap,
+                                                         agreeing_gap, max_step))
     (_, has_before, before, d_before), (_, has_after, after, d_after) = _nearest_along(values, mask, dim)
     span = d_before + d_after  # (B, 1, H, W)
-    bridged = mask | (has_before & has_after & (span <= max_gap))
+    short = span <= max_gap
+    if agreeing_gap is not None:
+        short = short | ((span <= agreeing_gap) & ((after - before).abs() <= max_step))
+    bridged = mask | (has_before & has_after & short)
     interpolated = before + d_before / span.clamp(min=1.0) * (after - before)
     nearest = torch.minimum(torch.where(has_before, d_before, d_after), torch.where(has_after, d_after, d_before))
     return (torch.where(mask, values, interpolated), bridged,
@@ -175,7 +185,8 @@ def scanline_fill(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     A spinning LiDAR samples densely along its scan lines and sparsely across them. This fill first
     joins the points of each image row across gaps of up to ROW_GAP_SPACINGS typical point spacings
     (:func:`point_spacing`), then interpolates each column linearly between the joined pixels above and
-    below across gaps of up to COLUMN_GAP_SPACINGS: between two scan lines a pixel takes a blend of the
+    below across gaps of up to COLUMN_GAP_SPACINGS (AGREEING_GAP_SPACINGS where the two agree to within
+    AGREEING_STEP: a hole in one surface): between two scan lines a pixel takes a blend of the
     returns straight above and below it, as Delaunay-linear interpolation does, instead of the cell means
     of a pyramid, which smear depth edges sideways. Pixels no such gap bridges (above the top line, in
     holes, beyond the sweep) take :func:`smooth_fill`, and so do pixels next to a return on their own row,
@@ -193,7 +204,8 @@ def scanline_fill(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     smooth = smooth_fill(values, mask)  # (B, 1, H, W)
     spacing = point_spacing(mask)  # (B, 1, 1, 1)
     rows, row_bridged, row_distance = _bridge(values, mask, 3, ROW_GAP_SPACINGS * spacing)
-    columns, bridged, _ = _bridge(rows, row_bridged, 2, COLUMN_GAP_SPACINGS * spacing)
+    columns, bridged, _ = _bridge(rows, row_bridged, 2, COLUMN_GAP_SPACINGS * spacing,
+                                  AGREEING_GAP_SPACINGS * spacing, AGREEING_STEP)
     lines = torch.where(bridged, columns, smooth)
     along_line = torch.exp(-row_distance / (NEAR_SPACINGS * spacing))  # 1 at a return, 0 far from one
     return along_line * smooth + (1.0 - along_line) * lines

@@ -110,3 +110,19 @@ def test_colour_difference_compares_with_the_neighbour_pixel():
     _, _, diff = directional_neighbours(torch.ones(1, 1, 4, 6), mask, image)
     assert diff[0, 0, 1, 2] == 0 and diff[0, 1, 1, 2] == pytest.approx(3.0)  # same as left, unlike right
     assert diff[0, 2, 1, 2] == 0  # no neighbour above: compared with itself
+
+
+def test_scanline_fill_bridges_a_hole_in_one_surface_but_not_a_depth_step():
+    from mf_core.sparse_fill import AGREEING_GAP_SPACINGS, COLUMN_GAP_SPACINGS, point_spacing
+
+    values = np.repeat(1.0 + 0.002 * np.arange(60.0)[:, None], 48, axis=1)  # a gentle slope (log depth)...
+    values[40:] += 0.5  # ... with a depth step, 50 % in log depth
+    lines, mask = _scan_lines(values, 8, 1, 0)  # full rows every 8 px: 0, 8, ..., 56
+    mask[0, 0, [8, 16, 40]] = False  # holes: rows 0-24 in one surface, rows 32-48 across the step
+    spacing = float(point_spacing(mask))
+    assert COLUMN_GAP_SPACINGS * spacing < 16 and 24 <= AGREEING_GAP_SPACINGS * spacing  # the holes' sizes
+    filled = scanline_fill(lines, mask)[0, 0].numpy()
+    smooth = smooth_fill(lines, mask)[0, 0].numpy()
+    np.testing.assert_allclose(filled[1:24], values[1:24], atol=1e-6)  # the ends agree: linear across the hole
+    assert np.abs(smooth[1:24] - values[1:24]).max() > 1e-3  # (which push-pull is not)
+    np.testing.assert_allclose(filled[33:48], smooth[33:48], atol=1e-6)  # across the step: push-pull
