@@ -205,18 +205,18 @@ def complete_row_prior(image: np.ndarray, sparse_depth: np.ndarray, camera: Pinh
 
 
 def complete_scanline(image: np.ndarray, sparse_depth: np.ndarray, camera: PinholeCamera) -> np.ndarray:
-    """Scan-line fill in log depth (:func:`mf_core.sparse_fill.scanline_fill`): the LiDAR prior that a
-    refining model starts from, i.e. exactly what a fresh (untrained) one outputs."""
+    """Scan-line fill (:func:`mf_core.sparse_fill.scanline_fill_log`, the model's path through log depth):
+    the LiDAR prior that a refining model starts from, i.e. exactly what a fresh (untrained) one outputs."""
     import torch  # here: the other baselines need no torch
 
-    from mf_core.sparse_fill import scanline_fill
+    from mf_core.sparse_fill import scanline_fill_log
 
     index, values = _lidar_points(image, sparse_depth)
     log_depth = np.zeros(sparse_depth.shape, np.float32)
     log_depth.flat[index] = np.log(values)
     mask = np.zeros(sparse_depth.shape, bool)
     mask.flat[index] = True
-    filled = scanline_fill(torch.from_numpy(log_depth)[None, None], torch.from_numpy(mask)[None, None])
+    filled = scanline_fill_log(torch.from_numpy(log_depth)[None, None], torch.from_numpy(mask)[None, None])
     return np.exp(filled[0, 0].numpy()).astype(np.float32)
 
 
@@ -235,7 +235,7 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
     Baseline("classical", complete_classical, "IP-Basic morphological completion (Ku et al. 2018)"),
     Baseline("nearest", complete_nearest, "nearest LiDAR point, whole image"),
     Baseline("linear", complete_linear, "Delaunay-linear inside the points' hull, nearest outside"),
-    Baseline("scanline", complete_scanline, "scan-line fill in log depth: the refining model's LiDAR prior"),
+    Baseline("scanline", complete_scanline, "scan-line fill: the refining model's LiDAR prior"),
     Baseline("lidar-only", complete_lidar_only, "the sparse LiDAR input, scored where it has points",
              dense=False),
     Baseline("row-prior", complete_row_prior, "monocular floor: depth linear in the pixel row (affine only)",

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mf_core.sparse_fill import directional_neighbours, point_spacing, scanline_fill
+from mf_core.sparse_fill import directional_neighbours, point_spacing, scanline_fill_log
 
 N_NEIGHBOURS = 4
 N_TERMS = 2 + N_NEIGHBOURS  # gate, selection logits (4), correction (monocular samples only)
@@ -77,7 +77,7 @@ def lidar_prior(image: torch.Tensor, log_depth: torch.Tensor, mask: torch.Tensor
     log_depth = torch.where(mask, log_depth.float(), 0.0)
     neighbours, distance, colour_difference = directional_neighbours(log_depth, mask, image)
     return LidarPrior(
-        fill=scanline_fill(log_depth, mask),
+        fill=scanline_fill_log(log_depth, mask),
         neighbours=neighbours,
         distance=distance,
         colour_difference=colour_difference,

@@ -34,7 +34,7 @@ ROW_GAP_SPACINGS = 2.0
 COLUMN_GAP_SPACINGS = 3.0
 NEAR_SPACINGS = 3.0
 # ... and across a column gap of up to AGREEING_GAP_SPACINGS where the joined pixels above and below differ by
-# at most AGREEING_STEP in log depth (10 %): one surface across a hole in the returns, not a depth edge.
+# at most AGREEING_STEP of the nearer one (10 %): one surface across a hole in the returns, not a depth edge.
 AGREEING_GAP_SPACINGS = 8.0
 AGREEING_STEP = 0.1
 
@@ -160,7 +160,8 @@ def _bridge(values: torch.Tensor, mask: torch.Tensor, dim: int, max_gap: torch.T
             agreeing_gap: torch.Tensor | None = None, max_step: float = 0.0
             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Linear interpolation along ``dim`` across gaps of at most ``max_gap`` (B, 1, 1, 1) pixels between
-    valid pixels, and of at most ``agreeing_gap`` where the two ends differ by at most ``max_step``.
+    valid pixels, and of at most ``agreeing_gap`` where the two ends differ by at most ``max_step`` times the
+    smaller one (values are positive depths).
     Returns the values (exact at valid pixels), where they are defined (bool), and the distance to the
     nearest valid pixel along ``dim`` (float, inf where there is none)."""
     if dim == 2:  # along columns: run on the transpose, whose rows are contiguous (about 2x faster on CPU)
@@ -171,7 +172,7 @@ def _bridge(values: torch.Tensor, mask: torch.Tensor, dim: int, max_gap: torch.T
     span = d_before + d_after  # (B, 1, H, W)
     short = span <= max_gap
     if agreeing_gap is not None:
-        short = short | ((span <= agreeing_gap) & ((after - before).abs() <= max_step))
+        short = short | ((span <= agreeing_gap) & ((after - before).abs() <= max_step * torch.minimum(after, before)))
     bridged = mask | (has_before & has_after & short)
     interpolated = before + d_before / span.clamp(min=1.0) * (after - before)
     nearest = torch.minimum(torch.where(has_before, d_before, d_after), torch.where(has_after, d_after, d_before))
@@ -186,18 +187,23 @@ def scanline_fill(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     joins the points of each image row across gaps of up to ROW_GAP_SPACINGS typical point spacings
     (:func:`point_spacing`), then interpolates each column linearly between the joined pixels above and
     below across gaps of up to COLUMN_GAP_SPACINGS (AGREEING_GAP_SPACINGS where the two agree to within
-    AGREEING_STEP: a hole in one surface): between two scan lines a pixel takes a blend of the
+    AGREEING_STEP of the nearer: a hole in one surface): between two scan lines a pixel takes a blend of the
     returns straight above and below it, as Delaunay-linear interpolation does, instead of the cell means
     of a pyramid, which smear depth edges sideways. Pixels no such gap bridges (above the top line, in
     holes, beyond the sweep) take :func:`smooth_fill`, and so do pixels next to a return on their own row,
     blended by exp(-d / (NEAR_SPACINGS x spacing)), d the pixels to it (along a line the pyramid is the
     better estimate: measured on the held-out returns of the val split, README). Exact at valid pixels.
 
+    It interpolates depth itself, not log depth: between a near and a far surface the mean in metres has
+    the lower squared error in metres (val split, README: KITTI between lines -3 %, DGP held-out returns
+    -6 %, 7-Scenes -2 % against the same fill in log depth).
+
     Args:
-        values: (B, 1, H, W) float; only valid pixels are read. mask: (B, 1, H, W) bool.
+        values: (B, 1, H, W) float, positive depths (any unit) where valid; only valid pixels are read.
+        mask: (B, 1, H, W) bool.
 
     Returns:
-        (B, 1, H, W) float32; 0 everywhere in a sample without any valid pixel.
+        (B, 1, H, W) float32 depths; 0 everywhere in a sample without any valid pixel.
     """
     _check(values, mask)
     values = torch.where(mask, values.float(), 0.0)
@@ -209,3 +215,10 @@ def scanline_fill(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     lines = torch.where(bridged, columns, smooth)
     along_line = torch.exp(-row_distance / (NEAR_SPACINGS * spacing))  # 1 at a return, 0 far from one
     return along_line * smooth + (1.0 - along_line) * lines
+
+
+def scanline_fill_log(log_depth: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """:func:`scanline_fill` of depths given as log depth (B, 1, H, W), returned as log depth; 0 everywhere
+    in a sample without any valid pixel (the fill is positive wherever a sample has one)."""
+    filled = scanline_fill(torch.where(mask, log_depth.float(), 0.0).exp(), mask)  # (B, 1, H, W) depth
+    return torch.where(filled > 0, filled.clamp(min=1e-30).log(), 0.0)

@@ -249,7 +249,7 @@ def test_mf_models_prints_the_registry(capsys):
 def test_refining_model_starts_as_the_scanline_fill_of_its_lidar_input():
     from mf_core.depth_codec import decode_depth
     from mf_core.frame_codec import log_relative_depth
-    from mf_core.sparse_fill import scanline_fill
+    from mf_core.sparse_fill import scanline_fill_log
 
     with pytest.raises(InputError, match="depth_conditioned"):
         build_model(TINY, refine_head=True)
@@ -262,7 +262,7 @@ def test_refining_model_starts_as_the_scanline_fill_of_its_lidar_input():
     mask[1] = False  # a sample whose LiDAR input was dropped: no prior, the transformer's own depth
     sparse = torch.where(mask, torch.rand(2, 1, 16, 24) * 1.5 - 0.9, 0.0)  # encoded LiDAR
     out = fresh(image, depth, t, t, sparse_depth=sparse, sparse_mask=mask)
-    prior = scanline_fill(log_relative_depth(sparse, mask), mask).exp()  # relative depth
+    prior = scanline_fill_log(log_relative_depth(sparse, mask), mask).exp()  # relative depth
     torch.testing.assert_close(decode_depth(out.depth_x0[:1]), prior[:1], rtol=1e-5, atol=1e-6)
     assert torch.all(out.depth_x0[1] == 0)  # fresh transformer: zero x0, unchanged by the zero head
     assert out.refine_terms.shape == (2, 6, 16, 24) and torch.all(out.refine_terms == 0)

@@ -126,3 +126,16 @@ def test_scanline_fill_bridges_a_hole_in_one_surface_but_not_a_depth_step():
     np.testing.assert_allclose(filled[1:24], values[1:24], atol=1e-6)  # the ends agree: linear across the hole
     assert np.abs(smooth[1:24] - values[1:24]).max() > 1e-3  # (which push-pull is not)
     np.testing.assert_allclose(filled[33:48], smooth[33:48], atol=1e-6)  # across the step: push-pull
+    # Depth in any unit: the same scene 50x farther is filled 50x farther (the agreement test is relative).
+    np.testing.assert_allclose(scanline_fill(50.0 * lines, mask)[0, 0].numpy(), 50.0 * filled, rtol=1e-5)
+
+
+def test_scanline_fill_log_fills_depth_and_returns_log_depth():
+    from mf_core.sparse_fill import scanline_fill_log
+
+    depth, mask = _maps(density=0.08)
+    depth[1] = 0.0
+    mask[1] = False  # a sample without LiDAR
+    log_filled = scanline_fill_log(torch.where(mask, depth.clamp(min=1e-6).log(), 0.0), mask)
+    torch.testing.assert_close(log_filled[0].exp(), scanline_fill(depth, mask)[0], rtol=1e-5, atol=0.0)
+    assert torch.all(log_filled[1] == 0)
