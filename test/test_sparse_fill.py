@@ -32,7 +32,7 @@ def test_smooth_fill_is_exact_at_points_and_bounded_between_them():
         smooth_fill(torch.zeros(1, 2, 4, 4), torch.zeros(1, 2, 4, 4, dtype=torch.bool))
 
 
-def test_smooth_fill_reproduces_a_plane_and_rivals_delaunay_linear():
+def test_smooth_fill_reproduces_a_plane_and_the_scanline_fill_rivals_delaunay_linear():
     h, w = 96, 128
     rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
     plane = 2.0 + 0.03 * rows + 0.01 * cols  # depth linear in the pixel position
