@@ -57,6 +57,8 @@ def test_shipped_model_beats_the_best_classical_baseline_on_held_out_real_frames
         assert result["rmse_ratio"] < MEASURED_RATIO[name] + MARGIN
         assert result["lidar_residual"] < 1e-4  # the output passes through the fed LiDAR
         assert result["confidence_error_spearman"] < -0.3  # confident where the error is small
+        lo, hi = result["rmse_ratio_interval"]
+        assert lo <= result["rmse_ratio"] <= hi and 0 <= result["frames_better"] <= REAL_FRAMES
     for name, measured in MEASURED_SEGMENT_RATIO.items():  # between the scan lines too
         segments = report["sets"][name]["segments"]
         print(f"{name} segment-holdout: ratio {segments['rmse_ratio']:.3f} to {segments['best_classical']}")

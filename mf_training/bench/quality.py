@@ -19,6 +19,13 @@ skipped with a note) the **test** split is scored, never a frame a model trains 
   the affine protocol (against the dense ground truth, or all LiDAR points where there is none),
   and their AbsRel ratio.
 
+How sure a ratio is: each comes with a 90 % bootstrap interval over the set's test frames (the frames
+drawn with replacement, the same draws for the model and the best classical method, seeded so a report
+is reproducible) and the count of frames on which the model beats that method; the geometric means get
+an interval from the same draws, every set resampled independently. A set of one frame (Middlebury) has
+a zero-width interval: the interval measures how much the result depends on which frames were picked,
+not the error of any one frame.
+
 Prints a markdown table (stderr) and returns the JSON report; ``--out-dir`` also writes
 ``quality.json``, ``quality.md`` and, with ``--panels``, ``panels/<set>/<method>/<frame>.png``.
 """
@@ -30,9 +37,14 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+from scipy.stats import gmean
+
 from mf_training.eval.metrics import geometric_mean
 
 REPORTED = ("rmse", "mae", "abs_rel", "delta1")
+RESAMPLES = 2000  # bootstrap draws of a set's test frames
+INTERVAL_PERCENTILES = (5.0, 95.0)  # a 90 % interval
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,7 +83,7 @@ def markdown(report: dict) -> str:
                          f"{100 * m['delta1']:.1f} | {100 * m['coverage']:.1f} | {m['ms']:.0f} |")
         lines.append("")
         summary = (f"best classical: **{result['best_classical']}**; RMSE ratio model / best classical: "
-                   f"**{result['rmse_ratio']:.3f}**; confidence vs |error| Spearman "
+                   f"**{result['rmse_ratio']:.3f}** {_spread(result)}; confidence vs |error| Spearman "
                    f"{result['confidence_error_spearman']:.2f}; median |model - LiDAR| / LiDAR at fed pixels "
                    f"{100 * result['lidar_residual']:.2f} %")
         if "mono_abs_rel_ratio" in result:
@@ -81,13 +93,45 @@ def markdown(report: dict) -> str:
             seg = result["segments"]
             lines += ["segment-holdout (whole scan-line pieces held out: between the lines): RMSE "
                       + ", ".join(f"{label} {m['rmse']:.3f}" for label, m in seg["methods"].items())
-                      + f"; best classical **{seg['best_classical']}**, ratio **{seg['rmse_ratio']:.3f}**", ""]
+                      + f"; best classical **{seg['best_classical']}**, ratio **{seg['rmse_ratio']:.3f}** "
+                      + _spread(seg), ""]
+    lo, hi = report["geomean_rmse_ratio_interval"]
+    lo_between, hi_between = report["geomean_rmse_ratio_between_lines_interval"]
     lines.append(f"Geometric mean of the RMSE ratios over {len(report['sets'])} sets: "
-                 f"**{report['geomean_rmse_ratio']:.3f}**; between scan lines (segment-holdout where a set "
-                 f"has only LiDAR): **{report['geomean_rmse_ratio_between_lines']:.3f}**")
+                 f"**{report['geomean_rmse_ratio']:.3f}** (90 % interval {lo:.3f}-{hi:.3f}); between scan lines "
+                 f"(segment-holdout where a set has only LiDAR): **{report['geomean_rmse_ratio_between_lines']:.3f}** "
+                 f"({lo_between:.3f}-{hi_between:.3f})")
     for name, reason in report["skipped"].items():
         lines.append(f"- skipped {name}: {reason}")
     return "\n".join(lines) + "\n"
+
+
+def _spread(result: dict) -> str:
+    lo, hi = result["rmse_ratio_interval"]
+    return (f"(90 % interval over frames {lo:.3f}-{hi:.3f}; better on {result['frames_better']} of "
+            f"{len(result['frame_rmse']['model'])} frames)")
+
+
+def resampled_ratios(frame_rmse: dict, seed: int) -> np.ndarray:
+    """(RESAMPLES,) the RMSE ratio model / best classical of frames drawn with replacement, from ``frame_rmse``
+    ({"model": [...], "best_classical": [...]}, one RMSE per frame; a set's RMSE is the mean over its frames)."""
+    model, best = (np.asarray(frame_rmse[key], dtype=np.float64) for key in ("model", "best_classical"))
+    draws = np.random.default_rng(seed).integers(0, len(model), size=(RESAMPLES, len(model)))  # (R, n) frames
+    return model[draws].mean(axis=1) / best[draws].mean(axis=1)
+
+
+def interval(resamples: np.ndarray) -> list[float]:
+    """The 90 % interval of bootstrap ``resamples``, rounded for the report."""
+    return [round(float(v), 4) for v in np.percentile(resamples, INTERVAL_PERCENTILES)]
+
+
+def _with_spread(result: dict, seed: int) -> np.ndarray:
+    """Add the interval and the count of frames won to a :func:`compare` result; returns its resamples."""
+    resamples = resampled_ratios(result["frame_rmse"], seed)
+    result["rmse_ratio_interval"] = interval(resamples)
+    frames = result["frame_rmse"]
+    result["frames_better"] = int(sum(m < b for m, b in zip(frames["model"], frames["best_classical"], strict=True)))
+    return resamples
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -116,7 +160,9 @@ def run(args: argparse.Namespace) -> dict:
     out_dir = Path(args.out_dir) if args.out_dir else None
 
     report: dict = {"model": str(args.model), "mode": mode, "data_root": str(root), "sets": {}, "skipped": {}}
-    for name in names:
+    resamples: dict[str, np.ndarray] = {}  # per set: bootstrap ratios under its protocol ...
+    between_lines: dict[str, np.ndarray] = {}  # ... and between the scan lines
+    for seed, name in enumerate(names):
         real_set = REAL_SETS[name]
         if not (root / real_set.folder).exists():
             report["skipped"][name] = f"not found at {root / real_set.folder}"
@@ -133,9 +179,11 @@ def run(args: argparse.Namespace) -> dict:
         result: dict = {"frames": len(samples), "protocol": real_set.protocol, "provenance": real_set.provenance}
         panels = None if out_dir is None or not args.panels else out_dir / "panels" / name
         result |= compare(samples, [(f"mf {mode}", recorded), *baselines], protocol, panels, f"quality {name}")
+        resamples[name] = between_lines[name] = _with_spread(result, seed)
         if real_set.protocol == "lidar-holdout":  # also between the lines: see mf_training/eval/protocols.py
             result["segments"] = compare(samples, [(f"mf {mode}", model), *baselines],
                                          make_protocol("segment-holdout"), None, f"quality {name} (segment-holdout)")
+            between_lines[name] = _with_spread(result["segments"], seed)
         result |= confidence_and_lidar_fit(predictions, samples, protocol)
         if mono is not None:
             affine = make_protocol("affine")
@@ -154,6 +202,9 @@ def run(args: argparse.Namespace) -> dict:
     # Between scan lines: segment-holdout where a set has only LiDAR, the dense ground truth elsewhere.
     report["geomean_rmse_ratio_between_lines"] = round(geometric_mean(
         [r.get("segments", r)["rmse_ratio"] for r in report["sets"].values()]), 4)
+    for key, per_set in (("geomean_rmse_ratio_interval", resamples),
+                         ("geomean_rmse_ratio_between_lines_interval", between_lines)):
+        report[key] = interval(gmean(np.stack(list(per_set.values())), axis=0))  # (sets, R) -> (R,) geomeans
     table = markdown(report)
     print(table, file=sys.stderr)
     if out_dir is not None:
@@ -165,26 +216,29 @@ def run(args: argparse.Namespace) -> dict:
 
 def compare(samples: list, methods: list, protocol, panels: Path | None, what: str) -> dict:
     """Score each (label, EvalMethod) of ``methods`` on ``samples`` under ``protocol`` (the first is the
-    model): ``{"methods": {label: scores}, "best_classical", "rmse_ratio"}``; panels under ``panels/<label>``."""
+    model): ``{"methods": {label: scores}, "best_classical", "rmse_ratio", "frame_rmse"}`` (the per-frame RMSE of
+    the model and of the best classical method); panels under ``panels/<label>``."""
     from mf_core.completion import CLASSICAL_BASELINES
     from mf_training.eval.harness import evaluate
 
-    scores = {}
+    scores, frame_rmse = {}, {}
     for label, method in methods:
         where = None if panels is None else panels / label.replace(":", "_").replace(" ", "_")
-        scores[label] = _scores(evaluate(samples, method, protocol, where, progress=False, panels=panels is not None))
+        report = evaluate(samples, method, protocol, where, progress=False, panels=panels is not None)
+        scores[label] = _scores(report)
+        frame_rmse[label] = [round(frame["rmse"], 5) for frame in report["frames"]]
         print(f"{what}: {label} RMSE {scores[label]['rmse']:.3f}", file=sys.stderr)
     classical = {b: scores[f"baseline:{b}"]["rmse"] for b in CLASSICAL_BASELINES}
     best = min(classical, key=classical.get)
     return {"methods": scores, "best_classical": best,
-            "rmse_ratio": round(scores[methods[0][0]]["rmse"] / classical[best], 4)}
+            "rmse_ratio": round(scores[methods[0][0]]["rmse"] / classical[best], 4),
+            "frame_rmse": {"model": frame_rmse[methods[0][0]], "best_classical": frame_rmse[f"baseline:{best}"]}}
 
 
 def confidence_and_lidar_fit(predictions: list, samples: list, protocol) -> dict:
     """Spearman correlation of confidence with |error| over all scored pixels of ``samples``, and the mean
     over frames of the median relative distance from the fed LiDAR (``DepthResult.lidar_residual``), from
     the model's ``predictions`` (one DepthResult per sample, made under ``protocol``)."""
-    import numpy as np
     from scipy.stats import spearmanr
 
     confidences, errors, residuals = [], [], []
