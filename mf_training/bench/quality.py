@@ -1,7 +1,9 @@
 """``mf bench quality``: a model against the classical baselines on the held-out real data.
 
 For every real set in the data root (:mod:`mf_training.data.real_sets`; a set that is absent is
-skipped with a note) the **test** split is scored, never a frame a model trains or is selected on:
+skipped with a note) the **test** split is scored, never a frame a model trains or is selected on
+(``--split val`` scores the val split instead: the frames to choose a model change on, so that the
+test split stays unseen until the change is reported):
 
 - with LiDAR: the model in its LiDAR mode, its LiDAR prior alone (``mf prior``: the scan-line fill a
   fresh refining model outputs, so the learned part's share is visible) and the classical
@@ -24,7 +26,9 @@ drawn with replacement, the same draws for the model and the best classical meth
 is reproducible) and the count of frames on which the model beats that method; the geometric means get
 an interval from the same draws, every set resampled independently. A set of one frame (Middlebury) has
 a zero-width interval: the interval measures how much the result depends on which frames were picked,
-not the error of any one frame.
+not the error of any one frame. ``--reference MODEL`` also runs a second model (e.g. the shipped one) in the
+same mode and reports, per set and protocol, the RMSE ratio model / reference with its interval from the
+same paired draws: whether a change is better than what it replaces, beyond the choice of frames.
 
 Prints a markdown table (stderr) and returns the JSON report; ``--out-dir`` also writes
 ``quality.json``, ``quality.md`` and, with ``--panels``, ``panels/<set>/<method>/<frame>.png``.
@@ -43,12 +47,17 @@ from scipy.stats import gmean
 from mf_training.eval.metrics import geometric_mean
 
 REPORTED = ("rmse", "mae", "abs_rel", "delta1")
+REFERENCE_LABEL = "reference model"  # the --reference checkpoint's row in the tables
 RESAMPLES = 2000  # bootstrap draws of a set's test frames
 INTERVAL_PERCENTILES = (5.0, 95.0)  # a 90 % interval
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="default", help="checkpoint folder, or 'default' (the shipped model)")
+    parser.add_argument("--reference", help="a second checkpoint (or 'default') to compare the model with, frame by "
+                                            "frame (ratio model / reference per set, with its interval)")
+    parser.add_argument("--split", default="test", choices=("test", "val"),
+                        help="which held-out part to score (default test; val: the frames to choose changes on)")
     parser.add_argument("--mode", help="the model's LiDAR mode (default: the checkpoint's recommended mode)")
     parser.add_argument("--data-root", help="folder with the real sets (default $MF_DATA_ROOT or ../shared/data)")
     parser.add_argument("--sets", help="comma-separated subset of the real sets (default: all present)")
@@ -72,7 +81,8 @@ def _lidar_as_ground_truth(samples: list) -> list:
 
 def markdown(report: dict) -> str:
     """The per-set tables of a quality report, then the ratios."""
-    lines = [f"# mf bench quality: {report['model']} (mode {report['mode']}), test split of each real set", ""]
+    lines = [f"# mf bench quality: {report['model']} (mode {report['mode']}), {report['split']} split of each real set",
+             ""]
     for name, result in report["sets"].items():
         lines += [f"## {name}: {result['frames']} test frames, protocol {result['protocol']}",
                   f"{result['provenance']}", "",
@@ -88,13 +98,16 @@ def markdown(report: dict) -> str:
                    f"{100 * result['lidar_residual']:.2f} %")
         if "mono_abs_rel_ratio" in result:
             summary += f"; monocular AbsRel ratio i2d / row prior (affine): **{result['mono_abs_rel_ratio']:.3f}**"
+        if "reference" in result:
+            summary += f"; against the reference {report['reference']}: {_versus_reference(result)}"
         lines += [summary, ""]
         if "segments" in result:
             seg = result["segments"]
             lines += ["segment-holdout (whole scan-line pieces held out: between the lines): RMSE "
                       + ", ".join(f"{label} {m['rmse']:.3f}" for label, m in seg["methods"].items())
                       + f"; best classical **{seg['best_classical']}**, ratio **{seg['rmse_ratio']:.3f}** "
-                      + _spread(seg), ""]
+                      + _spread(seg) + (f"; against the reference: {_versus_reference(seg)}" if "reference" in seg
+                                        else ""), ""]
     lo, hi = report["geomean_rmse_ratio_interval"]
     lo_between, hi_between = report["geomean_rmse_ratio_between_lines_interval"]
     lines.append(f"Geometric mean of the RMSE ratios over {len(report['sets'])} sets: "
@@ -112,12 +125,19 @@ def _spread(result: dict) -> str:
             f"{len(result['frame_rmse']['model'])} frames)")
 
 
-def resampled_ratios(frame_rmse: dict, seed: int) -> np.ndarray:
-    """(RESAMPLES,) the RMSE ratio model / best classical of frames drawn with replacement, from ``frame_rmse``
-    ({"model": [...], "best_classical": [...]}, one RMSE per frame; a set's RMSE is the mean over its frames)."""
-    model, best = (np.asarray(frame_rmse[key], dtype=np.float64) for key in ("model", "best_classical"))
-    draws = np.random.default_rng(seed).integers(0, len(model), size=(RESAMPLES, len(model)))  # (R, n) frames
-    return model[draws].mean(axis=1) / best[draws].mean(axis=1)
+def _versus_reference(result: dict) -> str:
+    reference = result["reference"]
+    lo, hi = reference["rmse_ratio_interval"]
+    return (f"RMSE ratio **{reference['rmse_ratio']:.3f}** (90 % interval {lo:.3f}-{hi:.3f}; better on "
+            f"{reference['frames_better']} of {len(reference['frame_rmse'])} frames)")
+
+
+def resampled_ratios(numerator: list[float], denominator: list[float], seed: int) -> np.ndarray:
+    """(RESAMPLES,) the ratio of mean per-frame RMSEs (a set's RMSE is the mean over its frames), numerator /
+    denominator, over frames drawn with replacement: the same draws for both, so frame difficulty cancels."""
+    top, bottom = np.asarray(numerator, dtype=np.float64), np.asarray(denominator, dtype=np.float64)
+    draws = np.random.default_rng(seed).integers(0, len(top), size=(RESAMPLES, len(top)))  # (R, n) frames
+    return top[draws].mean(axis=1) / bottom[draws].mean(axis=1)
 
 
 def interval(resamples: np.ndarray) -> list[float]:
@@ -127,11 +147,19 @@ def interval(resamples: np.ndarray) -> list[float]:
 
 def _with_spread(result: dict, seed: int) -> np.ndarray:
     """Add the interval and the count of frames won to a :func:`compare` result; returns its resamples."""
-    resamples = resampled_ratios(result["frame_rmse"], seed)
-    result["rmse_ratio_interval"] = interval(resamples)
     frames = result["frame_rmse"]
-    result["frames_better"] = int(sum(m < b for m, b in zip(frames["model"], frames["best_classical"], strict=True)))
+    resamples = resampled_ratios(frames["model"], frames["best_classical"], seed)
+    result["rmse_ratio_interval"] = interval(resamples)
+    result["frames_better"] = _frames_better(frames["model"], frames["best_classical"])
+    if "reference" in result:
+        reference = result["reference"]
+        reference["rmse_ratio_interval"] = interval(resampled_ratios(frames["model"], reference["frame_rmse"], seed))
+        reference["frames_better"] = _frames_better(frames["model"], reference["frame_rmse"])
     return resamples
+
+
+def _frames_better(model: list[float], other: list[float]) -> int:
+    return int(sum(m < o for m, o in zip(model, other, strict=True)))
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -156,10 +184,17 @@ def run(args: argparse.Namespace) -> dict:
     mode = args.mode or _recommended_mode(args.model)
     estimator = DepthEstimator.from_checkpoint(args.model, args.device)
     model = estimator_method(estimator, str(args.model), mode)
+    reference = None
+    if args.reference:
+        reference = estimator_method(DepthEstimator.from_checkpoint(args.reference, args.device), str(args.reference),
+                                     mode)
     mono = None if args.no_mono else estimator_method(estimator, str(args.model), "i2d")
     out_dir = Path(args.out_dir) if args.out_dir else None
 
-    report: dict = {"model": str(args.model), "mode": mode, "data_root": str(root), "sets": {}, "skipped": {}}
+    report: dict = {"model": str(args.model), "mode": mode, "split": args.split, "data_root": str(root), "sets": {},
+                    "skipped": {}}
+    if reference is not None:
+        report["reference"] = str(args.reference)
     resamples: dict[str, np.ndarray] = {}  # per set: bootstrap ratios under its protocol ...
     between_lines: dict[str, np.ndarray] = {}  # ... and between the scan lines
     for seed, name in enumerate(names):
@@ -167,21 +202,24 @@ def run(args: argparse.Namespace) -> dict:
         if not (root / real_set.folder).exists():
             report["skipped"][name] = f"not found at {root / real_set.folder}"
             continue
-        samples = read_real_split(name, "test", root)[: args.limit]
+        samples = read_real_split(name, args.split, root)[: args.limit]
         if not samples:
-            report["skipped"][name] = "no test frames"
+            report["skipped"][name] = f"no {args.split} frames"
             continue
         protocol = make_protocol(real_set.protocol)
         predictions: list = []  # the model's DepthResult of every frame: confidence and LiDAR fit
         recorded = estimator_method(estimator, str(args.model), mode, on_result=predictions.append)
         baselines = [("mf prior (scan-line fill)", baseline_method("scanline"))]
         baselines += [(f"baseline:{b}", baseline_method(b)) for b in CLASSICAL_BASELINES]
-        result: dict = {"frames": len(samples), "protocol": real_set.protocol, "provenance": real_set.provenance}
+        result: dict = {"frames": len(samples), "frame_names": [sample.name for sample in samples],
+                        "protocol": real_set.protocol, "provenance": real_set.provenance}
         panels = None if out_dir is None or not args.panels else out_dir / "panels" / name
-        result |= compare(samples, [(f"mf {mode}", recorded), *baselines], protocol, panels, f"quality {name}")
+        extra = [] if reference is None else [(REFERENCE_LABEL, reference)]
+        result |= compare(samples, [(f"mf {mode}", recorded), *baselines, *extra], protocol, panels,
+                          f"quality {name}")
         resamples[name] = between_lines[name] = _with_spread(result, seed)
         if real_set.protocol == "lidar-holdout":  # also between the lines: see mf_training/eval/protocols.py
-            result["segments"] = compare(samples, [(f"mf {mode}", model), *baselines],
+            result["segments"] = compare(samples, [(f"mf {mode}", model), *baselines, *extra],
                                          make_protocol("segment-holdout"), None, f"quality {name} (segment-holdout)")
             between_lines[name] = _with_spread(result["segments"], seed)
         result |= confidence_and_lidar_fit(predictions, samples, protocol)
@@ -217,7 +255,8 @@ def run(args: argparse.Namespace) -> dict:
 def compare(samples: list, methods: list, protocol, panels: Path | None, what: str) -> dict:
     """Score each (label, EvalMethod) of ``methods`` on ``samples`` under ``protocol`` (the first is the
     model): ``{"methods": {label: scores}, "best_classical", "rmse_ratio", "frame_rmse"}`` (the per-frame RMSE of
-    the model and of the best classical method); panels under ``panels/<label>``."""
+    the model and of the best classical method), and ``"reference"`` (ratio and per-frame RMSE) when one of
+    ``methods`` is labelled REFERENCE_LABEL; panels under ``panels/<label>``."""
     from mf_core.completion import CLASSICAL_BASELINES
     from mf_training.eval.harness import evaluate
 
@@ -230,9 +269,14 @@ def compare(samples: list, methods: list, protocol, panels: Path | None, what: s
         print(f"{what}: {label} RMSE {scores[label]['rmse']:.3f}", file=sys.stderr)
     classical = {b: scores[f"baseline:{b}"]["rmse"] for b in CLASSICAL_BASELINES}
     best = min(classical, key=classical.get)
-    return {"methods": scores, "best_classical": best,
-            "rmse_ratio": round(scores[methods[0][0]]["rmse"] / classical[best], 4),
-            "frame_rmse": {"model": frame_rmse[methods[0][0]], "best_classical": frame_rmse[f"baseline:{best}"]}}
+    model = methods[0][0]
+    result = {"methods": scores, "best_classical": best,
+              "rmse_ratio": round(scores[model]["rmse"] / classical[best], 4),
+              "frame_rmse": {"model": frame_rmse[model], "best_classical": frame_rmse[f"baseline:{best}"]}}
+    if REFERENCE_LABEL in scores:
+        result["reference"] = {"rmse_ratio": round(scores[model]["rmse"] / scores[REFERENCE_LABEL]["rmse"], 4),
+                               "frame_rmse": frame_rmse[REFERENCE_LABEL]}
+    return result
 
 
 def confidence_and_lidar_fit(predictions: list, samples: list, protocol) -> dict:
