@@ -43,4 +43,5 @@ def test_quality_scores_the_val_split_against_a_reference_model(shared_data, tmp
         assert scored["reference"]["frames_better"] == 0
         assert scored["methods"][quality.REFERENCE_LABEL]["rmse"] == scored["methods"]["mf conditioned"]["rmse"]
     assert json.loads((tmp_path / "quality.json").read_text())["reference"] == "default"
-    assert "against the reference default: RMSE ratio **1.000**" in (tmp_path / "quality.md").read_text()
+    table = (tmp_path / "quality.md").read_text()
+    assert "## kitti: 1 val frames" in table and "against the reference default: RMSE ratio **1.000**" in table

@@ -21,7 +21,7 @@ test split stays unseen until the change is reported):
   the affine protocol (against the dense ground truth, or all LiDAR points where there is none),
   and their AbsRel ratio.
 
-How sure a ratio is: each comes with a 90 % bootstrap interval over the set's test frames (the frames
+How sure a ratio is: each comes with a 90 % bootstrap interval over the set's scored frames (the frames
 drawn with replacement, the same draws for the model and the best classical method, seeded so a report
 is reproducible) and the count of frames on which the model beats that method; the geometric means get
 an interval from the same draws, every set resampled independently. A set of one frame (Middlebury) has
@@ -42,7 +42,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import gmean
 
 from mf_training.eval.metrics import geometric_mean
 
@@ -84,7 +83,7 @@ def markdown(report: dict) -> str:
     lines = [f"# mf bench quality: {report['model']} (mode {report['mode']}), {report['split']} split of each real set",
              ""]
     for name, result in report["sets"].items():
-        lines += [f"## {name}: {result['frames']} test frames, protocol {result['protocol']}",
+        lines += [f"## {name}: {result['frames']} {report['split']} frames, protocol {result['protocol']}",
                   f"{result['provenance']}", "",
                   "| method | RMSE m | MAE m | AbsRel % | δ1 % | coverage % | ms/frame |", "|---" * 7 + "|"]
         rows = {**result["methods"], **result.get("mono", {})}
@@ -197,8 +196,9 @@ def run(args: argparse.Namespace) -> dict:
         report["reference"] = str(args.reference)
     resamples: dict[str, np.ndarray] = {}  # per set: bootstrap ratios under its protocol ...
     between_lines: dict[str, np.ndarray] = {}  # ... and between the scan lines
-    for seed, name in enumerate(names):
+    for name in names:
         real_set = REAL_SETS[name]
+        seed = list(REAL_SETS).index(name)  # a set's draws do not depend on which other sets run
         if not (root / real_set.folder).exists():
             report["skipped"][name] = f"not found at {root / real_set.folder}"
             continue
@@ -242,7 +242,7 @@ def run(args: argparse.Namespace) -> dict:
         [r.get("segments", r)["rmse_ratio"] for r in report["sets"].values()]), 4)
     for key, per_set in (("geomean_rmse_ratio_interval", resamples),
                          ("geomean_rmse_ratio_between_lines_interval", between_lines)):
-        report[key] = interval(gmean(np.stack(list(per_set.values())), axis=0))  # (sets, R) -> (R,) geomeans
+        report[key] = interval(geometric_mean(np.stack(list(per_set.values())), axis=0))  # (sets, R) -> (R,)
     table = markdown(report)
     print(table, file=sys.stderr)
     if out_dir is not None:

@@ -85,6 +85,9 @@ def mean_metrics(frames: list[dict]) -> dict[str, float]:
     return out
 
 
-def geometric_mean(values: list[float]) -> float:
-    """Geometric mean of positive numbers (NaN for an empty list): how RMSE ratios are averaged over sets."""
+def geometric_mean(values: list[float] | np.ndarray, axis: int | None = None) -> float | np.ndarray:
+    """Geometric mean of positive numbers (NaN for an empty list): how RMSE ratios are averaged over sets.
+    With ``axis``, of an array along that axis (e.g. (sets, draws) -> (draws,))."""
+    if axis is not None:
+        return np.exp(np.mean(np.log(values), axis=axis))
     return float(np.exp(np.mean(np.log(values)))) if len(values) else float("nan")
