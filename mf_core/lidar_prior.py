@@ -36,6 +36,7 @@ from dataclasses import dataclass
 
 import torch
 
+from mf_core.errors import InputError
 from mf_core.sparse_fill import directional_neighbours, point_spacing, scanline_fill_log
 
 N_NEIGHBOURS = 4
@@ -84,6 +85,16 @@ def lidar_prior(image: torch.Tensor, log_depth: torch.Tensor, mask: torch.Tensor
         mask=mask,
         log_depth=log_depth,
     )
+
+
+def check_refine_strengths(refine_strength: float | None, refine_strength_near: float | None,
+                           prefix: str = "") -> None:
+    """Raise InputError unless each given strength is a share in [0, 1]; ``prefix`` names where it was set
+    (a config section, a flag's dashes)."""
+    for name, value in (("refine_strength", refine_strength), ("refine_strength_near", refine_strength_near)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            shown = prefix + (name.replace("_", "-") if prefix == "--" else name)
+            raise InputError(f"{shown} must be in [0, 1] (the share of the learned correction applied), got {value}")
 
 
 def strength_map(prior: LidarPrior, between_lines: float, near_lidar: float | None) -> torch.Tensor | float:

@@ -25,7 +25,7 @@ from mf_core.depth_codec import decode_depth, encode_depth
 from mf_core.errors import InputError
 from mf_core.frame_codec import depth_tensor, encode_lidar, image_tensor, to_metres
 from mf_core.frame_network import INPUT_NAMES, ConditionedFrameNetwork, compose_native, exported_mode, onnx_session
-from mf_core.lidar_prior import REFINE_STRENGTH_KEY, REFINE_STRENGTH_NEAR_KEY
+from mf_core.lidar_prior import REFINE_STRENGTH_KEY, REFINE_STRENGTH_NEAR_KEY, check_refine_strengths
 from mf_core.modes import LIDAR_MODES, MODES
 from mf_core.resize import processing_shape, resize_dense_depth, resize_image, resize_sparse_depth
 from mf_core.sampling import SampleOutput, sample, time_grid
@@ -135,10 +135,7 @@ class DepthEstimator:
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
                  processing_size: int | tuple[int, int] | None = None, refine_strength: float = 1.0,
                  onnx_model: str | Path | None = None, refine_strength_near: float | None = None) -> None:
-        for name, value in (("refine_strength", refine_strength), ("refine_strength_near", refine_strength_near)):
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise InputError(f"{name} must be in [0, 1] (the share of the learned correction applied), "
-                                 f"got {value}")
+        check_refine_strengths(refine_strength, refine_strength_near)
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.processing_size = processing_size

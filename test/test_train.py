@@ -365,6 +365,32 @@ def test_release_writes_an_fp16_model_that_predicts_like_the_run(sim_cache, tmp_
         torch.testing.assert_close(a.float(), b.float(), rtol=1e-3, atol=1e-3, msg=name)
     assert DepthEstimator.from_checkpoint(tmp_path / "model").processing_size == 100
     assert mf_main(["release", "--run", str(tmp_path / "nothing"), "--out", str(tmp_path / "m2")]) == 2
+    # The run's release section is what mf release writes without flags; a flag overrides its own setting only.
+    save_config(load_config(run / "config.yaml", ["release.processing_size=128", "release.refine_strength=0.3",
+                                                  "release.refine_strength_near=0.9"]), run / "config.yaml")
+    for name, flags, expected in (("m4", [], (128, 0.3, 0.9)), ("m5", ["--refine-strength", "0.5"], (128, 0.5, 0.9))):
+        assert mf_main(["release", "--run", str(run), "--out", str(tmp_path / name), *flags]) == 0
+        _, metadata = read_checkpoint_config(tmp_path / name)
+        assert (metadata["processing_size"], metadata["refine_strength"], metadata["refine_strength_near"]) == expected
+    estimator = DepthEstimator.from_checkpoint(tmp_path / "m4")
+    assert (estimator.processing_size, estimator.refine_strength, estimator.refine_strength_near) == (128, 0.3, 0.9)
+
+
+def test_validation_scores_each_checkpoint_at_the_release_settings(sim_cache, tmp_path):
+    """Training validation runs the model as the run's release section says it will ship: at strength 0
+    a refine_head model outputs its prior exactly (score 1), at the default full strength the head's
+    learned correction shows (score not 1); so the step mf release picks is judged as it will run."""
+    from mf_core.checkpoint import read_checkpoint_config
+
+    sources = "data.sources=[{path: 'sim:indoor', frames: 4, seed: 0, width: 80, height: 64, val_count: 1}]"
+    scores = {}
+    for name, release in (("full", []), ("none", ["release.refine_strength=0", "release.refine_strength_near=0"])):
+        run = tmp_path / name
+        train(tiny(sim_cache, sources, "steps=3", "batch_size=2", "val_every=3", "optim.warmup_steps=0",
+                   "model.overrides={depth_conditioned: true, refine_head: true, patch_size: 16}", *release), run)
+        scores[name] = read_checkpoint_config(run / "best")[1]["validation"]["score"]
+    assert scores["none"] == pytest.approx(1.0, abs=1e-5)
+    assert abs(scores["full"] - 1.0) > 1e-4
 
 
 def test_pretrain_then_modality_forcing_with_distillation(sim_cache, tmp_path):

@@ -28,15 +28,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="recommended inference mode (default: conditioned for LiDAR-conditioned models, "
                              "else guided)")
     parser.add_argument("--processing-size", type=int, default=None,
-                        help="longer image side inference runs at (default: the run's data.frame_size, "
-                             "else 5/4 of the training crop's)")
-    parser.add_argument("--refine-strength", type=float, default=1.0,
+                        help="longer image side inference runs at (default: the run's release.processing_size, "
+                             "else data.frame_size, else 5/4 of the training crop's)")
+    parser.add_argument("--refine-strength", type=float, default=None,
                         help="refine_head models: share of the learned correction to the LiDAR prior applied at "
-                             "inference between scan lines, in [0, 1] (default 1; choose it on the val split, see "
-                             "the README)")
+                             "inference between scan lines, in [0, 1] (default: the run's release.refine_strength, "
+                             "which its validation scored at)")
     parser.add_argument("--refine-strength-near", type=float, default=None,
                         help="the share next to a LiDAR return on the pixel's own row (mf_core.lidar_prior."
-                             "strength_map; default: --refine-strength everywhere)")
+                             "strength_map; default: the run's release.refine_strength_near)")
     parser.add_argument("--latest", action="store_true", help="release the newest checkpoint, not the best")
     parser.add_argument("--dtype", choices=DTYPES, default="float16", help="weight dtype (default float16)")
 
@@ -45,16 +45,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from mf_core.checkpoint import load_model, save_model
-    from mf_core.lidar_prior import REFINE_STRENGTH_KEY, REFINE_STRENGTH_NEAR_KEY
+    from mf_core.lidar_prior import REFINE_STRENGTH_KEY, REFINE_STRENGTH_NEAR_KEY, check_refine_strengths
     from mf_core.modes import MODES, recommended_mode
     from mf_training.train.config import load_config
     from mf_training.train.loop import BEST_DIR, CONFIG_FILE
     from mf_training.train.state import latest_checkpoint
 
-    for flag, value in (("--refine-strength", args.refine_strength), ("--refine-strength-near",
-                                                                        args.refine_strength_near)):
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise InputError(f"{flag} must be in [0, 1], got {value}")
+    check_refine_strengths(args.refine_strength, args.refine_strength_near, "--")
     run_dir = Path(args.run)
     if not (run_dir / CONFIG_FILE).is_file():
         raise InputError(f"{run_dir} is not a training run (no {CONFIG_FILE}); pass the folder given to mf train --out")
@@ -65,11 +62,13 @@ def run(args: argparse.Namespace) -> int:
     mode = args.mode or recommended_mode({}, model.config.depth_conditioned)
     if mode not in MODES:
         raise InputError(f"--mode {mode!r} is not one of {', '.join(MODES)}")
-    size = args.processing_size or config.data.frame_size or round(max(config.data.width, config.data.height) * 5 / 4)
+    size = args.processing_size or config.processing_size
+    strength = config.release.refine_strength if args.refine_strength is None else args.refine_strength
+    near = config.release.refine_strength_near if args.refine_strength_near is None else args.refine_strength_near
     metadata = {
         **metadata,
-        REFINE_STRENGTH_KEY: args.refine_strength,
-        **({} if args.refine_strength_near is None else {REFINE_STRENGTH_NEAR_KEY: args.refine_strength_near}),
+        REFINE_STRENGTH_KEY: strength,
+        **({} if near is None else {REFINE_STRENGTH_NEAR_KEY: near}),
         "recommended_mode": mode,
         "processing_size": size,
         "run": str(run_dir),

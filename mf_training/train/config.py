@@ -16,6 +16,7 @@ import yaml
 from mf_core.errors import InputError
 from mf_core.files import atomic_write
 from mf_core.flow import LossConfig, TrainingMix
+from mf_core.lidar_prior import check_refine_strengths
 from mf_core.model.config import get_model_config
 from mf_training.sim.config import SCENE_KINDS
 from mf_training.train.config_tree import apply_overrides, from_dict, read_yaml_chain, to_dict
@@ -165,6 +166,25 @@ class LoraSettings:
 
 
 @dataclass
+class ReleaseSettings:
+    """How the released model runs inference. Every validation scores the checkpoint this way, so the
+    step ``mf release`` picks is the best one as it will run; ``mf release`` writes these into the model
+    folder (its flags override them)."""
+
+    # Longer image side the transformer runs at; 0 = data.frame_size, else 5/4 of the crop's longer side.
+    processing_size: int = 0
+    # refine_head models: share of the learned correction to the LiDAR prior applied between scan lines,
+    # and next to a return on the pixel's own row (None = refine_strength everywhere); mf_core.lidar_prior.
+    refine_strength: float = 1.0
+    refine_strength_near: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.processing_size < 0:
+            raise InputError(f"release.processing_size must be >= 0 (0 = data.frame_size), got {self.processing_size}")
+        check_refine_strengths(self.refine_strength, self.refine_strength_near, "release.")
+
+
+@dataclass
 class TrainConfig:
     """One training run: stage, model, data, optimisation, schedule of logs and checkpoints."""
 
@@ -178,6 +198,7 @@ class TrainConfig:
     mix: TrainingMix = field(default_factory=TrainingMix)  # how modes and times are drawn (mf_core.flow)
     loss: LossConfig = field(default_factory=LossConfig)  # loss forms and weights (mf_core.flow)
     lora: LoraSettings = field(default_factory=LoraSettings)  # low-rank adapters instead of full fine-tuning
+    release: ReleaseSettings = field(default_factory=ReleaseSettings)  # how validation and the release run it
     steps: int = 1000  # optimiser steps
     batch_size: int = 8  # global batch (all ranks, all accumulation micro-steps)
     micro_batch_size: int = 0  # per forward pass; 0 = batch_size / world size (no accumulation)
@@ -201,6 +222,12 @@ class TrainConfig:
             raise InputError("lora.rank > 0 adapts a pretrained model: it needs stage=modality-forcing and init_from")
         if not self.data.sources:
             raise InputError("data.sources is empty: list at least one folder, bag or sim: source")
+
+    @property
+    def processing_size(self) -> int:
+        """Longer image side the released model runs at (``release.processing_size`` or its fallbacks)."""
+        data = self.data
+        return self.release.processing_size or data.frame_size or round(max(data.width, data.height) * 5 / 4)
 
     def accumulation_steps(self, world_size: int) -> int:
         """Micro-batches per rank per step; raises InputError when the batch does not split evenly."""

@@ -304,8 +304,10 @@ class Trainer:
         result = evaluate_i2d(evaluation, views, steps=1, keep_views=self.config.val_panels)
         metrics = {"abs_rel": result.abs_rel, "delta1": result.delta1, "count": float(result.count)}
         if self.model_config.depth_conditioned:
+            release = self.config.release
             metrics |= validate_frames(evaluation, self.data.validation, self.data.validation_sources,
-                                       self.config.data.frame_size or None, self.info.device)
+                                       self.config.processing_size, self.info.device, release.refine_strength,
+                                       release.refine_strength_near)
             if metrics.get("score", float("inf")) < self.best_score:
                 self.best_score = metrics["score"]
                 save_model(self.run_dir / BEST_DIR, evaluation,

@@ -97,8 +97,11 @@ def _protocol_name(samples: Sequence[Sample], path: str) -> str:
 
 @torch.no_grad()
 def validate_frames(model: nn.Module, samples: Sequence[Sample], source_paths: Sequence[str],
-                    processing_size: int | None, device: str | torch.device = "cpu") -> dict[str, float]:
-    """Score a LiDAR-conditioned ``model`` on held-out frames grouped by source (see the module docstring).
+                    processing_size: int | None, device: str | torch.device = "cpu", refine_strength: float = 1.0,
+                    refine_strength_near: float | None = None) -> dict[str, float]:
+    """Score a LiDAR-conditioned ``model`` on held-out frames grouped by source (see the module docstring),
+    run as :class:`mf_core.pipeline.DepthEstimator` with these settings (training passes the run's
+    ``release`` section: the model is chosen as it will be released).
 
     Returns ``{"<source>/rmse", "<source>/rmse_prior", "<source>/ratio", "score"}``; sources whose
     frames give nothing to score are left out.
@@ -106,7 +109,9 @@ def validate_frames(model: nn.Module, samples: Sequence[Sample], source_paths: S
     from mf_core.pipeline import DepthEstimator
 
     was_training = model.training
-    method = estimator_method(DepthEstimator(model, device, processing_size), "validation", "conditioned")
+    estimator = DepthEstimator(model, device, processing_size, refine_strength,
+                               refine_strength_near=refine_strength_near)
+    method = estimator_method(estimator, "validation", "conditioned")
     prior = baseline_method("scanline")
     out: dict[str, float] = {}
     ratios = []
