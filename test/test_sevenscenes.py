@@ -6,8 +6,16 @@ import cv2
 import numpy as np
 import pytest
 
+from mf_core.camera import PinholeCamera
 from mf_core.errors import InputError
-from mf_training.data.sevenscenes import SevenScenes
+from mf_training.data.sevenscenes import (
+    COLOUR_FROM_DEPTH_M,
+    COLOUR_INTRINSICS,
+    SevenScenes,
+    read_depth_mm,
+    register_depth,
+)
+from mf_training.eval.edge_alignment import edge_distance
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +31,15 @@ def test_frames_shapes_units_and_camera(root):
     assert s.image.shape == (480, 640, 3) and s.image.dtype == np.uint8
     assert s.gt_depth.shape == s.sparse_depth.shape == (480, 640)
     assert s.gt_depth.dtype == s.sparse_depth.dtype == np.float32
-    assert (s.camera.fx, s.camera.fy, s.camera.cx, s.camera.cy) == (585.0, 585.0, 320.0, 240.0)
+    assert (s.camera.fx, s.camera.fy, s.camera.cx, s.camera.cy) == (527.0, 527.0, 321.7, 238.4)  # colour camera
     raw = cv2.imread(str(root / "frames" / "frame-000005.depth.png"), cv2.IMREAD_UNCHANGED)
     ok = (raw > 0) & (raw < 65535)
-    np.testing.assert_array_equal(s.gt_depth > 0, ok)
-    np.testing.assert_allclose(s.gt_depth[ok], raw[ok] / 1000.0, rtol=1e-6)
-    valid = s.gt_depth[ok]
+    valid = s.gt_depth[s.gt_depth > 0]
+    # registered by a sideways shift: every depth is one of the file's (millimetres -> metres), moved, not changed
+    assert np.isin(np.round(valid * 1000).astype(np.uint16), raw[ok]).all()
     assert valid.min() > 0.79 and valid.max() < 4.0  # Kinect range, metres not millimetres
-    assert 0.7 < ok.mean() < 1.0
+    assert 0.6 < valid.size / ok.size < ok.mean()  # the colour camera sees beyond the depth camera's sides
+    assert not (s.gt_depth[:, :20] > 0).any() and not (s.gt_depth[:, -20:] > 0).any()
     pose = ds.pose(1)
     np.testing.assert_allclose(pose[:3, :3].T @ pose[:3, :3], np.eye(3), atol=1e-3)
 
@@ -52,3 +61,40 @@ def test_bad_input(root, tmp_path):
         SevenScenes(root, sparse_points=0)
     with pytest.raises(InputError, match="no frames"):
         SevenScenes(tmp_path)
+
+
+def _alignment(root, frames, camera, baseline):
+    """Mean edge distance over ``frames`` of the depth registered with ``camera`` and ``baseline``."""
+    ds = SevenScenes(root)
+    depth_camera = PinholeCamera.from_dict({"fx": 585.0, "fy": 585.0, "cx": 320.0, "cy": 240.0}, width=640, height=480)
+    index = {ds.frame_number(i): i for i in range(len(ds))}
+    distances = []
+    for number in frames:
+        image = ds[index[number]].image
+        raw = read_depth_mm(root / "frames" / f"frame-{number:06d}.depth.png")
+        registered = raw if camera is None else register_depth(raw, depth_camera, camera, baseline)
+        distances.append(edge_distance(image, registered)[0])
+    return float(np.mean(distances))
+
+
+def test_depth_is_registered_to_the_colour_image(root):
+    """The registration halves the off-image part of the depth edges on frames it was not fitted on (val), and
+    each of its parameters moved alone makes the alignment on the frames it was fitted on worse."""
+    colour = PinholeCamera.from_dict(COLOUR_INTRINSICS, width=640, height=480)
+    val = range(675, 725, 5)
+    registered, raw = _alignment(root, val, colour, COLOUR_FROM_DEPTH_M), _alignment(root, val, None, None)
+    assert registered < 0.75 * raw, (registered, raw)
+    train = range(0, 650, 40)
+    best = _alignment(root, train, colour, COLOUR_FROM_DEPTH_M)
+    tx = COLOUR_FROM_DEPTH_M[0]
+
+    def camera(**change):
+        return PinholeCamera.from_dict({**COLOUR_INTRINSICS, **change}, width=640, height=480)
+
+    for name, moved, baseline in (("f - 12", camera(fx=515.0, fy=515.0), COLOUR_FROM_DEPTH_M),
+                                  ("f + 12", camera(fx=539.0, fy=539.0), COLOUR_FROM_DEPTH_M),
+                                  ("cx - 4", camera(cx=317.7), COLOUR_FROM_DEPTH_M),
+                                  ("cy + 4", camera(cy=242.4), COLOUR_FROM_DEPTH_M),
+                                  ("baseline 1.5 cm shorter", colour, (tx + 0.015, 0.0, 0.0)),
+                                  ("baseline 1.5 cm longer", colour, (tx - 0.015, 0.0, 0.0))):
+        assert _alignment(root, train, moved, baseline) > best, name
