@@ -88,7 +88,7 @@ REAL_SETS: dict[str, RealSet] = {s.name: s for s in (
     RealSet("kitti", "kitti_object", "lidar-holdout", True, _kitti_split,
             "KITTI object frames: 1242x375 camera 2 + Velodyne HDL-64E, CC BY-NC-SA 3.0"),
     RealSet("sevenscenes", "sevenscenes", "metric", False, _sevenscenes_split,
-            "Microsoft 7-Scenes RGB-D (Kinect v1, 640x480; depth registered to the colour camera here), non-commercial"),
+            "Microsoft 7-Scenes RGB-D (Kinect v1, 640x480; depth registered to the colour image), non-commercial"),
     RealSet("indoor_rgbd", "indoor_rgbd", "metric", False, lambda name: "test",
             "7 single indoor RGB-D frames from NYUv2 and the Prior-Depth-Anything samples, non-commercial"),
     RealSet("middlebury", "middlebury", "metric", False, lambda name: "test",
