@@ -13,6 +13,7 @@ from mf_core.camera import PinholeCamera
 from mf_training import cli
 from mf_training.commands import eval as eval_command
 from mf_training.data.sample_folder import write_sample_folder
+from mf_training.eval.edge_alignment import EDGE_KEYS
 from mf_training.eval.harness import EvalMethod, baseline_method, evaluate
 from mf_training.eval.metrics import FRAME_KEYS, METRIC_NAMES
 from mf_training.eval.protocols import make_protocol
@@ -52,13 +53,14 @@ def test_mf_eval_baseline_classical_writes_json_markdown_and_panels(folder, tmp_
     assert (report["protocol"], report["mode"], report["model"]) == ("metric", None, "baseline:classical")
     assert [f["name"] for f in report["frames"]] == NAMES
     for frame in report["frames"]:
-        assert set(frame) == {"name", *FRAME_KEYS, "runtime_s"}
+        assert set(frame) == {"name", *FRAME_KEYS, *EDGE_KEYS, "runtime_s"}  # dense ground truth: depth edges too
         assert 0 < frame["abs_rel"] < 0.2 and frame["delta1"] > 0.8 and frame["coverage"] == 1.0
         assert frame["runtime_s"] > 0
     for key in METRIC_NAMES:
         assert report["mean"][key] == pytest.approx(np.mean([f[key] for f in report["frames"]]))
     table = (out / "metrics.md").read_text()
     assert "| frame | AbsRel %" in table and all(f"| {name} |" in table for name in NAMES)
+    assert "edge acc px" in table and "| - |" not in table
     assert "**mean of 3**" in table
     for name in NAMES:
         panel = cv2.imread(str(out / "panels" / f"{name}.png"))

@@ -43,6 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mf_training.eval.edge_alignment import EDGE_KEYS
 from mf_training.eval.metrics import geometric_mean
 
 REPORTED = ("rmse", "mae", "abs_rel", "delta1")
@@ -70,7 +71,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _scores(report: dict) -> dict:
     mean = report["mean"]
     return {**{k: round(mean[k], 5) for k in REPORTED}, "coverage": round(mean["coverage"], 4),
+            **{k: round(mean[k], 3) for k in EDGE_KEYS if k in mean},  # dense ground truth only
             "ms": round(1000 * mean["runtime_s"], 1), "frames": mean["n_frames"]}
+
+
+def _edges(scores: dict) -> str:
+    """The depth-edge cell of a method's row: accuracy / completeness in pixels ('-' without dense ground truth,
+    or without a predicted edge for the accuracy)."""
+    if EDGE_KEYS[0] not in scores:
+        return "-"
+    return " / ".join("-" if np.isnan(scores[key]) else f"{scores[key]:.2f}" for key in EDGE_KEYS)
 
 
 def _lidar_as_ground_truth(samples: list) -> list:
@@ -85,11 +95,12 @@ def markdown(report: dict) -> str:
     for name, result in report["sets"].items():
         lines += [f"## {name}: {result['frames']} {report['split']} frames, protocol {result['protocol']}",
                   f"{result['provenance']}", "",
-                  "| method | RMSE m | MAE m | AbsRel % | δ1 % | coverage % | ms/frame |", "|---" * 7 + "|"]
+                  "| method | RMSE m | MAE m | AbsRel % | δ1 % | coverage % | depth edges px (acc / comp) | ms/frame |",
+                  "|---" * 8 + "|"]
         rows = {**result["methods"], **result.get("mono", {})}
         for label, m in rows.items():
             lines.append(f"| {label} | {m['rmse']:.3f} | {m['mae']:.3f} | {100 * m['abs_rel']:.2f} | "
-                         f"{100 * m['delta1']:.1f} | {100 * m['coverage']:.1f} | {m['ms']:.0f} |")
+                         f"{100 * m['delta1']:.1f} | {100 * m['coverage']:.1f} | {_edges(m)} | {m['ms']:.0f} |")
         lines.append("")
         summary = (f"best classical: **{result['best_classical']}**; RMSE ratio model / best classical: "
                    f"**{result['rmse_ratio']:.3f}** {_spread(result)}; confidence vs |error| Spearman "

@@ -14,6 +14,7 @@ from mf_core.camera import PinholeCamera
 from mf_core.completion import get_baseline
 from mf_core.errors import InputError
 from mf_training.data.sample import Sample
+from mf_training.eval.edge_alignment import depth_edge_errors, mean_edge_errors
 from mf_training.eval.metrics import depth_metrics, mean_metrics
 from mf_training.eval.protocols import HOLDOUT_PROTOCOLS, EvalProtocol
 from mf_training.eval.report import frame_panel, summary, write_report
@@ -106,11 +107,14 @@ def evaluate(samples: Iterable[Sample], method: EvalMethod, protocol: EvalProtoc
             raise InputError(f"{method.name} returned depth of shape {raw.shape} for frame {sample.name!r}, "
                              f"expected {split.target.shape}")
         pred = protocol.finalize(raw, split)  # (H, W) metres as scored
-        frames.append({"name": sample.name, **depth_metrics(pred, split.target, split.score_mask),
-                       "runtime_s": runtime})
+        metrics = depth_metrics(pred, split.target, split.score_mask)
+        if not split.target_is_sparse:  # where depth edges are: only dense ground truth has them
+            metrics |= depth_edge_errors(pred, split.target, split.score_mask)
+        frames.append({"name": sample.name, **metrics, "runtime_s": runtime})
         if out_dir is not None and panels:
             save_png(out_dir / "panels" / f"{sample.name}.png", frame_panel(sample.image, split, pred))
-    mean = {**mean_metrics(frames), "runtime_s": float(np.mean([f["runtime_s"] for f in frames]))}
+    mean = {**mean_metrics(frames), **mean_edge_errors(frames),
+            "runtime_s": float(np.mean([f["runtime_s"] for f in frames]))}
     report = {"frames": frames, "mean": mean, "protocol": protocol.name, "mode": method.mode, "model": method.name}
     if out_dir is not None:
         write_report(out_dir, report, describe(method, protocol))

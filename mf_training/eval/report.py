@@ -25,6 +25,8 @@ COLUMNS: tuple[tuple[str, str, float, str], ...] = (
     ("delta2", "δ2 %", 100.0, ".1f"),
     ("delta3", "δ3 %", 100.0, ".1f"),
     ("coverage", "coverage %", 100.0, ".1f"),
+    ("edge_accuracy_px", "edge acc px", 1.0, ".2f"),  # dense ground truth only (mf_training/eval/edge_alignment.py)
+    ("edge_completeness_px", "edge comp px", 1.0, ".2f"),
     ("n_valid", "pixels", 1.0, ".0f"),
     ("runtime_s", "time ms", 1000.0, ".1f"),
 )
@@ -34,7 +36,7 @@ MIN_ERROR_SCALE = 0.05  # metres: the error colour bar spans at least this much
 
 
 def _row(label: str, values: dict) -> str:
-    cells = [format(values[key] * factor, fmt) for key, _, factor, fmt in COLUMNS]
+    cells = [format(values[key] * factor, fmt) if key in values else "-" for key, _, factor, fmt in COLUMNS]
     return "| " + " | ".join([label, *cells]) + " |"
 
 
