@@ -20,10 +20,12 @@ from mf_training.eval.metrics import depth_metrics, valid_depth_mask
 MODEL = Path(__file__).resolve().parents[1] / "models" / "mf-default"
 # The subset: the first REAL_FRAMES test frames of these sets. Measured at release (README), the RMSE
 # ratio to the best classical baseline (Delaunay-linear on all three): KITTI 0.691, DGP 0.914,
-# 7-Scenes 0.956 under the set's protocol; between scan lines (segment-holdout) KITTI 0.850, DGP 0.976.
+# 7-Scenes 1.005 under the set's protocol (0.956 against 7-Scenes' depth before it was registered to the image;
+# its first three test frames are a draw, the whole split 0.963); between scan lines (segment-holdout) KITTI
+# 0.850, DGP 0.976.
 REAL_SETS = ("kitti", "dgp", "sevenscenes")
 REAL_FRAMES = 3
-MEASURED_RATIO = {"kitti": 0.691, "dgp": 0.914, "sevenscenes": 0.956}
+MEASURED_RATIO = {"kitti": 0.691, "dgp": 0.914, "sevenscenes": 1.005}
 MEASURED_SEGMENT_RATIO = {"kitti": 0.850, "dgp": 0.976}
 MARGIN = 0.05  # the scores are deterministic; this only absorbs BLAS / platform round-off
 
