@@ -63,29 +63,30 @@ def test_bad_input(root, tmp_path):
         SevenScenes(tmp_path)
 
 
-def _alignment(root, frames, camera, baseline):
-    """Mean edge distance over ``frames`` of the depth registered with ``camera`` and ``baseline``."""
-    ds = SevenScenes(root)
-    depth_camera = PinholeCamera.from_dict({"fx": 585.0, "fy": 585.0, "cx": 320.0, "cy": 240.0}, width=640, height=480)
-    index = {ds.frame_number(i): i for i in range(len(ds))}
-    distances = []
-    for number in frames:
-        image = ds[index[number]].image
-        raw = read_depth_mm(root / "frames" / f"frame-{number:06d}.depth.png")
-        registered = raw if camera is None else register_depth(raw, depth_camera, camera, baseline)
-        distances.append(edge_distance(image, registered)[0])
+def _alignment(frames, camera, baseline):
+    """Mean edge distance over ``frames`` ((image, raw depth, depth camera) each) of the depth registered with
+    ``camera`` and ``baseline`` (the raw depth when ``camera`` is None)."""
+    distances = [edge_distance(image, raw if camera is None else register_depth(raw, depth_camera, camera, baseline))[0]
+                 for image, raw, depth_camera in frames]
     return float(np.mean(distances))
 
 
+def _frames(root, numbers):
+    """(image, raw depth, depth camera) of the 7-Scenes frames ``numbers``, read once."""
+    depth_camera = PinholeCamera.from_dict(SevenScenes(root).depth_intrinsics, width=640, height=480)
+    return [(cv2.cvtColor(cv2.imread(str(root / "frames" / f"frame-{n:06d}.color.jpg")), cv2.COLOR_BGR2RGB),
+             read_depth_mm(root / "frames" / f"frame-{n:06d}.depth.png"), depth_camera) for n in numbers]
+
+
 def test_depth_is_registered_to_the_colour_image(root):
-    """The registration halves the off-image part of the depth edges on frames it was not fitted on (val), and
-    each of its parameters moved alone makes the alignment on the frames it was fitted on worse."""
+    """The registration brings the depth edges at least 25 % closer to the image's on frames it was not fitted on
+    (val), and each of its parameters moved alone makes the alignment on frames it was fitted on worse."""
     colour = PinholeCamera.from_dict(COLOUR_INTRINSICS, width=640, height=480)
-    val = range(675, 725, 5)
-    registered, raw = _alignment(root, val, colour, COLOUR_FROM_DEPTH_M), _alignment(root, val, None, None)
+    val = _frames(root, range(675, 725, 5))
+    registered, raw = _alignment(val, colour, COLOUR_FROM_DEPTH_M), _alignment(val, None, None)
     assert registered < 0.75 * raw, (registered, raw)
-    train = range(0, 650, 40)
-    best = _alignment(root, train, colour, COLOUR_FROM_DEPTH_M)
+    train = _frames(root, range(0, 650, 40))
+    best = _alignment(train, colour, COLOUR_FROM_DEPTH_M)
     tx = COLOUR_FROM_DEPTH_M[0]
 
     def camera(**change):
@@ -97,4 +98,4 @@ def test_depth_is_registered_to_the_colour_image(root):
                                   ("cy + 4", camera(cy=242.4), COLOUR_FROM_DEPTH_M),
                                   ("baseline 1.5 cm shorter", colour, (tx + 0.015, 0.0, 0.0)),
                                   ("baseline 1.5 cm longer", colour, (tx - 0.015, 0.0, 0.0))):
-        assert _alignment(root, train, moved, baseline) > best, name
+        assert _alignment(train, moved, baseline) > best, name

@@ -101,8 +101,9 @@ class SevenScenes:
         self.frame_stems = sorted(p.name[: -len(".color.jpg")] for p in frames.glob("frame-*.color.jpg"))
         if not self.frame_stems:
             raise InputError(f"no frames/frame-*.color.jpg under {self.root}; point at the 7-Scenes folder")
-        K = _read_matrix(self.root / "camera-intrinsics.txt", (3, 3))  # the depth camera's (nominal)
-        self._depth_intrinsics = {"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2], "cy": K[1, 2]}
+        K = _read_matrix(self.root / "camera-intrinsics.txt", (3, 3))
+        # The depth camera's K (nominal), which register_depth back-projects the depth files with.
+        self.depth_intrinsics = {"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2], "cy": K[1, 2]}
 
     def __len__(self) -> int:
         return len(self.frame_stems)
@@ -129,7 +130,7 @@ class SevenScenes:
             raise InputError(f"{self.frame_stems[index]}: depth is {raw.shape}, colour is {image.shape[:2]}")
         h, w = raw.shape
         camera = PinholeCamera.from_dict(COLOUR_INTRINSICS, width=w, height=h)
-        gt = register_depth(raw, PinholeCamera.from_dict(self._depth_intrinsics, width=w, height=h), camera)
+        gt = register_depth(raw, PinholeCamera.from_dict(self.depth_intrinsics, width=w, height=h), camera)
         number = self.frame_number(index)
         rng = np.random.default_rng([self.seed, number])
         sparse = simulate_sparse_depth(gt, camera, rng, self.sparse_pattern, self.sparse_points)
