@@ -93,6 +93,9 @@ class TrainingMix:
 
 
 DEPTH_LOSSES = ("l1", "l2", "huber", "relative_l2")
+# per_prior: the smallest prior loss a sample's loss is divided by (relative_l2: a 0.1 % RMS error), so that a
+# sample the prior already gets right does not blow up.
+PRIOR_LOSS_FLOOR = 1e-6
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,11 @@ class LossConfig:
         image_weight, depth_weight: multipliers of the two flow-matching terms.
         distill_hi, distill_lo: self-distillation weight lambda_hi * t_depth + lambda_lo * (1 - t_depth);
             only used when a teacher is given. The paper gives no values; these are our start.
+        per_prior: refine_head models: each sample's depth loss divided by its LiDAR prior's loss on the
+            same targets (``ModelOutput.prior_x0``, not differentiated), so a sample counts by how much the
+            model improves on its prior, as the benchmark's ratios do, not by its depth range. Without it
+            the few outdoor frames with large relative errors dominate the indoor ones. Samples without
+            LiDAR keep their plain loss.
     """
 
     depth_loss: str = "l1"
@@ -116,6 +124,7 @@ class LossConfig:
     depth_weight: float = 1.0
     distill_hi: float = 1.0
     distill_lo: float = 0.1
+    per_prior: bool = False
 
     def __post_init__(self) -> None:
         if self.depth_loss not in DEPTH_LOSSES:
@@ -271,6 +280,12 @@ def flow_matching_losses(
     image_mse = (out.image_velocity.float() - image_target.float()).square().mean(dim=(1, 2, 3))  # (B,)
     depth_err = _depth_error(out.depth_x0.float(), depth, config)  # (B, 1, H, W)
     depth_per_sample = _masked_mean_per_sample(depth_err, target_mask)  # (B,)
+    if config.per_prior and out.prior_x0 is not None:
+        prior_x0 = out.prior_x0.float().detach()  # (B, 1, H, W), NaN in samples without LiDAR
+        has_prior = torch.isfinite(prior_x0).flatten(1).all(dim=1)  # (B,)
+        prior_err = _depth_error(torch.nan_to_num(prior_x0), depth, config)
+        prior_per_sample = _masked_mean_per_sample(prior_err, target_mask).clamp(min=PRIOR_LOSS_FLOOR)  # (B,)
+        depth_per_sample = torch.where(has_prior, depth_per_sample / prior_per_sample, depth_per_sample)
     has_target = (target_mask.sum(dim=(1, 2, 3)) > 0).float()  # (B,)
 
     losses = {

@@ -181,3 +181,32 @@ def test_bad_batch_is_an_input_error():
     del batch["depth_valid"]
     with pytest.raises(InputError, match="depth_valid"):
         flow_matching_losses(random_model(), batch, TrainingMix(), torch.Generator())
+
+
+def test_per_prior_divides_each_samples_loss_by_its_lidar_priors_loss():
+    """A refine_head model's per-sample loss over its prior's (ModelOutput.prior_x0); a sample without
+    LiDAR keeps its plain loss. Fails if the division, the per-sample pairing or the no-LiDAR case breaks."""
+    from mf_core.depth_codec import decode_depth
+
+    model = random_model(depth_conditioned=True, refine_head=True, patch_size=8)
+    seen = _capture_outputs(model)
+    batch = _batch(b=3, h=32, w=48)
+    fed = batch["depth_valid"] & (torch.rand(batch["depth"].shape, generator=torch.Generator().manual_seed(3)) < 0.5)
+    fed[2] = False  # the last sample has no LiDAR
+    batch["sparse_depth"], batch["sparse_mask"] = torch.where(fed, batch["depth"], 0.0), fed
+    batch["depth_valid"] = batch["depth_valid"] & ~fed
+    mix = TrainingMix(p_i2d=1.0, p_d2i=0.0, sparse_drop_prob=0.0)
+    config = LossConfig(depth_loss="relative_l2", per_prior=True)
+    losses = flow_matching_losses(model, batch, mix, torch.Generator().manual_seed(0), config=config)
+    out, target, valid = seen["output"], decode_depth(batch["depth"]), batch["depth_valid"]
+    assert torch.isnan(out.prior_x0[2]).all() and torch.isfinite(out.prior_x0[:2]).all()
+
+    def mse(x0: torch.Tensor, i: int) -> torch.Tensor:
+        return (decode_depth(x0[i:i + 1])[0] - target[i])[valid[i]].square().mean()
+
+    expected = [mse(out.depth_x0.detach(), i) / mse(out.prior_x0, i) for i in range(2)]
+    expected.append(mse(out.depth_x0.detach(), 2))
+    assert losses["depth_x0"].item() == pytest.approx(torch.stack(expected).mean().item(), rel=1e-5)
+    plain = flow_matching_losses(model, batch, mix, torch.Generator().manual_seed(0),
+                                 config=LossConfig(depth_loss="relative_l2"))
+    assert plain["depth_x0"].item() != pytest.approx(losses["depth_x0"].item(), rel=1e-2)

@@ -77,6 +77,8 @@ def test_config_composes_base_files_and_types_overrides(tmp_path):
         ("data.hflip=maybe", "must be true or false"),
         ("steps=2.5", "steps must be an integer"),
         ("stage=finetune", "stage must be one of"),
+        ("trainable=head", "trainable must be one of"),
+        ("trainable=refine_head", "trainable=refine_head trains the head of a trained model"),
         ("model.name=MF-XXL", "unknown model 'MF-XXL'"),
         ("model.overrides={widht: 3}", "unknown model setting"),
         ("model.overrides={width: wide}", "model setting width must be int"),
@@ -480,3 +482,24 @@ def test_init_from_a_depth_model_fine_tunes_it_as_it_is(sim_cache, tmp_path):
     shipped, _ = build_models(tiny(sim_cache, "init_from=default", "model.name=init_from"))
     default, _ = load_model(REPO / "models" / "mf-default")
     assert torch.equal(shipped.depth_final.linear.weight, default.depth_final.linear.weight)
+
+
+def test_refine_head_stage_trains_the_head_only(sim_cache, tmp_path):
+    """trainable=refine_head on a trained refining model: the head's weights move, nothing else does; a model
+    without a head is an input error."""
+    refining = "model.overrides={depth_conditioned: true, refine_head: true, patch_size: 8}"
+    run = tmp_path / "mf"
+    train(tiny(sim_cache, refining, "steps=1", "batch_size=2"), run)
+    before, _ = load_model(latest_checkpoint(run) / "model")
+    stage = tmp_path / "head"
+    train(tiny(sim_cache, refining, f"init_from={run}", "trainable=refine_head", "steps=2", "batch_size=2",
+               "optim.warmup_steps=0", "optim.ema_decay=0"), stage)
+    after, _ = load_model(latest_checkpoint(stage) / "model")
+    moved = {name for name, value in after.state_dict().items() if not torch.equal(value, before.state_dict()[name])}
+    assert moved and all(name.startswith("refine.") for name in moved), sorted(moved)[:5]
+    assert "refine.out.weight" in moved
+    plain = tmp_path / "plain"
+    train(tiny(sim_cache, "steps=1", "batch_size=1"), plain)
+    with pytest.raises(InputError, match="has no refinement head"):
+        train(tiny(sim_cache, f"init_from={plain}", "trainable=refine_head", "steps=1", "batch_size=1"),
+              tmp_path / "bad")

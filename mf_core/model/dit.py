@@ -63,6 +63,9 @@ class ModelOutput:
     # depth (B, 1, H, W), from which mf_core.lidar_prior.compose rebuilds depth at another resolution.
     refine_terms: torch.Tensor | None = None
     transformer_log_depth: torch.Tensor | None = None
+    # ... and the LiDAR prior's fill encoded like depth_x0 (B, 1, H, W), NaN in samples without LiDAR: what
+    # the model output is without its head's correction (the reference of LossConfig.per_prior).
+    prior_x0: torch.Tensor | None = None
 
 
 def is_depth_parameter(name: str) -> bool:
@@ -313,10 +316,13 @@ class ModalityForcingDiT(nn.Module):
                 sparse_mask = torch.zeros_like(depth, dtype=torch.bool)
                 sparse_depth = torch.zeros_like(depth)
             prior = lidar_prior(image, log_relative_depth(sparse_depth, sparse_mask), sparse_mask)
+        prior_x0 = None
+        if prior is not None:  # the fill encoded like depth_x0: an input, and ModelOutput.prior_x0 (NaN without LiDAR)
+            fill, _ = encode_depth(prior.fill.exp(), scale=torch.ones(b, device=depth.device))  # (B, 1, H, W)
+            prior_x0 = torch.where(prior.has_lidar, fill, torch.nan)
         if sparse_depth is not None:
             lidar = [sparse_depth, sparse_mask.to(sparse_depth.dtype)]
             if prior is not None:
-                fill, _ = encode_depth(prior.fill.exp(), scale=torch.ones(b, device=depth.device))
                 lidar.append(torch.where(prior.has_lidar, fill, 0.0).to(sparse_depth.dtype))
             tokens["depth"] = tokens["depth"] + self.sparse_embed(torch.cat(lidar, dim=1))  # (B, N, D)
 
@@ -345,7 +351,7 @@ class ModalityForcingDiT(nn.Module):
         image_velocity = unpatchify(image_out, self.image_patch, grid_h, grid_w)  # (B, C, H', W')
         if prior is None:
             return ModelOutput(image_velocity=image_velocity, depth_x0=depth_x0)
-        return self._refine(image, prior, depth_x0, image_velocity)
+        return self._refine(image, prior, prior_x0, depth_x0, image_velocity)
 
     def forward_image(self, image: torch.Tensor, t_image: torch.Tensor, context: torch.Tensor | None = None
                       ) -> torch.Tensor:
@@ -391,8 +397,8 @@ class ModalityForcingDiT(nn.Module):
             return {}
         return {"context": self.context_embed(context)}  # (B, L, D)
 
-    def _refine(self, image: torch.Tensor, prior: LidarPrior, depth_x0: torch.Tensor, image_velocity: torch.Tensor
-                ) -> ModelOutput:
+    def _refine(self, image: torch.Tensor, prior: LidarPrior, prior_x0: torch.Tensor, depth_x0: torch.Tensor,
+                image_velocity: torch.Tensor) -> ModelOutput:
         """Compose the depth from the LiDAR prior with the refinement head (float32, autocast off)."""
         with _no_autocast(image.device.type):
             # The transformer's log relative depth, averaged per token and upsampled bilinearly: its
@@ -405,7 +411,7 @@ class ModalityForcingDiT(nn.Module):
             composed, _ = encode_depth(log_depth.clamp(-MAX_LOG_DEPTH, MAX_LOG_DEPTH).exp(),
                                        scale=torch.ones(image.shape[0], device=image.device))
         return ModelOutput(image_velocity=image_velocity, depth_x0=composed, refine_terms=terms,
-                           transformer_log_depth=transformer)
+                           transformer_log_depth=transformer, prior_x0=prior_x0)
 
     def _time_vectors(self, t_image: torch.Tensor, t_depth: torch.Tensor) -> dict[str, torch.Tensor]:
         image, depth = self.time_embed_image(t_image), self.time_embed_depth(t_depth)  # (B, D)

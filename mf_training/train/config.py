@@ -22,6 +22,7 @@ from mf_training.sim.config import SCENE_KINDS
 from mf_training.train.config_tree import apply_overrides, from_dict, read_yaml_chain, to_dict
 
 STAGES = ("pretrain", "modality-forcing")
+TRAINABLE = ("all", "refine_head")
 SIM_PREFIX = "sim:"
 
 
@@ -191,6 +192,9 @@ class TrainConfig:
     stage: str = "pretrain"  # pretrain (image stream only) | modality-forcing (depth post-training)
     init_from: str = ""  # modality-forcing: pretrain run dir or model dir ("" = from scratch, tests/ablations)
     distill: bool = False  # self-distil the image output against a frozen copy of init_from (weights in loss)
+    # "refine_head": only the refinement head of init_from trains, the transformer is frozen (a head stage
+    # on a trained model: its depth is one of the head's inputs); "all": every parameter (or the LoRA set).
+    trainable: str = "all"
     model: ModelSection = field(default_factory=ModelSection)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -218,6 +222,11 @@ class TrainConfig:
             raise InputError("log_every, ckpt_every and keep_last must be >= 1; val_every >= 0")
         if self.distill and not (self.stage == "modality-forcing" and self.init_from):
             raise InputError("distill=true needs stage=modality-forcing and init_from (the frozen teacher)")
+        if self.trainable not in TRAINABLE:
+            raise InputError(f"trainable must be one of {', '.join(TRAINABLE)}, got {self.trainable!r}")
+        if self.trainable == "refine_head" and not (self.stage == "modality-forcing" and self.init_from):
+            raise InputError("trainable=refine_head trains the head of a trained model: it needs "
+                             "stage=modality-forcing and init_from")
         if self.lora.rank and not (self.stage == "modality-forcing" and self.init_from):
             raise InputError("lora.rank > 0 adapts a pretrained model: it needs stage=modality-forcing and init_from")
         if not self.data.sources:

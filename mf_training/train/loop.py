@@ -103,6 +103,14 @@ def model_dir_of(path: str | Path) -> Path:
                      f"({CONFIG_FILE} + checkpoints/); pass the pretrain run's --out folder")
 
 
+def train_only_refine_head(model: ModalityForcingDiT) -> None:
+    """Freeze every parameter of ``model`` but its refinement head's (``TrainConfig.trainable``)."""
+    if not model.config.refine_head:
+        raise InputError(f"trainable=refine_head: model {model.config.name} has no refinement head (refine_head)")
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.startswith("refine."))
+
+
 def build_models(config: TrainConfig) -> tuple[ModalityForcingDiT, ModalityForcingDiT | None]:
     """The model to train and, with ``distill``, the frozen teacher (the pretrained model as loaded).
 
@@ -197,6 +205,8 @@ class Trainer:
         raw, self.teacher = build_models(config)
         if config.lora.rank:
             add_lora(raw, config.lora)
+        if config.trainable == "refine_head":
+            train_only_refine_head(raw)
         raw.gradient_checkpointing = config.perf.gradient_checkpointing
         raw.to(self.info.device)
         if self.teacher is not None:
