@@ -280,7 +280,9 @@ def flow_matching_losses(
     image_mse = (out.image_velocity.float() - image_target.float()).square().mean(dim=(1, 2, 3))  # (B,)
     depth_err = _depth_error(out.depth_x0.float(), depth, config)  # (B, 1, H, W)
     depth_per_sample = _masked_mean_per_sample(depth_err, target_mask)  # (B,)
-    if config.per_prior and out.prior_x0 is not None:
+    if config.per_prior:
+        if out.prior_x0 is None:
+            raise InputError("loss.per_prior divides by the LiDAR prior's loss: it needs a refine_head model")
         prior_x0 = out.prior_x0.float().detach()  # (B, 1, H, W), NaN in samples without LiDAR
         has_prior = torch.isfinite(prior_x0).flatten(1).all(dim=1)  # (B,)
         prior_err = _depth_error(torch.nan_to_num(prior_x0), depth, config)

@@ -210,3 +210,5 @@ def test_per_prior_divides_each_samples_loss_by_its_lidar_priors_loss():
     plain = flow_matching_losses(model, batch, mix, torch.Generator().manual_seed(0),
                                  config=LossConfig(depth_loss="relative_l2"))
     assert plain["depth_x0"].item() != pytest.approx(losses["depth_x0"].item(), rel=1e-2)
+    with pytest.raises(InputError, match="needs a refine_head model"):
+        flow_matching_losses(random_model(), _batch(), mix, torch.Generator().manual_seed(0), config=config)

@@ -79,6 +79,7 @@ def test_config_composes_base_files_and_types_overrides(tmp_path):
         ("stage=finetune", "stage must be one of"),
         ("trainable=head", "trainable must be one of"),
         ("trainable=refine_head", "trainable=refine_head trains the head of a trained model"),
+        (["trainable=refine_head", "init_from=default", "lora.rank=4"], "drop lora.rank"),
         ("model.name=MF-XXL", "unknown model 'MF-XXL'"),
         ("model.overrides={widht: 3}", "unknown model setting"),
         ("model.overrides={width: wide}", "model setting width must be int"),
@@ -95,7 +96,7 @@ def test_bad_config_values_raise_input_errors(override, message):
             load_config(TINY, [override, "micro_batch_size=2"]).accumulation_steps(1)
         return
     with pytest.raises(InputError, match=message):
-        load_config(TINY, [override])
+        load_config(TINY, override if isinstance(override, list) else [override])
 
 
 def test_missing_config_file_and_base_cycle(tmp_path):

@@ -227,6 +227,8 @@ class TrainConfig:
         if self.trainable == "refine_head" and not (self.stage == "modality-forcing" and self.init_from):
             raise InputError("trainable=refine_head trains the head of a trained model: it needs "
                              "stage=modality-forcing and init_from")
+        if self.trainable == "refine_head" and self.lora.rank:
+            raise InputError("trainable=refine_head freezes everything but the head: drop lora.rank")
         if self.lora.rank and not (self.stage == "modality-forcing" and self.init_from):
             raise InputError("lora.rank > 0 adapts a pretrained model: it needs stage=modality-forcing and init_from")
         if not self.data.sources:
