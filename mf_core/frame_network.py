@@ -2,9 +2,9 @@
 
 - :class:`ConditionedFrameNetwork` is what ``DepthEstimator.predict(mode="conditioned", steps=1)``
   computes, tensors in, metres out: the fed LiDAR's encoding, one model pass (the one-step i2d
-  prediction, t_image = 0, t_depth = 1, from the given noise) at the processing size, and the
-  composition at the input's native resolution with the prior of the native LiDAR
-  (:func:`compose_native`).
+  prediction, t_image = 0, t_depth = 1, from the given noise) at the processing size, the
+  refinement head at the refine size (the scale it trained at) and the composition at the input's
+  native resolution with the prior of the native LiDAR (:func:`refine_native`).
 - :class:`MonocularFrameNetwork` is the one-step monocular pass of modes ``i2d`` and
   ``i2d-aligned``: image in, relative depth (unit mean) at the processing size out; the estimator
   resizes and, for i2d-aligned, aligns it to the LiDAR as on torch.
@@ -25,40 +25,52 @@ from torch import nn
 from mf_core.depth_codec import decode_depth
 from mf_core.errors import InputError
 from mf_core.frame_codec import MAX_LOG_DEPTH, encode_lidar
-from mf_core.lidar_prior import compose, lidar_prior, strength_map
+from mf_core.lidar_prior import LidarPrior, compose, lidar_prior, strength_map
 
 # The inputs of each network and of its ONNX graph, in order, by the mode it computes.
-INPUT_NAMES = {"conditioned": ("image_small", "sparse_small", "noise", "image_native", "sparse_native"),
+INPUT_NAMES = {"conditioned": ("image_small", "sparse_small", "noise", "image_refine", "sparse_refine", "image_native",
+                               "sparse_native"),
                "i2d": ("image_small", "noise")}
 EXPORT_MODES = tuple(INPUT_NAMES)
 OUTPUT_NAME = "depth"
 MODE_METADATA_KEY = "mf_mode"  # ONNX metadata: the mode the graph computes (absent in older files: conditioned)
 
 
-def compose_native(model: nn.Module, refine_strength: float, image_native: torch.Tensor,
-                   sparse_native: torch.Tensor, refine_terms: torch.Tensor, transformer_log_depth: torch.Tensor,
-                   scale: torch.Tensor, refine_strength_near: float | None = None) -> torch.Tensor:
-    """Metres (B, 1, H, W) at the native resolution: the prior of the native LiDAR (B, 1, H, W metres,
-    0 = none) composed with the model's upsampled terms, in the fed LiDAR's ``scale`` (B,), at the
-    strengths of :func:`mf_core.lidar_prior.strength_map`."""
-    h, w = image_native.shape[-2:]
-    mask = sparse_native > 0
+def _scaled_prior(image: torch.Tensor, sparse: torch.Tensor, scale: torch.Tensor) -> LidarPrior:
+    """The prior of LiDAR ``sparse`` (B, 1, H, W metres, 0 = none) in log depth relative to ``scale`` (B, 1, 1, 1)."""
+    mask = sparse > 0
+    return lidar_prior(image, torch.where(mask, (sparse / scale).clamp(min=1e-6).log(), 0.0), mask)
+
+
+def refine_native(model: nn.Module, refine_strength: float, refine_strength_near: float | None,
+                  image_refine: torch.Tensor, sparse_refine: torch.Tensor, image_native: torch.Tensor,
+                  sparse_native: torch.Tensor, transformer_log_depth: torch.Tensor, scale: torch.Tensor
+                  ) -> torch.Tensor:
+    """Metres (B, 1, H, W) at the native resolution from the transformer's log relative depth (B, 1, h, w)
+    at the processing size: the refinement head runs at the refine size (``image_refine`` (B, 3, hr, wr)
+    in [-1, 1] and ``sparse_refine`` (B, 1, hr, wr) metres, the frame resized as at the processing
+    size), and its terms, upsampled, compose the prior of the native LiDAR (B, 1, H, W metres, 0 = none),
+    in the fed LiDAR's ``scale`` (B,), at the strengths of :func:`mf_core.lidar_prior.strength_map`."""
     scale = scale.view(-1, 1, 1, 1)
-    log_depth = torch.where(mask, (sparse_native / scale).clamp(min=1e-6).log(), 0.0)
-    prior = lidar_prior(image_native, log_depth, mask)
+    native = _scaled_prior(image_native, sparse_native, scale)
+    same = image_refine.shape == image_native.shape  # a camera at or below the refine size: one prior
+    at_refine = native if same else _scaled_prior(image_refine, sparse_refine, scale)
 
-    def upsample(x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x.float(), size=(h, w), mode="bilinear", align_corners=False)
+    def resized(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x.float(), size=like.shape[-2:], mode="bilinear", align_corners=False)
 
-    strength = strength_map(prior, refine_strength, refine_strength_near)
-    composed = compose(prior, upsample(refine_terms), upsample(transformer_log_depth),
+    transformer = resized(transformer_log_depth, image_refine)  # (B, 1, hr, wr)
+    terms = model.refine_terms(image_refine, at_refine, transformer)  # (B, N_TERMS, hr, wr)
+    strength = strength_map(native, refine_strength, refine_strength_near)
+    composed = compose(native, resized(terms, image_native), resized(transformer, image_native),
                        *(w.to(image_native.device) for w in model.refine.selection_weights), strength=strength)
     return scale * composed.clamp(-MAX_LOG_DEPTH, MAX_LOG_DEPTH).exp()
 
 
 class ConditionedFrameNetwork(nn.Module):
     """image_small (B, 3, h, w) in [-1, 1], sparse_small (B, 1, h, w) metres, noise (B, 1, h, w),
-    image_native (B, 3, H, W) in [-1, 1], sparse_native (B, 1, H, W) metres -> depth (B, 1, H, W) metres."""
+    image_refine (B, 3, hr, wr), sparse_refine (B, 1, hr, wr), image_native (B, 3, H, W),
+    sparse_native (B, 1, H, W) -> depth (B, 1, H, W) metres (:func:`refine_native`)."""
 
     def __init__(self, model: nn.Module, refine_strength: float, refine_strength_near: float | None = None) -> None:
         super().__init__()
@@ -70,18 +82,19 @@ class ConditionedFrameNetwork(nn.Module):
         self.refine_strength_near = None if refine_strength_near is None else float(refine_strength_near)
 
     def forward(self, image_small: torch.Tensor, sparse_small: torch.Tensor, noise: torch.Tensor,
-                image_native: torch.Tensor, sparse_native: torch.Tensor) -> torch.Tensor:
+                image_refine: torch.Tensor, sparse_refine: torch.Tensor, image_native: torch.Tensor,
+                sparse_native: torch.Tensor) -> torch.Tensor:
         lidar = encode_lidar(sparse_small)
         parameter = next(self.model.parameters())
         batch = image_small.shape[0]
         t_image = torch.zeros(batch, device=parameter.device, dtype=parameter.dtype)
         t_depth = torch.ones(batch, device=parameter.device, dtype=parameter.dtype)
         x_image = self.model.encode_image(image_small.to(parameter.dtype))
-        out = self.model(x_image, noise.to(parameter.dtype), t_image, t_depth,
-                         sparse_depth=lidar.depth.to(parameter.dtype), sparse_mask=lidar.mask.to(parameter.dtype))
-        return compose_native(self.model, self.refine_strength, image_native.float(), sparse_native.float(),
-                              out.refine_terms.float(), out.transformer_log_depth.float(), lidar.scale,
-                              self.refine_strength_near)
+        out = self.model(x_image, noise.to(parameter.dtype), t_image, t_depth, sparse_depth=lidar.depth.to(
+            parameter.dtype), sparse_mask=lidar.mask.to(parameter.dtype), refine=False)
+        return refine_native(self.model, self.refine_strength, self.refine_strength_near, image_refine.float(),
+                             sparse_refine.float(), image_native.float(), sparse_native.float(),
+                             out.transformer_log_depth.float(), lidar.scale)
 
 
 class MonocularFrameNetwork(nn.Module):

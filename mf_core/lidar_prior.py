@@ -54,6 +54,10 @@ REFINE_STRENGTH_KEY = "refine_strength"
 # the left or right. Absent: refine_strength everywhere. Chosen on the val split (README model card).
 REFINE_STRENGTH_NEAR_KEY = "refine_strength_near"
 NEAR_REACH_SPACINGS = 3.0
+# ... and the longer image side its refinement head runs at (the scale it trained at: the head reads
+# edges and neighbours in pixels, so at half that scale it loses most of what it learned between scan
+# lines, README model card). Absent: the processing size (the transformer's), as older models ran.
+REFINE_SIZE_KEY = "refine_size"
 
 
 @dataclass

@@ -3,8 +3,9 @@
 Nodes, offline tools and evaluation all call :meth:`DepthEstimator.predict`; it owns the
 pre-processing (resize to the processing resolution, :mod:`mf_core.frame_codec` for the model
 inputs), the sampler call per mode, the metric alignment to LiDAR (aligned modes only) and the
-way back to the caller's resolution: for refine_head models the LiDAR prior of the full-resolution
-sweep composed with the model's upsampled terms, so depth edges are placed at the input resolution.
+way back to the caller's resolution: for refine_head models the refinement head at its own refine
+size and the LiDAR prior of the full-resolution sweep composed with its upsampled terms, so depth
+edges are placed at the input resolution.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from mf_core.checkpoint import load_model, resolve_model_path
 from mf_core.depth_codec import decode_depth, encode_depth
 from mf_core.errors import InputError
 from mf_core.frame_codec import depth_tensor, encode_lidar, image_tensor, to_metres
-from mf_core.frame_network import INPUT_NAMES, ConditionedFrameNetwork, compose_native, exported_mode, onnx_session
-from mf_core.lidar_prior import REFINE_STRENGTH_KEY, REFINE_STRENGTH_NEAR_KEY, check_refine_strengths
+from mf_core.frame_network import INPUT_NAMES, ConditionedFrameNetwork, exported_mode, onnx_session, refine_native
+from mf_core.lidar_prior import REFINE_SIZE_KEY, REFINE_STRENGTH_KEY, REFINE_STRENGTH_NEAR_KEY, check_refine_strengths
 from mf_core.modes import LIDAR_MODES, MODES
 from mf_core.resize import processing_shape, resize_dense_depth, resize_image, resize_sparse_depth
 from mf_core.sampling import SampleOutput, sample, time_grid
@@ -130,17 +131,24 @@ class DepthEstimator:
             (``--mode``: "conditioned", or "i2d", which also serves "i2d-aligned") with one step then
             runs on onnxruntime (CPU; CUDA where its provider is installed); other modes and step
             counts stay on torch.
+        refine_size: refine_head models: the longer image side the refinement head runs at (never
+            above the input's); None = the processing size. Checkpoints record theirs.
     """
 
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
                  processing_size: int | tuple[int, int] | None = None, refine_strength: float = 1.0,
-                 onnx_model: str | Path | None = None, refine_strength_near: float | None = None) -> None:
+                 onnx_model: str | Path | None = None, refine_strength_near: float | None = None,
+                 refine_size: int | None = None) -> None:
         check_refine_strengths(refine_strength, refine_strength_near)
+        if refine_size is not None and (isinstance(refine_size, bool) or not isinstance(refine_size, int)
+                                        or refine_size <= 0):
+            raise InputError(f"refine_size must be a positive longer image side in pixels, got {refine_size!r}")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.processing_size = processing_size
         self.refine_strength = float(refine_strength)
         self.refine_strength_near = None if refine_strength_near is None else float(refine_strength_near)
+        self.refine_size = refine_size
         self.onnx_session = None if onnx_model is None else onnx_session(onnx_model, self.device)
         self.onnx_mode = None if self.onnx_session is None else exported_mode(self.onnx_session)
         self._network: ConditionedFrameNetwork | None = None  # built on first use
@@ -153,7 +161,7 @@ class DepthEstimator:
         """Load a checkpoint folder ("default": the shipped model; ``dtype`` default float32) and wrap it.
 
         Without ``processing_size`` the checkpoint's own ``processing_size`` metadata (the
-        resolution it was trained for) is used when it has one; its refine strengths always.
+        resolution it was trained for) is used when it has one; its refine strengths and refine size always.
         """
         model, metadata = load_model(resolve_model_path(path), device, dtype)
         if processing_size is None and metadata.get("processing_size"):
@@ -165,8 +173,13 @@ class DepthEstimator:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise InputError(f"checkpoint {path}: metadata {key} must be a number, got {value!r}")
             strengths[key] = value
+        refine_size = metadata.get(REFINE_SIZE_KEY)
+        if refine_size is not None and (isinstance(refine_size, bool) or not isinstance(refine_size, int)
+                                        or refine_size <= 0):
+            raise InputError(f"checkpoint {path}: metadata {REFINE_SIZE_KEY} must be a positive integer, "
+                             f"got {refine_size!r}")
         return cls(model, device, processing_size, float(strengths[REFINE_STRENGTH_KEY]), onnx_model,
-                   strengths[REFINE_STRENGTH_NEAR_KEY])
+                   strengths[REFINE_STRENGTH_NEAR_KEY], refine_size)
 
     def _check_inputs(self, image: np.ndarray, sparse_depth: np.ndarray | None, mode: str, steps: int) -> None:
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -205,14 +218,26 @@ class DepthEstimator:
         encoded, _ = encode_depth(relative_t, mask, scale=torch.ones(1))
         return encoded, mask
 
-    def _native_composition(self, image: np.ndarray, sparse_depth: np.ndarray, out: SampleOutput,
-                            scale: torch.Tensor) -> np.ndarray:
-        """A refine_head model's depth (H, W) metres at the input resolution (:func:`compose_native`)."""
+    def _refine_inputs(self, image: np.ndarray, sparse_depth: np.ndarray, image_small: torch.Tensor,
+                       sparse_small: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frame at the refine size: image (1, 3, hr, wr) in [-1, 1] and LiDAR (1, 1, hr, wr) metres,
+        resized as the processing-size inputs are (the native frame when the refine size is not below it)."""
+        height, width = image.shape[:2]
+        if self.refine_size is None:
+            return image_small, depth_tensor(sparse_small)
+        hr, wr = processing_shape(height, width, 1, min(self.refine_size, max(height, width)))
+        if (hr, wr) == (height, width):
+            return image_tensor(image)[None], depth_tensor(np.where(_lidar_points(sparse_depth), sparse_depth, 0.0))
+        return image_tensor(resize_image(image, wr, hr))[None], depth_tensor(resize_sparse_depth(sparse_depth, wr, hr))
+
+    def _native_composition(self, image: np.ndarray, sparse_depth: np.ndarray, image_small: torch.Tensor,
+                            sparse_small: np.ndarray, out: SampleOutput, scale: torch.Tensor) -> np.ndarray:
+        """A refine_head model's depth (H, W) metres at the input resolution (:func:`refine_native`)."""
         native = depth_tensor(np.where(_lidar_points(sparse_depth), sparse_depth, 0.0))  # (1, 1, H, W) metres
         with torch.no_grad():
-            metres = compose_native(self.model, self.refine_strength, image_tensor(image)[None], native,
-                                    out.refine_terms.cpu(), out.transformer_log_depth.cpu(), scale.cpu(),
-                                    self.refine_strength_near)
+            metres = refine_native(self.model, self.refine_strength, self.refine_strength_near,
+                                   *self._refine_inputs(image, sparse_depth, image_small, sparse_small),
+                                   image_tensor(image)[None], native, out.transformer_log_depth.cpu(), scale.cpu())
         return metres[0, 0].numpy()
 
     def frame_inputs(self, image: np.ndarray, sparse_depth: np.ndarray | None, seed: int = 0,
@@ -233,7 +258,8 @@ class DepthEstimator:
         if mode == "i2d":
             return image_small, noise
         native = depth_tensor(np.where(_lidar_points(sparse_depth), sparse_depth, 0.0))  # (1, 1, H, W) metres
-        return image_small, depth_tensor(sparse_small), noise, image_tensor(image)[None], native
+        return (image_small, depth_tensor(sparse_small), noise,
+                *self._refine_inputs(image, sparse_depth, image_small, sparse_small), image_tensor(image)[None], native)
 
     def _frame_network(self, mode: str, steps: int) -> str | None:
         """The one-step frame network (mf_core.frame_network) that computes this call, or None (the sampler):
@@ -324,7 +350,7 @@ class DepthEstimator:
             depth = self._run_frame_network(network, self._network_inputs(network, image, sparse_depth, image_t,
                                                                           sparse, seed))
         elif relative is None:  # a refine_head model's terms, composed at the input size (also when equal)
-            depth = self._native_composition(image, sparse_depth, out, scale)  # (H, W) metres
+            depth = self._native_composition(image, sparse_depth, image_t, sparse, out, scale)  # (H, W) metres
         else:
             depth = resize_dense_depth(relative, width, height)  # (H, W)
             if mode in ("i2d-aligned", "guided"):

@@ -205,6 +205,70 @@ def test_refine_strength_near_rises_next_to_a_return_on_the_pixel_row(tmp_path):
         DepthEstimator.from_checkpoint(tmp_path / "bad")
 
 
+def test_the_refinement_head_runs_at_the_refine_size(tmp_path):
+    """refine_size: the transformer runs at the processing size, the head at the refine size (never above
+    the input's), and the composition at the input's; without one the head runs at the processing size,
+    where the model's own forward pass runs it (the terms it returns are the ones composed)."""
+    import torch.nn.functional as F
+
+    from mf_core.frame_codec import depth_tensor, encode_lidar, image_tensor
+    from mf_core.frame_network import refine_native
+    from mf_core.lidar_prior import compose, lidar_prior
+    from mf_core.model import build_model
+    from mf_core.resize import resize_image, resize_sparse_depth
+    from mf_training.eval.synthetic import default_camera, synthetic_sample
+
+    def up(x: torch.Tensor) -> torch.Tensor:  # to the input's 150x200
+        return F.interpolate(x, size=(150, 200), mode="bilinear", align_corners=False)
+
+    sample = synthetic_sample("s", default_camera(200, 150), seed=4)
+    torch.manual_seed(0)  # the weights, not the order the tests ran in, decide the values
+    model = build_model("MF-XS", depth_conditioned=True, refine_head=True, patch_size=16).eval()
+    torch.nn.init.normal_(model.refine.out.weight, std=0.05)
+    image, sparse = sample.image, sample.sparse_depth
+
+    def predict(refine_size: int | None) -> np.ndarray:
+        estimator = DepthEstimator(model, processing_size=96, refine_size=refine_size)
+        return estimator.predict(image, sparse, "conditioned").depth
+
+    # The model's own pass at 96x80 (the head inside it) and, by hand, its head at 200x150 and at 120x90.
+    small_image = image_tensor(resize_image(image, 96, 80))[None]
+    lidar = encode_lidar(depth_tensor(resize_sparse_depth(sparse, 96, 80)))
+    with torch.no_grad():
+        noise = torch.randn(1, 1, 80, 96, generator=torch.Generator().manual_seed(0))  # as predict draws it
+        out = model(model.encode_image(small_image), noise, torch.zeros(1), torch.ones(1), sparse_depth=lidar.depth,
+                    sparse_mask=lidar.mask)
+        alone = model(model.encode_image(small_image), noise, torch.zeros(1), torch.ones(1), sparse_depth=lidar.depth,
+                      sparse_mask=lidar.mask, refine=False)  # the transformer alone: what the frame network runs
+        assert alone.refine_terms is None
+        torch.testing.assert_close(alone.transformer_log_depth, out.transformer_log_depth)
+        native_image, native_sparse = image_tensor(image)[None], depth_tensor(sparse)
+        scale = lidar.scale.view(-1, 1, 1, 1)
+        mask = native_sparse > 0
+        prior = lidar_prior(native_image, torch.where(mask, (native_sparse / scale).clamp(min=1e-6).log(), 0.0), mask)
+        weights = model.refine.selection_weights
+        at_processing = scale * compose(prior, up(out.refine_terms), up(out.transformer_log_depth), *weights).exp()
+        at_native = refine_native(model, 1.0, None, native_image, native_sparse, native_image, native_sparse,
+                                  out.transformer_log_depth, lidar.scale)
+        by_hand = scale * compose(prior, model.refine_terms(native_image, prior, up(out.transformer_log_depth)),
+                                  up(out.transformer_log_depth), *weights).exp()
+    np.testing.assert_allclose(at_native[0, 0].numpy(), by_hand[0, 0].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(predict(None), at_processing[0, 0].numpy(), rtol=1e-4)
+    np.testing.assert_allclose(predict(200), at_native[0, 0].numpy(), rtol=1e-4)
+    np.testing.assert_array_equal(predict(400), predict(200))  # never above the input's own size
+    moved = np.abs(np.log(predict(200)) - np.log(predict(None))) > 1e-3
+    assert moved.mean() > 0.05  # the head at another scale draws another depth
+    assert np.abs(np.log(predict(120)) - np.log(predict(200)))[moved].mean() > 1e-3  # 120x90: a third one
+    save_model(tmp_path / "m", model, {"refine_size": 200})
+    assert DepthEstimator.from_checkpoint(tmp_path / "m").refine_size == 200
+    for bad in (0, "big", 1.5):
+        save_model(tmp_path / "bad", model, {"refine_size": bad})
+        with pytest.raises(InputError, match="refine_size must be a positive integer"):
+            DepthEstimator.from_checkpoint(tmp_path / "bad")
+    with pytest.raises(InputError, match="refine_size must be a positive"):
+        DepthEstimator(model, refine_size=0)
+
+
 def test_from_checkpoint_matches_the_in_memory_model(tmp_path, estimator, image):
     save_model(tmp_path / "ckpt", estimator.model)
     loaded = DepthEstimator.from_checkpoint(tmp_path / "ckpt")

@@ -80,6 +80,7 @@ def test_config_composes_base_files_and_types_overrides(tmp_path):
         ("trainable=head", "trainable must be one of"),
         ("trainable=refine_head", "trainable=refine_head trains the head of a trained model"),
         (["trainable=refine_head", "init_from=default", "lora.rank=4"], "drop lora.rank"),
+        ("release.refine_size=-1", "release.refine_size must be >= 0"),
         ("model.name=MF-XXL", "unknown model 'MF-XXL'"),
         ("model.overrides={widht: 3}", "unknown model setting"),
         ("model.overrides={width: wide}", "model setting width must be int"),
@@ -353,13 +354,16 @@ def test_release_writes_an_fp16_model_that_predicts_like_the_run(sim_cache, tmp_
     from mf_training.train.state import latest_checkpoint
 
     run = tmp_path / "run"
-    train(tiny(sim_cache, "steps=2", "batch_size=1", "model.overrides={depth_conditioned: true}"), run)
+    train(tiny(sim_cache, "steps=2", "batch_size=1", "model.overrides={depth_conditioned: true, refine_head: true}"),
+          run)
     assert mf_main(["release", "--run", str(run), "--out", str(tmp_path / "model")]) == 0
     config, metadata = read_checkpoint_config(tmp_path / "model")
     assert config.depth_conditioned and metadata["recommended_mode"] == "conditioned"
     assert metadata["processing_size"] == 100 and metadata["step"] == 2  # 5/4 of the 80-px crop
+    assert metadata["refine_size"] == 100  # no data.frame_size: the head runs at the processing size
     assert metadata["train_resolution"] == [64, 80] and metadata["refine_strength"] == 1.0
-    assert mf_main(["release", "--run", str(run), "--out", str(tmp_path / "m3"), "--refine-strength", "2"]) == 2
+    for bad in (["--refine-strength", "2"], ["--refine-size", "0"]):
+        assert mf_main(["release", "--run", str(run), "--out", str(tmp_path / "m3"), *bad]) == 2
     assert not (tmp_path / "m3").exists()
     released, _ = load_model(tmp_path / "model")
     full, _ = load_model(latest_checkpoint(run) / "model")
@@ -370,13 +374,16 @@ def test_release_writes_an_fp16_model_that_predicts_like_the_run(sim_cache, tmp_
     assert mf_main(["release", "--run", str(tmp_path / "nothing"), "--out", str(tmp_path / "m2")]) == 2
     # The run's release section is what mf release writes without flags; a flag overrides its own setting only.
     save_config(load_config(run / "config.yaml", ["release.processing_size=128", "release.refine_strength=0.3",
-                                                  "release.refine_strength_near=0.9"]), run / "config.yaml")
-    for name, flags, expected in (("m4", [], (128, 0.3, 0.9)), ("m5", ["--refine-strength", "0.5"], (128, 0.5, 0.9))):
+                                                  "release.refine_strength_near=0.9", "release.refine_size=160"]),
+                run / "config.yaml")
+    keys = ("processing_size", "refine_strength", "refine_strength_near", "refine_size")
+    for name, flags, expected in (("m4", [], (128, 0.3, 0.9, 160)),
+                                  ("m5", ["--refine-strength", "0.5", "--refine-size", "200"], (128, 0.5, 0.9, 200))):
         assert mf_main(["release", "--run", str(run), "--out", str(tmp_path / name), *flags]) == 0
         _, metadata = read_checkpoint_config(tmp_path / name)
-        assert (metadata["processing_size"], metadata["refine_strength"], metadata["refine_strength_near"]) == expected
+        assert tuple(metadata[k] for k in keys) == expected
     estimator = DepthEstimator.from_checkpoint(tmp_path / "m4")
-    assert (estimator.processing_size, estimator.refine_strength, estimator.refine_strength_near) == (128, 0.3, 0.9)
+    assert tuple(getattr(estimator, k) for k in keys) == (128, 0.3, 0.9, 160)
 
 
 def test_validation_scores_each_checkpoint_at_the_release_settings(sim_cache, tmp_path):

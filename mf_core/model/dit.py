@@ -290,6 +290,7 @@ class ModalityForcingDiT(nn.Module):
         context: torch.Tensor | None = None,
         sparse_depth: torch.Tensor | None = None,
         sparse_mask: torch.Tensor | None = None,
+        refine: bool = True,
     ) -> ModelOutput:
         """Predict image velocity and clean depth from noisy inputs at per-modality times.
 
@@ -297,7 +298,9 @@ class ModalityForcingDiT(nn.Module):
         depth: (B, 1, H, W) noisy encoded depth in [-1, 1]; t_image, t_depth: (B,) in [0, 1],
         1 = pure noise; context: (B, L, context_dim) or None (= empty context);
         sparse_depth, sparse_mask: (B, 1, H, W) always-clean LiDAR input of depth_conditioned
-        models, None = no LiDAR. H and W: any multiples of patch_size.
+        models, None = no LiDAR. H and W: any multiples of patch_size. refine: refine_head models run
+        their head (False: depth_x0 is the transformer's own, for a caller that runs the head at another
+        resolution with :meth:`refine_terms`; transformer_log_depth is set either way).
         """
         self.check_inputs(image, depth, t_image, t_depth, context, sparse_depth, sparse_mask)
         b, _, h, w = depth.shape
@@ -351,6 +354,9 @@ class ModalityForcingDiT(nn.Module):
         image_velocity = unpatchify(image_out, self.image_patch, grid_h, grid_w)  # (B, C, H', W')
         if prior is None:
             return ModelOutput(image_velocity=image_velocity, depth_x0=depth_x0)
+        if not refine:
+            return ModelOutput(image_velocity=image_velocity, depth_x0=depth_x0,
+                               transformer_log_depth=self._transformer_log_depth(depth_x0), prior_x0=prior_x0)
         return self._refine(image, prior, prior_x0, depth_x0, image_velocity)
 
     def forward_image(self, image: torch.Tensor, t_image: torch.Tensor, context: torch.Tensor | None = None
@@ -397,16 +403,26 @@ class ModalityForcingDiT(nn.Module):
             return {}
         return {"context": self.context_embed(context)}  # (B, L, D)
 
+    def _transformer_log_depth(self, depth_x0: torch.Tensor) -> torch.Tensor:
+        """The transformer's log relative depth (B, 1, H, W) from its depth_x0, averaged per token and
+        upsampled bilinearly: its low-frequency content without the block edges of per-patch pixel predictions."""
+        with _no_autocast(depth_x0.device.type):
+            per_token = F.avg_pool2d(decode_depth(depth_x0.float()).clamp(min=1e-6).log(), self.config.patch_size)
+            return F.interpolate(per_token, size=depth_x0.shape[-2:], mode="bilinear", align_corners=False)
+
+    def refine_terms(self, image: torch.Tensor, prior: LidarPrior, transformer: torch.Tensor) -> torch.Tensor:
+        """The refinement head's terms (B, N_TERMS, H, W) for ``image`` (B, 3, H, W) in [-1, 1], its LiDAR
+        ``prior`` and the transformer's log relative depth (B, 1, H, W), all at one resolution (any:
+        the head is convolutional), in float32 with autocast off."""
+        with _no_autocast(image.device.type):
+            return self.refine(head_features(image.float(), prior, transformer.float()))
+
     def _refine(self, image: torch.Tensor, prior: LidarPrior, prior_x0: torch.Tensor, depth_x0: torch.Tensor,
                 image_velocity: torch.Tensor) -> ModelOutput:
         """Compose the depth from the LiDAR prior with the refinement head (float32, autocast off)."""
+        transformer = self._transformer_log_depth(depth_x0)  # (B, 1, H, W)
+        terms = self.refine_terms(image, prior, transformer)  # (B, N_TERMS, H, W)
         with _no_autocast(image.device.type):
-            # The transformer's log relative depth, averaged per token and upsampled bilinearly: its
-            # low-frequency content without the block edges of per-patch pixel predictions.
-            p = self.config.patch_size
-            per_token = F.avg_pool2d(decode_depth(depth_x0).clamp(min=1e-6).log(), p)  # (B, 1, H/p, W/p)
-            transformer = F.interpolate(per_token, size=depth_x0.shape[-2:], mode="bilinear", align_corners=False)
-            terms = self.refine(head_features(image.float(), prior, transformer))  # (B, N_TERMS, H, W)
             log_depth = compose(prior, terms, transformer, *self.refine.selection_weights)
             composed, _ = encode_depth(log_depth.clamp(-MAX_LOG_DEPTH, MAX_LOG_DEPTH).exp(),
                                        scale=torch.ones(image.shape[0], device=image.device))

@@ -7,7 +7,8 @@ newest checkpoint; ``--latest`` forces the newest.
 Writes ``model.safetensors`` (fp16 by default: half the bytes, and the depth head is cast
 back to fp32 on load) and ``config.json`` with the metadata inference reads: the mode
 the model is meant for, the resolution it was trained at (DepthEstimator's default
-processing size) and the share of the refinement head's correction to apply, plus where
+processing size), the longer side its refinement head runs at and the share of its
+correction to apply, plus where
 it came from (run, step, data sources).
 """
 
@@ -37,6 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-strength-near", type=float, default=None,
                         help="the share next to a LiDAR return on the pixel's own row (mf_core.lidar_prior."
                              "strength_map; default: the run's release.refine_strength_near)")
+    parser.add_argument("--refine-size", type=int, default=None,
+                        help="refine_head models: longer image side the refinement head runs at (default: the "
+                             "run's release.refine_size, else data.frame_size: the scale it trained at)")
     parser.add_argument("--latest", action="store_true", help="release the newest checkpoint, not the best")
     parser.add_argument("--dtype", choices=DTYPES, default="float16", help="weight dtype (default float16)")
 
@@ -45,13 +49,21 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from mf_core.checkpoint import load_model, save_model
-    from mf_core.lidar_prior import REFINE_STRENGTH_KEY, REFINE_STRENGTH_NEAR_KEY, check_refine_strengths
+    from mf_core.lidar_prior import (
+        REFINE_SIZE_KEY,
+        REFINE_STRENGTH_KEY,
+        REFINE_STRENGTH_NEAR_KEY,
+        check_refine_strengths,
+    )
     from mf_core.modes import MODES, recommended_mode
     from mf_training.train.config import load_config
     from mf_training.train.loop import BEST_DIR, CONFIG_FILE
     from mf_training.train.state import latest_checkpoint
 
     check_refine_strengths(args.refine_strength, args.refine_strength_near, "--")
+    for flag, value in (("--processing-size", args.processing_size), ("--refine-size", args.refine_size)):
+        if value is not None and value <= 0:
+            raise InputError(f"{flag} must be a positive longer image side in pixels, got {value}")
     run_dir = Path(args.run)
     if not (run_dir / CONFIG_FILE).is_file():
         raise InputError(f"{run_dir} is not a training run (no {CONFIG_FILE}); pass the folder given to mf train --out")
@@ -71,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
         **({} if near is None else {REFINE_STRENGTH_NEAR_KEY: near}),
         "recommended_mode": mode,
         "processing_size": size,
+        **({REFINE_SIZE_KEY: args.refine_size or config.refine_size} if model.config.refine_head else {}),
         "run": str(run_dir),
         "data": [source.path for source in config.data.sources],
         "train_resolution": [config.data.height, config.data.width],

@@ -178,10 +178,15 @@ class ReleaseSettings:
     # and next to a return on the pixel's own row (None = refine_strength everywhere); mf_core.lidar_prior.
     refine_strength: float = 1.0
     refine_strength_near: float | None = None
+    # refine_head models: longer image side the refinement head runs at; 0 = data.frame_size (the scale
+    # it trains at), else the processing size. Never above the camera's own (mf_core.lidar_prior).
+    refine_size: int = 0
 
     def __post_init__(self) -> None:
         if self.processing_size < 0:
             raise InputError(f"release.processing_size must be >= 0 (0 = data.frame_size), got {self.processing_size}")
+        if self.refine_size < 0:
+            raise InputError(f"release.refine_size must be >= 0 (0 = data.frame_size), got {self.refine_size}")
         check_refine_strengths(self.refine_strength, self.refine_strength_near, "release.")
 
 
@@ -239,6 +244,12 @@ class TrainConfig:
         """Longer image side the released model runs at (``release.processing_size`` or its fallbacks)."""
         data = self.data
         return self.release.processing_size or data.frame_size or round(max(data.width, data.height) * 5 / 4)
+
+    @property
+    def refine_size(self) -> int:
+        """Longer image side the released model's refinement head runs at (``release.refine_size`` or its
+        fallbacks: the scale its training examples have, else the processing size)."""
+        return self.release.refine_size or self.data.frame_size or self.processing_size
 
     def accumulation_steps(self, world_size: int) -> int:
         """Micro-batches per rank per step; raises InputError when the batch does not split evenly."""
