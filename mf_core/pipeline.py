@@ -113,6 +113,12 @@ def _confidence(depth: np.ndarray, sparse_depth: np.ndarray | None) -> np.ndarra
     return np.where(valid, confidence, 0.0).astype(np.float32)
 
 
+def _check_refine_size(value: object, name: str) -> None:
+    """Raise InputError unless ``value`` (called ``name`` in the message) is None or a positive int."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+        raise InputError(f"{name} must be a positive integer (the longer image side in pixels), got {value!r}")
+
+
 class DepthEstimator:
     """Dense depth from an RGB image and optional sparse LiDAR depth, with one trained model.
 
@@ -140,9 +146,7 @@ class DepthEstimator:
                  onnx_model: str | Path | None = None, refine_strength_near: float | None = None,
                  refine_size: int | None = None) -> None:
         check_refine_strengths(refine_strength, refine_strength_near)
-        if refine_size is not None and (isinstance(refine_size, bool) or not isinstance(refine_size, int)
-                                        or refine_size <= 0):
-            raise InputError(f"refine_size must be a positive longer image side in pixels, got {refine_size!r}")
+        _check_refine_size(refine_size, "refine_size")
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.processing_size = processing_size
@@ -174,10 +178,7 @@ class DepthEstimator:
                 raise InputError(f"checkpoint {path}: metadata {key} must be a number, got {value!r}")
             strengths[key] = value
         refine_size = metadata.get(REFINE_SIZE_KEY)
-        if refine_size is not None and (isinstance(refine_size, bool) or not isinstance(refine_size, int)
-                                        or refine_size <= 0):
-            raise InputError(f"checkpoint {path}: metadata {REFINE_SIZE_KEY} must be a positive integer, "
-                             f"got {refine_size!r}")
+        _check_refine_size(refine_size, f"checkpoint {path}: metadata {REFINE_SIZE_KEY}")
         return cls(model, device, processing_size, float(strengths[REFINE_STRENGTH_KEY]), onnx_model,
                    strengths[REFINE_STRENGTH_NEAR_KEY], refine_size)
 

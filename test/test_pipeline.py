@@ -265,7 +265,7 @@ def test_the_refinement_head_runs_at_the_refine_size(tmp_path):
         save_model(tmp_path / "bad", model, {"refine_size": bad})
         with pytest.raises(InputError, match="refine_size must be a positive integer"):
             DepthEstimator.from_checkpoint(tmp_path / "bad")
-    with pytest.raises(InputError, match="refine_size must be a positive"):
+    with pytest.raises(InputError, match="refine_size must be a positive integer"):
         DepthEstimator(model, refine_size=0)
 
 

@@ -93,5 +93,6 @@ def run(args: argparse.Namespace) -> int:
     score = metadata.get("validation", {}).get("score")
     chosen = f"best by validation (score {score:.4f})" if source == best else "newest"
     print(f"released step {metadata.get('step')} ({chosen}) of {run_dir} to {out} ({size_mb:.1f} MB, "
-          f"{args.dtype}, mode {mode}, processing size {size})")
+          f"{args.dtype}, mode {mode}, processing size {size}"
+          + (f", refine size {metadata[REFINE_SIZE_KEY]})" if REFINE_SIZE_KEY in metadata else ")"))
     return 0
