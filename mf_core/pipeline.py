@@ -113,6 +113,11 @@ def _confidence(depth: np.ndarray, sparse_depth: np.ndarray | None) -> np.ndarra
     return np.where(valid, confidence, 0.0).astype(np.float32)
 
 
+def _native_lidar(sparse_depth: np.ndarray) -> torch.Tensor:
+    """(1, 1, H, W) metres: the caller's LiDAR with every non-point (0, NaN, negative) at 0."""
+    return depth_tensor(np.where(_lidar_points(sparse_depth), sparse_depth, 0.0))
+
+
 def _check_refine_size(value: object, name: str) -> None:
     """Raise InputError unless ``value`` (called ``name`` in the message) is None or a positive int."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
@@ -228,13 +233,13 @@ class DepthEstimator:
             return image_small, depth_tensor(sparse_small)
         hr, wr = processing_shape(height, width, 1, min(self.refine_size, max(height, width)))
         if (hr, wr) == (height, width):
-            return image_tensor(image)[None], depth_tensor(np.where(_lidar_points(sparse_depth), sparse_depth, 0.0))
+            return image_tensor(image)[None], _native_lidar(sparse_depth)
         return image_tensor(resize_image(image, wr, hr))[None], depth_tensor(resize_sparse_depth(sparse_depth, wr, hr))
 
     def _native_composition(self, image: np.ndarray, sparse_depth: np.ndarray, image_small: torch.Tensor,
                             sparse_small: np.ndarray, out: SampleOutput, scale: torch.Tensor) -> np.ndarray:
         """A refine_head model's depth (H, W) metres at the input resolution (:func:`refine_native`)."""
-        native = depth_tensor(np.where(_lidar_points(sparse_depth), sparse_depth, 0.0))  # (1, 1, H, W) metres
+        native = _native_lidar(sparse_depth)  # (1, 1, H, W) metres
         with torch.no_grad():
             metres = refine_native(self.model, self.refine_strength, self.refine_strength_near,
                                    *self._refine_inputs(image, sparse_depth, image_small, sparse_small),
@@ -258,7 +263,7 @@ class DepthEstimator:
         noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed))  # drawn as sample() draws it
         if mode == "i2d":
             return image_small, noise
-        native = depth_tensor(np.where(_lidar_points(sparse_depth), sparse_depth, 0.0))  # (1, 1, H, W) metres
+        native = _native_lidar(sparse_depth)  # (1, 1, H, W) metres
         return (image_small, depth_tensor(sparse_small), noise,
                 *self._refine_inputs(image, sparse_depth, image_small, sparse_small), image_tensor(image)[None], native)
 

@@ -389,18 +389,21 @@ def test_release_writes_an_fp16_model_that_predicts_like_the_run(sim_cache, tmp_
 def test_validation_scores_each_checkpoint_at_the_release_settings(sim_cache, tmp_path):
     """Training validation runs the model as the run's release section says it will ship: at strength 0
     a refine_head model outputs its prior exactly (score 1), at the default full strength the head's
-    learned correction shows (score not 1); so the step mf release picks is judged as it will run."""
+    learned correction shows (score not 1), and with the head at another refine size the same weights score
+    differently; so the step mf release picks is judged as it will run."""
     from mf_core.checkpoint import read_checkpoint_config
 
     sources = "data.sources=[{path: 'sim:indoor', frames: 4, seed: 0, width: 80, height: 64, val_count: 1}]"
     scores = {}
-    for name, release in (("full", []), ("none", ["release.refine_strength=0", "release.refine_strength_near=0"])):
+    for name, release in (("full", []), ("none", ["release.refine_strength=0", "release.refine_strength_near=0"]),
+                          ("half_size", ["release.refine_size=40"])):
         run = tmp_path / name
         train(tiny(sim_cache, sources, "steps=3", "batch_size=2", "val_every=3", "optim.warmup_steps=0",
                    "model.overrides={depth_conditioned: true, refine_head: true, patch_size: 16}", *release), run)
         scores[name] = read_checkpoint_config(run / "best")[1]["validation"]["score"]
     assert scores["none"] == pytest.approx(1.0, abs=1e-5)
     assert abs(scores["full"] - 1.0) > 1e-4
+    assert abs(scores["half_size"] - scores["full"]) > 1e-5  # the 80x64 frames' head at 40x32 instead of 80x64
 
 
 def test_pretrain_then_modality_forcing_with_distillation(sim_cache, tmp_path):

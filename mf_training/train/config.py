@@ -179,7 +179,7 @@ class ReleaseSettings:
     refine_strength: float = 1.0
     refine_strength_near: float | None = None
     # refine_head models: longer image side the refinement head runs at; 0 = data.frame_size (the scale
-    # it trains at), else the processing size. Never above the camera's own (mf_core.lidar_prior).
+    # it trains at), else the processing size. Never above the camera's own (mf_core.pipeline).
     refine_size: int = 0
 
     def __post_init__(self) -> None:
