@@ -107,8 +107,14 @@ def strength_map(prior: LidarPrior, between_lines: float, near_lidar: float | No
     if near_lidar is None or near_lidar == between_lines:
         return between_lines
     row_distance = torch.minimum(prior.distance[:, 0:1], prior.distance[:, 1:2])  # (B, 1, H, W), inf = none
-    reach = NEAR_REACH_SPACINGS * point_spacing(prior.mask)  # (B, 1, 1, 1)
-    return between_lines + (near_lidar - between_lines) * torch.exp(-row_distance / reach)
+    return between_lines + (near_lidar - between_lines) * row_proximity(row_distance, prior.mask)
+
+
+def row_proximity(row_distance: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) in [0, 1]: exp(-d / (NEAR_REACH_SPACINGS x the point spacing of ``mask``)), d = ``row_distance``
+    (B, 1, H, W) pixels to the nearest LiDAR return on the pixel's row: 1 on a return, 0 on a row without one."""
+    reach = NEAR_REACH_SPACINGS * point_spacing(mask)  # (B, 1, 1, 1)
+    return torch.exp(-row_distance / reach)
 
 
 def _base(prior: LidarPrior, transformer: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,7 @@ from mf_core.lidar_prior import REFINE_SIZE_KEY, REFINE_STRENGTH_KEY, REFINE_STR
 from mf_core.modes import LIDAR_MODES, MODES
 from mf_core.resize import processing_shape, resize_dense_depth, resize_image, resize_sparse_depth
 from mf_core.sampling import SampleOutput, sample, time_grid
+from mf_core.self_validation import AUTO, NEAREST_SHARE_KEY, fit_nearest_share, mix_nearest, parse_nearest_share
 from mf_core.sparse_fill import point_spacing
 
 # Confidence = edge term x (LiDAR agreement x LiDAR proximity when LiDAR is given):
@@ -68,6 +69,8 @@ class DepthResult:
             ``keep_lidar`` (how far the estimate strays from the measurements), else None.
         valid: (H, W) bool, LiDAR modes: where the LiDAR supports the estimate (see
             :func:`lidar_support`); outputs that follow REP 118 publish NaN elsewhere. None for "i2d".
+        nearest_share: the share of the nearest-return fill mixed into a "conditioned" output (fitted
+            for this frame when the estimator's ``nearest_share`` is "auto"), else None.
     """
 
     depth: np.ndarray
@@ -79,6 +82,7 @@ class DepthResult:
     alignment: Alignment | None = None
     lidar_residual: float | None = None
     valid: np.ndarray | None = None
+    nearest_share: float | None = None
 
 
 def _lidar_points(sparse_depth: np.ndarray) -> np.ndarray:
@@ -144,12 +148,16 @@ class DepthEstimator:
             counts stay on torch.
         refine_size: refine_head models: the longer image side the refinement head runs at (never
             above the input's); None = the processing size. Checkpoints record theirs.
+        nearest_share: mode "conditioned": the share of the nearest-return fill mixed into the output,
+            "auto" (fitted per frame on scan-line pieces held out of its own LiDAR,
+            :func:`mf_core.self_validation.fit_nearest_share`), a number in [0, 1], or None (none).
+            Checkpoints record theirs.
     """
 
     def __init__(self, model: nn.Module, device: str | torch.device = "cpu",
                  processing_size: int | tuple[int, int] | None = None, refine_strength: float = 1.0,
                  onnx_model: str | Path | None = None, refine_strength_near: float | None = None,
-                 refine_size: int | None = None) -> None:
+                 refine_size: int | None = None, nearest_share: float | str | None = None) -> None:
         check_refine_strengths(refine_strength, refine_strength_near)
         _check_refine_size(refine_size, "refine_size")
         self.device = torch.device(device)
@@ -158,6 +166,7 @@ class DepthEstimator:
         self.refine_strength = float(refine_strength)
         self.refine_strength_near = None if refine_strength_near is None else float(refine_strength_near)
         self.refine_size = refine_size
+        self.nearest_share = parse_nearest_share(nearest_share, "nearest_share")
         self.onnx_session = None if onnx_model is None else onnx_session(onnx_model, self.device)
         self.onnx_mode = None if self.onnx_session is None else exported_mode(self.onnx_session)
         self._network: ConditionedFrameNetwork | None = None  # built on first use
@@ -170,7 +179,8 @@ class DepthEstimator:
         """Load a checkpoint folder ("default": the shipped model; ``dtype`` default float32) and wrap it.
 
         Without ``processing_size`` the checkpoint's own ``processing_size`` metadata (the
-        resolution it was trained for) is used when it has one; its refine strengths and refine size always.
+        resolution it was trained for) is used when it has one; its refine strengths, refine size and nearest
+        share always.
         """
         model, metadata = load_model(resolve_model_path(path), device, dtype)
         if processing_size is None and metadata.get("processing_size"):
@@ -184,8 +194,10 @@ class DepthEstimator:
             strengths[key] = value
         refine_size = metadata.get(REFINE_SIZE_KEY)
         _check_refine_size(refine_size, f"checkpoint {path}: metadata {REFINE_SIZE_KEY}")
+        nearest_share = parse_nearest_share(metadata.get(NEAREST_SHARE_KEY),
+                                            f"checkpoint {path}: metadata {NEAREST_SHARE_KEY}")
         return cls(model, device, processing_size, float(strengths[REFINE_STRENGTH_KEY]), onnx_model,
-                   strengths[REFINE_STRENGTH_NEAR_KEY], refine_size)
+                   strengths[REFINE_STRENGTH_NEAR_KEY], refine_size, nearest_share)
 
     def _check_inputs(self, image: np.ndarray, sparse_depth: np.ndarray | None, mode: str, steps: int) -> None:
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
@@ -362,6 +374,10 @@ class DepthEstimator:
             if mode in ("i2d-aligned", "guided"):
                 alignment = align_to_lidar(depth, sparse_depth)
                 depth = alignment.apply(depth)
+        share = None
+        if mode == "conditioned" and self.nearest_share is not None:
+            share = fit_nearest_share(image, sparse_depth) if self.nearest_share == AUTO else float(self.nearest_share)
+            depth = mix_nearest(image, sparse_depth, depth, share)
         residual = valid = None
         if mode in LIDAR_MODES:
             valid = lidar_support(depth, sparse_depth)
@@ -386,4 +402,5 @@ class DepthEstimator:
             alignment=alignment,
             lidar_residual=residual,
             valid=valid,
+            nearest_share=share,
         )

@@ -142,6 +142,13 @@ def directional_neighbours(values: torch.Tensor, mask: torch.Tensor, image: torc
     return torch.cat(found, dim=1), torch.cat(distance, dim=1), torch.cat(colour, dim=1)
 
 
+def row_distance(mask: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W) float32: pixels from each pixel to the nearest valid pixel of ``mask`` (B, 1, H, W) on its
+    own row (0 on one), inf on a row without any."""
+    (_, has_before, _, d_before), (_, has_after, _, d_after) = _nearest_along(mask.float(), mask, 3)
+    return torch.minimum(torch.where(has_before, d_before, float("inf")), torch.where(has_after, d_after, float("inf")))
+
+
 def point_spacing(mask: torch.Tensor) -> torch.Tensor:
     """(B, 1, 1, 1) typical pixels between valid pixels of ``mask`` (B, 1, H, W): sqrt(area of their
     bounding box / their count). Plain tensor ops (no data-dependent shapes), so it exports to ONNX."""

@@ -81,6 +81,8 @@ def test_config_composes_base_files_and_types_overrides(tmp_path):
         ("trainable=refine_head", "trainable=refine_head trains the head of a trained model"),
         (["trainable=refine_head", "init_from=default", "lora.rank=4"], "drop lora.rank"),
         ("release.refine_size=-1", "release.refine_size must be >= 0"),
+        ("release.nearest_share=1.5", "release.nearest_share must be 'auto'"),
+        ("release.nearest_share=often", "release.nearest_share must be 'auto'"),
         ("model.name=MF-XXL", "unknown model 'MF-XXL'"),
         ("model.overrides={widht: 3}", "unknown model setting"),
         ("model.overrides={width: wide}", "model setting width must be int"),
@@ -152,7 +154,7 @@ def test_conditioned_views_split_the_sweep_and_share_the_fed_lidar_scale(sim_cac
 
 
 def test_segment_holdout_holds_out_pieces_of_scan_lines_not_single_points():
-    from mf_training.eval.protocols import held_out_tiles
+    from mf_core.self_validation import held_out_tiles
     from mf_training.train.data import SEGMENT_TILE
 
     sweep = np.zeros((96, 240), np.float32)
@@ -362,7 +364,8 @@ def test_release_writes_an_fp16_model_that_predicts_like_the_run(sim_cache, tmp_
     assert metadata["processing_size"] == 100 and metadata["step"] == 2  # 5/4 of the 80-px crop
     assert metadata["refine_size"] == 100  # no data.frame_size: the head runs at the processing size
     assert metadata["train_resolution"] == [64, 80] and metadata["refine_strength"] == 1.0
-    for bad in (["--refine-strength", "2"], ["--refine-size", "0"]):
+    assert metadata["nearest_share"] == "auto"  # the release section's default
+    for bad in (["--refine-strength", "2"], ["--refine-size", "0"], ["--nearest-share", "lots"]):
         assert mf_main(["release", "--run", str(run), "--out", str(tmp_path / "m3"), *bad]) == 2
     assert not (tmp_path / "m3").exists()
     released, _ = load_model(tmp_path / "model")
@@ -374,29 +377,37 @@ def test_release_writes_an_fp16_model_that_predicts_like_the_run(sim_cache, tmp_
     assert mf_main(["release", "--run", str(tmp_path / "nothing"), "--out", str(tmp_path / "m2")]) == 2
     # The run's release section is what mf release writes without flags; a flag overrides its own setting only.
     save_config(load_config(run / "config.yaml", ["release.processing_size=128", "release.refine_strength=0.3",
-                                                  "release.refine_strength_near=0.9", "release.refine_size=160"]),
+                                                  "release.refine_strength_near=0.9", "release.refine_size=160",
+                                                  "release.nearest_share=0.4"]),
                 run / "config.yaml")
-    keys = ("processing_size", "refine_strength", "refine_strength_near", "refine_size")
-    for name, flags, expected in (("m4", [], (128, 0.3, 0.9, 160)),
-                                  ("m5", ["--refine-strength", "0.5", "--refine-size", "200"], (128, 0.5, 0.9, 200))):
+    keys = ("processing_size", "refine_strength", "refine_strength_near", "refine_size", "nearest_share")
+    for name, flags, expected in (("m4", [], (128, 0.3, 0.9, 160, 0.4)),
+                                  ("m5", ["--refine-strength", "0.5", "--refine-size", "200", "--nearest-share",
+                                          "auto"], (128, 0.5, 0.9, 200, "auto"))):
         assert mf_main(["release", "--run", str(run), "--out", str(tmp_path / name), *flags]) == 0
         _, metadata = read_checkpoint_config(tmp_path / name)
         assert tuple(metadata[k] for k in keys) == expected
     estimator = DepthEstimator.from_checkpoint(tmp_path / "m4")
-    assert tuple(getattr(estimator, k) for k in keys) == (128, 0.3, 0.9, 160)
+    assert tuple(getattr(estimator, k) for k in keys) == (128, 0.3, 0.9, 160, 0.4)
+    assert mf_main(["release", "--run", str(run), "--out", str(tmp_path / "m6"), "--nearest-share", "none"]) == 0
+    assert "nearest_share" not in read_checkpoint_config(tmp_path / "m6")[1]  # none: the model's output as it is
 
 
 def test_validation_scores_each_checkpoint_at_the_release_settings(sim_cache, tmp_path):
     """Training validation runs the model as the run's release section says it will ship: at strength 0
-    a refine_head model outputs its prior exactly (score 1), at the default full strength the head's
-    learned correction shows (score not 1), and with the head at another refine size the same weights score
-    differently; so the step mf release picks is judged as it will run."""
+    and without the nearest share a refine_head model outputs its prior exactly (score 1), at the default full
+    strength the head's learned correction shows (score not 1), and with the head at another refine size, or
+    with the nearest share fitted per frame, the same weights score differently; so the step mf release picks
+    is judged as it will run."""
     from mf_core.checkpoint import read_checkpoint_config
 
     sources = "data.sources=[{path: 'sim:indoor', frames: 4, seed: 0, width: 80, height: 64, val_count: 1}]"
     scores = {}
-    for name, release in (("full", []), ("none", ["release.refine_strength=0", "release.refine_strength_near=0"]),
-                          ("half_size", ["release.refine_size=40"])):
+    for name, release in (("full", ["release.nearest_share=none"]),
+                          ("none", ["release.refine_strength=0", "release.refine_strength_near=0",
+                                    "release.nearest_share=none"]),
+                          ("half_size", ["release.refine_size=40", "release.nearest_share=none"]),
+                          ("auto", [])):
         run = tmp_path / name
         train(tiny(sim_cache, sources, "steps=3", "batch_size=2", "val_every=3", "optim.warmup_steps=0",
                    "model.overrides={depth_conditioned: true, refine_head: true, patch_size: 16}", *release), run)
@@ -404,6 +415,7 @@ def test_validation_scores_each_checkpoint_at_the_release_settings(sim_cache, tm
     assert scores["none"] == pytest.approx(1.0, abs=1e-5)
     assert abs(scores["full"] - 1.0) > 1e-4
     assert abs(scores["half_size"] - scores["full"]) > 1e-5  # the 80x64 frames' head at 40x32 instead of 80x64
+    assert abs(scores["auto"] - scores["full"]) > 1e-5  # the default release section mixes the nearest return in
 
 
 def test_pretrain_then_modality_forcing_with_distillation(sim_cache, tmp_path):

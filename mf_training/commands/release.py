@@ -41,6 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-size", type=int, default=None,
                         help="refine_head models: longer image side the refinement head runs at (default: the "
                              "run's release.refine_size, else data.frame_size: the scale it trained at)")
+    parser.add_argument("--nearest-share", default=None,
+                        help="LiDAR-conditioned models: share of the nearest-return fill mixed into the output: "
+                             "auto (fitted per frame on its own LiDAR), none, or a number in [0, 1] (default: the "
+                             "run's release.nearest_share)")
     parser.add_argument("--latest", action="store_true", help="release the newest checkpoint, not the best")
     parser.add_argument("--dtype", choices=DTYPES, default="float16", help="weight dtype (default float16)")
 
@@ -56,11 +60,13 @@ def run(args: argparse.Namespace) -> int:
         check_refine_strengths,
     )
     from mf_core.modes import MODES, recommended_mode
+    from mf_core.self_validation import NEAREST_SHARE_KEY, parse_nearest_share
     from mf_training.train.config import load_config
     from mf_training.train.loop import BEST_DIR, CONFIG_FILE
     from mf_training.train.state import latest_checkpoint
 
     check_refine_strengths(args.refine_strength, args.refine_strength_near, "--")
+    flag_share = None if args.nearest_share is None else parse_nearest_share(args.nearest_share, "--nearest-share")
     for flag, value in (("--processing-size", args.processing_size), ("--refine-size", args.refine_size)):
         if value is not None and value <= 0:
             raise InputError(f"{flag} must be a positive longer image side in pixels, got {value}")
@@ -77,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     size = args.processing_size or config.processing_size
     strength = config.release.refine_strength if args.refine_strength is None else args.refine_strength
     near = config.release.refine_strength_near if args.refine_strength_near is None else args.refine_strength_near
+    share = config.release.nearest_share if args.nearest_share is None else flag_share
     metadata = {
         **metadata,
         REFINE_STRENGTH_KEY: strength,
@@ -84,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         "recommended_mode": mode,
         "processing_size": size,
         **({REFINE_SIZE_KEY: args.refine_size or config.refine_size} if model.config.refine_head else {}),
+        **({NEAREST_SHARE_KEY: share} if model.config.depth_conditioned and share is not None else {}),
         "run": str(run_dir),
         "data": [source.path for source in config.data.sources],
         "train_resolution": [config.data.height, config.data.width],

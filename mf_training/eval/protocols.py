@@ -9,8 +9,9 @@
   ground truth, which makes it the protocol for robot logs. Each held-out point keeps fed
   points beside it on its own scan line, so it rewards copying along the line.
 - ``segment-holdout``: the same, but whole pieces of scan lines are held out (the LiDAR points
-  inside random tiles SEGMENT_TILE_WIDTH of the image width wide): the scored points have no fed
-  neighbour on their own line nearby, like the pixels between scan lines that a dense output fills.
+  inside random tiles 4 % of the image wide, :func:`mf_core.self_validation.segment_tiles`): the
+  scored points have no fed neighbour on their own line nearby, like the pixels between scan lines
+  that a dense output fills.
 
 Each protocol can restrict scoring to an evaluation region (``kitti``: Garg crop, 80 m
 cap; ``nyu``: Eigen crop, 10 m cap).
@@ -25,12 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from mf_core.errors import InputError
+from mf_core.self_validation import segment_tiles
 from mf_training.data.sample import Sample
 from mf_training.eval.metrics import valid_depth_mask
 
 DEFAULT_HOLDOUT_FRACTION = 0.2
-SEGMENT_TILE_WIDTH = 0.04  # segment-holdout tile width as a fraction of the image width (50 px of KITTI's 1242)
-SEGMENT_TILE_ASPECT = 12  # tile width / height: a tile covers a piece of one or two scan lines
 # Smallest depth an aligned prediction is clipped to, so a negative value after the fit
 # is scored as a (very wrong) near depth instead of silently dropping out.
 MIN_PREDICTED_DEPTH = 1e-3
@@ -157,16 +157,6 @@ class AffineProtocol(_DenseGroundTruthProtocol):
         return self.region.clip(np.where(pred_valid, aligned, 0.0).astype(np.float32))
 
 
-def held_out_tiles(shape: tuple[int, int], tile: tuple[int, int], fraction: float,
-                   rng: np.random.Generator) -> np.ndarray:
-    """(H, W) bool: a random ``fraction`` of the (rows, cols) ``tile`` cells of a randomly offset grid."""
-    th, tw = tile
-    dy, dx = int(rng.integers(0, th)), int(rng.integers(0, tw))
-    grid = rng.random(((shape[0] + dy) // th + 1, (shape[1] + dx) // tw + 1)) < fraction  # (tiles_y, tiles_x)
-    cells = np.repeat(np.repeat(grid, th, axis=0), tw, axis=1)  # pixels of the offset grid
-    return cells[dy:dy + shape[0], dx:dx + shape[1]]
-
-
 class LidarHoldoutProtocol(EvalProtocol):
     """Feed a random part of each frame's LiDAR points to the method, score on the held-out rest only."""
 
@@ -215,9 +205,7 @@ class SegmentHoldoutProtocol(LidarHoldoutProtocol):
 
     def _held_out(self, shape: tuple[int, int], points: np.ndarray, n_held: int,
                   rng: np.random.Generator) -> np.ndarray:
-        width = max(8, round(SEGMENT_TILE_WIDTH * shape[1]))
-        tiles = held_out_tiles(shape, (max(2, round(width / SEGMENT_TILE_ASPECT)), width), self.holdout_fraction, rng)
-        return points[tiles.flat[points]]
+        return points[segment_tiles(shape, self.holdout_fraction, rng).flat[points]]
 
 
 PROTOCOLS: tuple[str, ...] = ("affine", "metric", "lidar-holdout", "segment-holdout")

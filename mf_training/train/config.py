@@ -18,6 +18,7 @@ from mf_core.files import atomic_write
 from mf_core.flow import LossConfig, TrainingMix
 from mf_core.lidar_prior import check_refine_strengths
 from mf_core.model.config import get_model_config
+from mf_core.self_validation import AUTO, parse_nearest_share
 from mf_training.sim.config import SCENE_KINDS
 from mf_training.train.config_tree import apply_overrides, from_dict, read_yaml_chain, to_dict
 
@@ -181,8 +182,12 @@ class ReleaseSettings:
     # refine_head models: longer image side the refinement head runs at; 0 = data.frame_size (the scale
     # it trains at), else the processing size. Never above the camera's own (mf_core.pipeline).
     refine_size: int = 0
+    # LiDAR-conditioned models: share of the nearest-return fill mixed into the output: auto (fitted per
+    # frame on scan-line pieces held out of its own sweep), none, or a number in [0, 1]; mf_core.self_validation.
+    nearest_share: str | float | None = AUTO
 
     def __post_init__(self) -> None:
+        self.nearest_share = parse_nearest_share(self.nearest_share, "release.nearest_share")
         if self.processing_size < 0:
             raise InputError(f"release.processing_size must be >= 0 (0 = data.frame_size), got {self.processing_size}")
         if self.refine_size < 0:

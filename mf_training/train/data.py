@@ -20,8 +20,8 @@ from scipy.ndimage import maximum_filter1d
 from mf_core.flow import TrainingMix
 from mf_core.frame_codec import depth_tensor, encode_lidar, encode_target, image_tensor
 from mf_core.resize import resize_dense_depth, resize_image, resize_sparse_depth
+from mf_core.self_validation import held_out_tiles
 from mf_training.data.sample import Sample
-from mf_training.eval.protocols import held_out_tiles
 from mf_training.train.config import DataConfig
 
 # Seeds the LiDAR split of evaluation views (with the sample name), so every run scores the same points.

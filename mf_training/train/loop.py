@@ -317,7 +317,8 @@ class Trainer:
             release = self.config.release
             metrics |= validate_frames(evaluation, self.data.validation, self.data.validation_sources,
                                        self.config.processing_size, self.info.device, release.refine_strength,
-                                       release.refine_strength_near, self.config.refine_size)
+                                       release.refine_strength_near, self.config.refine_size,
+                                       release.nearest_share)
             if metrics.get("score", float("inf")) < self.best_score:
                 self.best_score = metrics["score"]
                 save_model(self.run_dir / BEST_DIR, evaluation,

@@ -98,7 +98,8 @@ def _protocol_name(samples: Sequence[Sample], path: str) -> str:
 @torch.no_grad()
 def validate_frames(model: nn.Module, samples: Sequence[Sample], source_paths: Sequence[str],
                     processing_size: int | None, device: str | torch.device = "cpu", refine_strength: float = 1.0,
-                    refine_strength_near: float | None = None, refine_size: int | None = None) -> dict[str, float]:
+                    refine_strength_near: float | None = None, refine_size: int | None = None,
+                    nearest_share: float | str | None = None) -> dict[str, float]:
     """Score a LiDAR-conditioned ``model`` on held-out frames grouped by source (see the module docstring),
     run as :class:`mf_core.pipeline.DepthEstimator` with these settings (training passes the run's
     ``release`` section: the model is chosen as it will be released).
@@ -110,7 +111,8 @@ def validate_frames(model: nn.Module, samples: Sequence[Sample], source_paths: S
 
     was_training = model.training
     estimator = DepthEstimator(model, device, processing_size, refine_strength,
-                               refine_strength_near=refine_strength_near, refine_size=refine_size)
+                               refine_strength_near=refine_strength_near, refine_size=refine_size,
+                               nearest_share=nearest_share)
     method = estimator_method(estimator, "validation", "conditioned")
     prior = baseline_method("scanline")
     out: dict[str, float] = {}

@@ -1,0 +1,103 @@
+"""Self-validation on a frame's own LiDAR: the nearest share fitted on held-out scan-line pieces, and how a
+LiDAR-conditioned estimator mixes the nearest return in between the lines."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from helpers import random_model
+
+from mf_core.checkpoint import save_model
+from mf_core.completion import complete_nearest
+from mf_core.errors import InputError
+from mf_core.lidar_prior import NEAR_REACH_SPACINGS
+from mf_core.pipeline import DepthEstimator
+from mf_core.self_validation import between_lines, fit_nearest_share, mix_nearest, parse_nearest_share
+
+HEIGHT, WIDTH = 96, 200
+LINE_GAP = 8  # rows between scan lines
+
+
+def _scan_lines(depth: np.ndarray, step: int = 2) -> np.ndarray:
+    """(H, W) float32: ``depth`` on every LINE_GAP-th row, every ``step``-th column; 0 elsewhere."""
+    sparse = np.zeros(depth.shape, np.float32)
+    sparse[2::LINE_GAP, ::step] = depth[2::LINE_GAP, ::step]
+    return sparse
+
+
+def _image() -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+
+
+def test_the_share_follows_what_predicts_the_held_out_pieces():
+    """A plane: between the lines the scan-line fill is (nearly: push-pull takes part next to the returns)
+    exact and the nearest return is not, so the share is small. Every scan line on its own surface (a slatted fence in front of a wall): the pieces held out of a line
+    are predicted by that line's own ends, not by the lines above and below, so the share goes to 1."""
+    rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    plane = 5.0 + 0.05 * rows + 0.03 * cols
+    assert fit_nearest_share(_image(), _scan_lines(plane)) < 0.15
+    slats = np.where((rows // LINE_GAP) % 2 == 0, 4.0, 9.0).astype(np.float32)
+    assert fit_nearest_share(_image(), _scan_lines(slats)) == 1.0
+    # Too few returns to hold anything out: no mixing rather than a guess.
+    one_line = np.zeros((HEIGHT, WIDTH), np.float32)
+    one_line[40, 10:14] = 6.0
+    assert fit_nearest_share(_image(), one_line) == 0.0
+
+
+def test_between_lines_is_one_minus_the_row_proximity_of_the_returns():
+    valid = np.zeros((HEIGHT, WIDTH), bool)
+    valid[2::LINE_GAP, ::4] = True
+    weight = between_lines(valid)
+    assert weight.shape == (HEIGHT, WIDTH) and weight.dtype == np.float32
+    assert np.all(weight[valid] == 0.0)  # on a return: none of the nearest return is mixed in
+    assert np.all(weight[5] == 1.0)  # a row without returns: all of the share
+    rows, cols = np.nonzero(valid)
+    spacing = math.sqrt((np.ptp(rows) + 1) * (np.ptp(cols) + 1) / valid.sum())  # mf_core.sparse_fill.point_spacing
+    assert weight[2, 1] == pytest.approx(1.0 - math.exp(-1.0 / (NEAR_REACH_SPACINGS * spacing)), rel=1e-5)
+    assert weight[2, 2] == pytest.approx(1.0 - math.exp(-2.0 / (NEAR_REACH_SPACINGS * spacing)), rel=1e-5)
+
+
+def test_the_estimator_mixes_the_nearest_return_in_between_the_lines(tmp_path):
+    """nearest_share: the conditioned output moves share x between_lines of the way to the nearest return
+    (by hand here), stays on the LiDAR at the fed pixels; "auto" uses the share fitted on the frame's own
+    sweep and reports it; checkpoints carry it; bad values are input errors that say what to use."""
+    model = random_model(std=0.02, depth_conditioned=True, refine_head=True)
+    image = _image()
+    rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    sparse = _scan_lines(np.where((rows // LINE_GAP) % 2 == 0, 4.0, 9.0).astype(np.float32) + 0.01 * cols)
+
+    def predict(share):
+        return DepthEstimator(model, processing_size=96, nearest_share=share).predict(image, sparse, "conditioned")
+
+    plain, half, auto = predict(None), predict(0.5), predict("auto")
+    assert plain.nearest_share is None and half.nearest_share == 0.5
+    assert auto.nearest_share == pytest.approx(fit_nearest_share(image, sparse)) and auto.nearest_share > 0.5
+    nearest = complete_nearest(image, sparse, None)
+    weight = between_lines(sparse > 0)
+    np.testing.assert_allclose(half.depth, plain.depth + 0.5 * weight * (nearest - plain.depth), rtol=1e-5)
+    np.testing.assert_allclose(auto.depth, mix_nearest(image, sparse, plain.depth, auto.nearest_share), rtol=1e-6)
+    fed = sparse > 0
+    np.testing.assert_array_equal(half.depth[fed], plain.depth[fed])  # at the returns: the model's own value
+    assert np.abs(half.depth - plain.depth)[5].mean() > 0.1  # between the lines it moved
+    np.testing.assert_array_equal(predict(0.0).depth, plain.depth)
+
+    save_model(tmp_path / "m", model, {"nearest_share": "auto"})
+    assert DepthEstimator.from_checkpoint(tmp_path / "m").nearest_share == "auto"
+    save_model(tmp_path / "old", model, {})
+    assert DepthEstimator.from_checkpoint(tmp_path / "old").nearest_share is None  # older models: as they ran
+    for bad in (1.5, -0.1, "most", True):
+        save_model(tmp_path / "bad", model, {"nearest_share": bad})
+        with pytest.raises(InputError, match="nearest_share must be 'auto'"):
+            DepthEstimator.from_checkpoint(tmp_path / "bad")
+    with pytest.raises(InputError, match="nearest_share must be 'auto'"):
+        DepthEstimator(model, nearest_share="sometimes")
+
+
+def test_parse_nearest_share_reads_configs_and_flags():
+    assert parse_nearest_share("auto", "x") == "auto"
+    assert parse_nearest_share(None, "x") is None and parse_nearest_share("None", "x") is None
+    assert parse_nearest_share("0.25", "x") == 0.25 and parse_nearest_share(1, "x") == 1.0
+    with pytest.raises(InputError, match=r"--nearest-share must be 'auto'.*got '2'"):
+        parse_nearest_share("2", "--nearest-share")
