@@ -30,7 +30,14 @@ from mf_core.lidar_prior import REFINE_SIZE_KEY, REFINE_STRENGTH_KEY, REFINE_STR
 from mf_core.modes import LIDAR_MODES, MODES
 from mf_core.resize import processing_shape, resize_dense_depth, resize_image, resize_sparse_depth
 from mf_core.sampling import SampleOutput, sample, time_grid
-from mf_core.self_validation import AUTO, NEAREST_SHARE_KEY, fit_nearest_share, mix_nearest, parse_nearest_share
+from mf_core.self_validation import (
+    AUTO,
+    NEAREST_SHARE_KEY,
+    NearestShareStream,
+    fit_nearest_share,
+    mix_nearest,
+    parse_nearest_share,
+)
 from mf_core.sparse_fill import point_spacing
 
 # Confidence = edge term x (LiDAR agreement x LiDAR proximity when LiDAR is given):
@@ -309,8 +316,8 @@ class DepthEstimator:
         return self.onnx_session.run(None, feeds)[0][0, 0]
 
     def predict(self, image: np.ndarray, sparse_depth: np.ndarray | None = None, mode: str = "i2d-aligned",
-                steps: int = 1, seed: int = 0, with_confidence: bool = True, keep_lidar: bool = False
-                ) -> DepthResult:
+                steps: int = 1, seed: int = 0, with_confidence: bool = True, keep_lidar: bool = False,
+                share_stream: NearestShareStream | None = None) -> DepthResult:
         """Estimate depth for one frame.
 
         Args:
@@ -326,6 +333,8 @@ class DepthEstimator:
                 callers that do not use it (a node not publishing it) pass False.
             keep_lidar: LiDAR modes: write the measured depth back at the LiDAR pixels (the model's
                 own value there differs by ``DepthResult.lidar_residual``).
+            share_stream: with ``nearest_share`` "auto": the frames so far of this sensor's stream, whose
+                fit this frame joins (a steady share, no flicker from it); None fits this frame alone.
 
         Returns:
             DepthResult at the caller's (H, W).
@@ -376,7 +385,11 @@ class DepthEstimator:
                 depth = alignment.apply(depth)
         share = None
         if mode == "conditioned" and self.nearest_share is not None:
-            share = fit_nearest_share(image, sparse_depth) if self.nearest_share == AUTO else float(self.nearest_share)
+            if self.nearest_share != AUTO:
+                share = float(self.nearest_share)
+            else:
+                share = fit_nearest_share(image, sparse_depth) if share_stream is None \
+                    else share_stream.update(image, sparse_depth)
             depth = mix_nearest(image, sparse_depth, depth, share)
         residual = valid = None
         if mode in LIDAR_MODES:

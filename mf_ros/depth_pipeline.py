@@ -29,6 +29,7 @@ from mf_core.files import MAX_IMAGE_PIXELS, ImageTooLarge, check_image_size, enc
 from mf_core.geometry import points_to_depth_map
 from mf_core.modes import DEFAULT_MODE, NODE_MODES
 from mf_core.pipeline import DepthEstimator
+from mf_core.self_validation import NearestShareStream
 from mf_ros import conversions as conv
 
 
@@ -143,6 +144,7 @@ class DepthPipeline:
         self.estimator = estimator
         self.messages = messages
         self._classical = complete_classical if options.mode == "classical" else None
+        self.share_stream = NearestShareStream()  # the camera's frames so far: a steady nearest share
 
     def warm_up(self, width: int, height: int, use_lidar: bool) -> None:
         """One pass on a synthetic frame so the first real frame pays no first-call costs."""
@@ -233,7 +235,7 @@ class DepthPipeline:
         with torch.inference_mode():
             result = self.estimator.predict(rgb, sparse, self._estimator_mode(sparse is not None),
                                             self.options.steps, self.options.seed,
-                                            with_confidence=self.options.confidence)
+                                            with_confidence=self.options.confidence, share_stream=self.share_stream)
         depth = result.depth if result.valid is None else np.where(result.valid, result.depth, np.float32(0))
         return depth, result.confidence, result.metric  # 0 = no valid depth: NaN in the messages (REP 118)
 

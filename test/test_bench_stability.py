@@ -34,8 +34,12 @@ def test_shipped_model_runs_against_the_classical_fills():
     args = argparse.Namespace(model="default", data=None, size="160x120", repeats=3, noise=0.02, dropout=0.05,
                               device="cpu")
     report = stability.run(args)
+    node = "model:conditioned (node: share of the stream)"  # the shipped model fits its nearest share
     assert set(report["methods"]) == {"baseline:nearest", "baseline:linear", "baseline:classical",
-                                      "model:conditioned"}
+                                      "model:conditioned", node}
     nearest = report["methods"]["baseline:nearest"]["std_median_m"]
     assert 0.005 < nearest < 0.03  # about the 2 cm of range noise, as nearest copies it
+    best = report["methods"][report["steadiest_classical"]]
+    assert report["model_ratio_to_steadiest"]["std_p95_m"] == round(report["methods"][node]["std_p95_m"]
+                                                                    / best["std_p95_m"], 3)  # the node's row
     assert all(v > 0 for v in report["model_ratio_to_steadiest"].values())

@@ -11,7 +11,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from helpers import png_header_claiming, sim_bag_as_rclpy  # noqa: E402
+from helpers import png_header_claiming, random_model, sim_bag_as_rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -401,3 +401,25 @@ def test_lazy_node_skips_inference_while_nobody_watches(rig, sim):
     r.send(sim["images"][0], sim["infos"][0], sim["clouds"][0])
     assert r.spin_until(lambda: r.node.stats.drops["no_subscribers"] == 1, 10)
     assert r.node.stats.counts["published"] == 0 and "model" not in r.node.stats.snapshot()["timings"]
+
+
+def test_the_pipeline_fits_one_nearest_share_over_its_stream(sim):
+    """The node and mf densify (DepthPipeline) give every frame the nearest share of the camera's stream so
+    far (mf_core.self_validation.NearestShareStream), not each frame's own fit: no flicker from it."""
+    from mf_core.pipeline import DepthEstimator
+    from mf_core.self_validation import NearestShareStream
+    from mf_ros.depth_pipeline import DepthPipeline, PipelineOptions
+
+    estimator = DepthEstimator(random_model(std=0.02, depth_conditioned=True, refine_head=True), processing_size=64,
+                               nearest_share="auto")
+    pipeline = DepthPipeline(PipelineOptions("conditioned"), estimator, RCLPY)
+    replay = NearestShareStream()
+    for image, info, cloud in zip(sim["images"][:3], sim["infos"][:3], sim["clouds"][:3], strict=True):
+        frame = pipeline.process(image, info, cloud, sim["T"])
+        camera = conv.camera_info_to_camera(info)
+        sparse = points_to_depth_map(conv.pointcloud2_to_xyz(cloud), sim["T"], camera)
+        rgb = conv.image_to_rgb(image)
+        expected = estimator.predict(rgb, sparse, "conditioned", share_stream=replay)
+        assert pipeline.share_stream.share == replay.share is not None
+        valid = expected.valid
+        np.testing.assert_allclose(frame.depth_array[valid], expected.depth[valid], rtol=1e-5)

@@ -14,7 +14,13 @@ from mf_core.completion import complete_nearest
 from mf_core.errors import InputError
 from mf_core.lidar_prior import NEAR_REACH_SPACINGS
 from mf_core.pipeline import DepthEstimator
-from mf_core.self_validation import between_lines, fit_nearest_share, mix_nearest, parse_nearest_share
+from mf_core.self_validation import (
+    NearestShareStream,
+    between_lines,
+    fit_nearest_share,
+    mix_nearest,
+    parse_nearest_share,
+)
 
 HEIGHT, WIDTH = 96, 200
 LINE_GAP = 8  # rows between scan lines
@@ -33,8 +39,9 @@ def _image() -> np.ndarray:
 
 def test_the_share_follows_what_predicts_the_held_out_pieces():
     """A plane: between the lines the scan-line fill is (nearly: push-pull takes part next to the returns)
-    exact and the nearest return is not, so the share is small. Every scan line on its own surface (a slatted fence in front of a wall): the pieces held out of a line
-    are predicted by that line's own ends, not by the lines above and below, so the share goes to 1."""
+    exact and the nearest return is not, so the share is small. Every scan line on its own surface (a
+    slatted fence in front of a wall): the pieces held out of a line are predicted by that line's own ends,
+    not by the lines above and below, so the share goes to 1."""
     rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
     plane = 5.0 + 0.05 * rows + 0.03 * cols
     assert fit_nearest_share(_image(), _scan_lines(plane)) < 0.15
@@ -101,3 +108,39 @@ def test_parse_nearest_share_reads_configs_and_flags():
     assert parse_nearest_share("0.25", "x") == 0.25 and parse_nearest_share(1, "x") == 1.0
     with pytest.raises(InputError, match=r"--nearest-share must be 'auto'.*got '2'"):
         parse_nearest_share("2", "--nearest-share")
+
+
+def test_a_stream_settles_on_one_share_and_follows_a_new_scene():
+    """NearestShareStream: its first frame gets that frame's own fit; on a static scene fed noisy sweeps the
+    share stops changing after a few frames (no flicker from it); when the scene changes it follows."""
+    rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    scene = 6.0 + np.where((rows // LINE_GAP) % 2 == 0, 0.3, 0.0) + 0.02 * cols  # slats 30 cm before a wall
+    rng = np.random.default_rng(0)
+    sweeps = [_scan_lines((scene + rng.normal(0, 0.05, scene.shape)).astype(np.float32)) for _ in range(12)]
+    for sweep in sweeps:
+        sweep[rng.random(sweep.shape) < 0.1] = 0.0  # returns missing at random, as a real LiDAR drops them
+    fits = [fit_nearest_share(_image(), sweep) for sweep in sweeps]
+    assert max(fits) - min(fits) > 0.2  # frame by frame the fit moves ...
+    stream = NearestShareStream()
+    shares = [stream.update(_image(), sweep) for sweep in sweeps]
+    assert shares[0] == pytest.approx(fits[0])
+    assert len(set(shares[6:])) == 1 and 0.5 < shares[-1] < 1.0  # ... the stream's share does not, once settled
+    plane = _scan_lines(5.0 + 0.05 * rows + 0.03 * cols)
+    after = [stream.update(_image(), plane) for _ in range(10)]
+    assert after[-1] < shares[-1] - 0.3  # a new scene where the scan-line fill is right: the share drops
+    with pytest.raises(InputError, match="decay and hysteresis must be in"):
+        NearestShareStream(decay=1.0)
+
+
+def test_predict_joins_the_stream_it_is_given():
+    model = random_model(std=0.02, depth_conditioned=True, refine_head=True)
+    estimator = DepthEstimator(model, processing_size=96, nearest_share="auto")
+    rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    sparse = _scan_lines(np.where((rows // LINE_GAP) % 2 == 0, 4.0, 9.0).astype(np.float32) + 0.01 * cols)
+    stream = NearestShareStream()
+    stream.numerator, stream.denominator, stream.share = 0.0, 1e9, 0.0  # a long history that wants no mixing
+    result = estimator.predict(_image(), sparse, "conditioned", share_stream=stream)
+    alone = estimator.predict(_image(), sparse, "conditioned")
+    assert result.nearest_share == stream.share < 0.05 < alone.nearest_share  # the stream's share, not the frame's
+    assert DepthEstimator(model, processing_size=96, nearest_share=0.3).predict(
+        _image(), sparse, "conditioned", share_stream=stream).nearest_share == 0.3  # a fixed share stays fixed

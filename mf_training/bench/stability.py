@@ -8,7 +8,9 @@ sees the same sweeps. Reported per method: the per-pixel standard deviation of d
 repeats (median and 95th percentile, metres, over pixels with depth in every repeat) and the
 mean frame-to-frame change relative to depth; and the model's figures as ratios to the best
 classical method of the same run. A ratio above 1 means the model flickers more than
-interpolating the same LiDAR would.
+interpolating the same LiDAR would. A model whose nearest share is fitted per frame
+(:mod:`mf_core.self_validation`) is also run as the depth node runs it, with the share of the
+stream, and that row is the one the ratios use.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ def run(args: argparse.Namespace) -> dict:
     from mf_core.completion import CLASSICAL_BASELINES
     from mf_core.errors import InputError
     from mf_core.modes import recommended_mode
+    from mf_core.pipeline import DepthEstimator
+    from mf_core.self_validation import AUTO, NearestShareStream
     from mf_training.bench.eval import benchmark_frame, parse_size
     from mf_training.eval.harness import baseline_method, model_method
 
@@ -74,6 +78,17 @@ def run(args: argparse.Namespace) -> dict:
     for method in methods:
         label = method.name if method.mode is None else f"model:{method.mode}"
         rows[label] = flicker([method.predict(sample.image, sweep, sample.camera) for sweep in sweeps])
+    estimator = DepthEstimator.from_checkpoint(args.model, args.device)
+    if mode == "conditioned" and estimator.nearest_share == AUTO:
+        # As the depth node runs it: the nearest share of the stream, settled on the same static scene's
+        # sweeps first (the node's first frames, before it settles, flicker like the per-frame row above).
+        stream = NearestShareStream()
+        for sweep in sweeps:
+            stream.update(sample.image, sweep)
+        rows[f"model:{mode} (node: share of the stream)"] = flicker(
+            [estimator.predict(sample.image, sweep, mode, with_confidence=False, share_stream=stream).depth
+             for sweep in sweeps])
+        mode = f"{mode} (node: share of the stream)"
     model_row = rows[f"model:{mode}"]
     classical = {k: v for k, v in rows.items() if k.startswith("baseline:")}
     best = min(classical, key=lambda k: classical[k]["std_median_m"])
