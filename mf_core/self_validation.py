@@ -13,11 +13,12 @@ Two uses share the held-out pieces defined here:
   Kinect depth (README model card). The frame's own sweep says which, so no single number has to
   fit every sensor.
 
-The mixing applies between the scan lines only: its weight at a pixel is ``w b``, with
+The mixing applies away from the returns on a pixel's own row: its weight at a pixel is ``w b``, with
 ``b = 1 - row_proximity`` (:func:`mf_core.lidar_prior.row_proximity`: 0 on and next to a return on
-the pixel's own row, where the model's refinement head is reliable and takes its full strength;
-1 far from one). The output is ``d + w b (n - d)``, ``d`` the model's depth and ``n`` the nearest
-return; at the fed pixels ``b = 0``, so the output stays on the LiDAR there.
+the pixel's row, where the model's refinement head is reliable and takes its full strength; 1 far
+from one: between the lines, and above the sweep's top line and below its bottom one, where most of
+its effect lies, README model card). The output is ``d + w b (n - d)``, ``d`` the model's depth and
+``n`` the nearest return; at the fed pixels ``b = 0``, so the output stays on the LiDAR there.
 
 The fit of ``w``: hold out :data:`NEAREST_SHARE_FRACTION` of the sweep as segment tiles (a fixed
 draw), fill the rest with the scan-line fill ``f`` (the model's prior: between the lines the model
@@ -45,7 +46,7 @@ NEAREST_SHARE_KEY = "nearest_share"
 AUTO = "auto"
 # One draw holding out 30 % of the sweep: two pooled draws of 20 % fitted the share more steadily (one 20 % draw's
 # share varied by up to 0.4 between seeds on 7-Scenes frames) and scored 0.5 % better on the val split, but cost
-# twice the fit's ~42 ms per 640x480 frame on one core (README model card).
+# twice the fit's ~50 ms per 640x480 frame on one core (README model card).
 NEAREST_SHARE_FRACTION = 0.3
 NEAREST_SHARE_DRAWS = 1
 STREAM_DECAY = 0.9  # NearestShareStream: weight of the previous frames' terms, per frame ...
@@ -103,7 +104,7 @@ def share_terms(image: np.ndarray, sparse_depth: np.ndarray) -> tuple[float, flo
             continue
         sweep = np.where(fed, sparse_depth, 0.0).astype(np.float32)  # (H, W)
         fill = complete_scanline(image, sweep, None)[held].astype(np.float64)  # (N,)
-        change = between_lines(fed)[held] * (complete_nearest(image, sweep, None)[held] - fill)  # (N,)
+        change = away_from_row_returns(fed)[held] * (complete_nearest(image, sweep, None)[held] - fill)  # (N,)
         numerator += float(np.dot(change, sparse_depth[held] - fill))
         denominator += float(np.dot(change, change))
     return numerator, denominator
@@ -149,18 +150,18 @@ class NearestShareStream:
         return self.share
 
 
-def between_lines(valid: np.ndarray) -> np.ndarray:
+def away_from_row_returns(valid: np.ndarray) -> np.ndarray:
     """(H, W) float32 in [0, 1]: 1 - row_proximity of the returns ``valid`` (H, W) bool; 0 on a return."""
     mask = torch.from_numpy(valid)[None, None]  # (1, 1, H, W)
     return 1.0 - row_proximity(row_distance(mask), mask)[0, 0].numpy()
 
 
 def mix_nearest(image: np.ndarray, sparse_depth: np.ndarray, depth: np.ndarray, share: float) -> np.ndarray:
-    """(H, W) float32: ``depth`` moved ``share`` x :func:`between_lines` of the way to the nearest return of
-    ``sparse_depth`` (H, W) metres (0 or NaN = none)."""
+    """(H, W) float32: ``depth`` moved ``share`` x :func:`away_from_row_returns` of the way to the nearest
+    return of ``sparse_depth`` (H, W) metres (0 or NaN = none)."""
     from mf_core.completion import complete_nearest
 
     if share == 0.0:
         return depth
-    weight = share * between_lines(np.isfinite(sparse_depth) & (sparse_depth > 0))  # (H, W)
+    weight = share * away_from_row_returns(np.isfinite(sparse_depth) & (sparse_depth > 0))  # (H, W)
     return (depth + weight * (complete_nearest(image, sparse_depth, None) - depth)).astype(np.float32)

@@ -16,7 +16,7 @@ from mf_core.lidar_prior import NEAR_REACH_SPACINGS
 from mf_core.pipeline import DepthEstimator
 from mf_core.self_validation import (
     NearestShareStream,
-    between_lines,
+    away_from_row_returns,
     fit_nearest_share,
     mix_nearest,
     parse_nearest_share,
@@ -53,10 +53,10 @@ def test_the_share_follows_what_predicts_the_held_out_pieces():
     assert fit_nearest_share(_image(), one_line) == 0.0
 
 
-def test_between_lines_is_one_minus_the_row_proximity_of_the_returns():
+def test_the_mixing_weight_is_one_minus_the_row_proximity_of_the_returns():
     valid = np.zeros((HEIGHT, WIDTH), bool)
     valid[2::LINE_GAP, ::4] = True
-    weight = between_lines(valid)
+    weight = away_from_row_returns(valid)
     assert weight.shape == (HEIGHT, WIDTH) and weight.dtype == np.float32
     assert np.all(weight[valid] == 0.0)  # on a return: none of the nearest return is mixed in
     assert np.all(weight[5] == 1.0)  # a row without returns: all of the share
@@ -67,7 +67,7 @@ def test_between_lines_is_one_minus_the_row_proximity_of_the_returns():
 
 
 def test_the_estimator_mixes_the_nearest_return_in_between_the_lines(tmp_path):
-    """nearest_share: the conditioned output moves share x between_lines of the way to the nearest return
+    """nearest_share: the conditioned output moves share x away_from_row_returns of the way to the nearest return
     (by hand here), stays on the LiDAR at the fed pixels; "auto" uses the share fitted on the frame's own
     sweep and reports it; checkpoints carry it; bad values are input errors that say what to use."""
     model = random_model(std=0.02, depth_conditioned=True, refine_head=True)
@@ -82,7 +82,7 @@ def test_the_estimator_mixes_the_nearest_return_in_between_the_lines(tmp_path):
     assert plain.nearest_share is None and half.nearest_share == 0.5
     assert auto.nearest_share == pytest.approx(fit_nearest_share(image, sparse)) and auto.nearest_share > 0.5
     nearest = complete_nearest(image, sparse, None)
-    weight = between_lines(sparse > 0)
+    weight = away_from_row_returns(sparse > 0)
     np.testing.assert_allclose(half.depth, plain.depth + 0.5 * weight * (nearest - plain.depth), rtol=1e-5)
     np.testing.assert_allclose(auto.depth, mix_nearest(image, sparse, plain.depth, auto.nearest_share), rtol=1e-6)
     fed = sparse > 0
