@@ -29,7 +29,7 @@ from mf_core.files import MAX_IMAGE_PIXELS, ImageTooLarge, check_image_size, enc
 from mf_core.geometry import points_to_depth_map
 from mf_core.modes import DEFAULT_MODE, NODE_MODES
 from mf_core.pipeline import DepthEstimator
-from mf_core.self_validation import NearestShareStream
+from mf_core.self_validation import NearestShareStream, parse_nearest_share
 from mf_ros import conversions as conv
 
 
@@ -80,14 +80,23 @@ class DepthFrame:
 
 
 def load_estimator(model: str, device: str, processing_size: tuple[int, int] | None,
-                   onnx_model: str = "") -> DepthEstimator:
+                   onnx_model: str = "", nearest_share: str = "") -> DepthEstimator:
     """A DepthEstimator from a checkpoint folder ("default": the shipped model), or a randomly
     initialised registry size (testing only).
 
     ``model`` naming a registry size (e.g. "MF-XS") builds random weights: the output is
     then not a depth estimate, which is warned about. ``processing_size`` is (height, width).
     ``onnx_model`` (a file from ``mf export-onnx``) runs mode conditioned on onnxruntime.
+    ``nearest_share`` ("auto", "none" or a number; "" = the checkpoint's) overrides the checkpoint's
+    (:mod:`mf_core.self_validation`).
     """
+    estimator = _estimator(model, device, processing_size, onnx_model)
+    if nearest_share != "":
+        estimator.nearest_share = parse_nearest_share(nearest_share, "nearest_share")
+    return estimator
+
+
+def _estimator(model: str, device: str, processing_size: tuple[int, int] | None, onnx_model: str) -> DepthEstimator:
     from mf_core.checkpoint import resolve_model_path
     from mf_core.model import MODEL_SIZES, build_model
 

@@ -118,6 +118,9 @@ DEPTH_NODE_OPTIONS = (
     Option("device", "cpu", "torch device", choices=DEVICES),
     Option("onnx_model", "", "a file from mf export-onnx for this model: the mode it was exported for runs on "
            "onnxruntime (empty = torch)"),
+    Option("nearest_share", "", "mode conditioned: share of the nearest LiDAR return mixed in away from the "
+           "returns on a pixel's row: auto (fitted on this camera's stream), none, or a number in [0, 1]; "
+           "empty = the model's own setting"),
     Option("mode", DEFAULT_MODE, "how LiDAR makes depth metric (conditioned suits the shipped model)",
            choices=NODE_MODES),
     Option("steps", 1, "sampler steps (1 = one forward pass)", 1, 50, runtime=True),

@@ -76,3 +76,17 @@ def test_densify_rejects_a_model_that_is_not_a_checkpoint(sim_bag, tmp_path):
         run_densify("--bag", str(sim_bag), "--out", str(tmp_path / "x"), "--mode", "guided", "--model", "")
     with pytest.raises(InputError, match="neither 'default'"):
         run_densify("--bag", str(sim_bag), "--out", str(tmp_path / "x"), "--mode", "guided", "--model", "/no/ckpt")
+
+
+def test_densify_nearest_share_flag_overrides_the_model_and_is_checked(sim_bag, tmp_path):
+    """--nearest-share (the node's nearest_share parameter): a bad value is an input error that writes
+    nothing; a number is used as given."""
+    from mf_ros.depth_pipeline import load_estimator
+
+    out = tmp_path / "out"
+    assert mf_main(["densify", "--bag", str(sim_bag), "--out", str(out), "--model", "default",
+                    "--nearest-share", "lots"]) == 2
+    assert not out.exists()
+    assert load_estimator("default", "cpu", None, nearest_share="0.3").nearest_share == 0.3
+    assert load_estimator("default", "cpu", None, nearest_share="none").nearest_share is None
+    assert load_estimator("default", "cpu", None).nearest_share == "auto"  # the shipped model's own

@@ -285,6 +285,7 @@ def test_flooding_keeps_latency_bounded_and_memory_flat(rig, sim):
     ([*MODEL[:2]], "processing_height"),
     ([Parameter("model", value="/no/such/checkpoint")], "model"),
     ([Parameter("mode", value="classical"), Parameter("extrinsic", value=[1.0, 2.0])], "extrinsic"),
+    ([*MODEL, Parameter("nearest_share", value="lots")], "nearest_share must be 'auto'"),
 ])
 def test_bad_parameters_stop_the_node_with_a_message(rig, overrides, needle):
     r = rig(overrides)

@@ -103,7 +103,7 @@ class DepthNode(LifecycleNode):
             if not p["model"]:
                 raise InputError("parameter 'model' is empty; set it to 'default' (the shipped model), a "
                                  "checkpoint folder, or MF-XS for a random-weight test model")
-            estimator = load_estimator(p["model"], p["device"], size, p["onnx_model"])
+            estimator = load_estimator(p["model"], p["device"], size, p["onnx_model"], p["nearest_share"])
         self._pipeline = DepthPipeline(options, estimator, conv.RclpyMessages())
         start = time.perf_counter()
         height, width = size or WARM_UP_SIZE

@@ -26,9 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output bag directory (MCAP)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing bag at --out")
     # The settings shared with depth_node: same names, defaults and checks as its parameters.
-    add_flags(parser, DEPTH_NODE_OPTIONS, ("model", "onnx_model", "mode", "device", "steps", "seed", "processing_width",
-                                           "processing_height", "slop", "extrinsic", "max_range", "stride",
-                                           "confidence"))
+    add_flags(parser, DEPTH_NODE_OPTIONS, ("model", "onnx_model", "nearest_share", "mode", "device", "steps", "seed",
+                                           "processing_width", "processing_height", "slop", "extrinsic", "max_range",
+                                           "stride", "confidence"))
     parser.add_argument("--image-topic", default=None, help="default: the bag's only Image topic")
     parser.add_argument("--camera-info-topic", default=None)
     parser.add_argument("--points-topic", default=None)
@@ -45,7 +45,8 @@ def _pipeline(args: argparse.Namespace):
         if not args.model:
             raise InputError(f"--mode {args.mode} needs --model (a checkpoint folder); or use --mode classical")
         estimator = load_estimator(args.model, args.device, processing_size(args.processing_width,
-                                                                            args.processing_height), args.onnx_model)
+                                                                            args.processing_height), args.onnx_model,
+                                   args.nearest_share)
     options = PipelineOptions(args.mode, args.steps, args.seed, args.max_range, args.stride, args.confidence)
     return DepthPipeline(options, estimator, rosbags_messages())
 
