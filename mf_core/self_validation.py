@@ -49,7 +49,8 @@ AUTO = "auto"
 # twice the fit's ~50 ms per 640x480 frame on one core (README model card).
 NEAREST_SHARE_FRACTION = 0.3
 NEAREST_SHARE_DRAWS = 1
-STREAM_DECAY = 0.9  # NearestShareStream: weight of the previous frames' terms, per frame ...
+STREAM_FIT_EVERY = 3  # NearestShareStream: frames per fit ...
+STREAM_DECAY = 0.9  # ... weight of the earlier fits' terms, per fit ...
 STREAM_HYSTERESIS = 0.05  # ... and how far its fit moves before the share in use follows
 MIN_HELD_OUT = 20  # returns a draw must hold out to count: fewer say nothing about the sensor
 
@@ -126,22 +127,30 @@ class NearestShareStream:
     One frame's fit varies with its sweep: on a static scene fed noisy sweeps (``mf bench stability``)
     it moved between 0.18 and 0.52 from sweep to sweep, and even a drift of 0.005 per frame shows as
     flicker where the nearest return and the model's depth lie metres apart (beyond the sweep's first and
-    last lines). A stream sums every frame's least-squares terms with weights decaying by ``decay`` per
-    frame (about 1 / (1 - decay) frames, 1 s at 10 Hz for the default), and keeps the share it uses until
-    that fit has moved more than ``hysteresis`` from it: on a static scene the share settles within a
-    few frames and then stays fixed; on a changing one it follows in steps.
+    last lines). A stream fits every ``every``-th frame (the fit costs about 55 ms per 640x480 frame on
+    one core; a sensor's share changes slowly), sums the fits' least-squares terms with weights decaying by
+    ``decay`` per fit, and keeps the share it uses until that fit has moved more than ``hysteresis`` from
+    it: on a static scene the share settles within a few fits and then stays fixed; on a changing one it
+    follows in steps (the defaults: about 10 fits over 30 frames, 3 s at 10 Hz).
     """
 
-    def __init__(self, decay: float = STREAM_DECAY, hysteresis: float = STREAM_HYSTERESIS) -> None:
-        if not 0.0 <= decay < 1.0 or not 0.0 <= hysteresis < 1.0:
-            raise InputError(f"the nearest share's decay and hysteresis must be in [0, 1), got {decay}, {hysteresis}")
-        self.decay, self.hysteresis = decay, hysteresis
+    def __init__(self, decay: float = STREAM_DECAY, hysteresis: float = STREAM_HYSTERESIS,
+                 every: int = STREAM_FIT_EVERY) -> None:
+        if not 0.0 <= decay < 1.0 or not 0.0 <= hysteresis < 1.0 or every < 1:
+            raise InputError(f"the nearest share's decay and hysteresis must be in [0, 1) and it must fit at least "
+                             f"every frame, got decay {decay}, hysteresis {hysteresis}, every {every}")
+        self.decay, self.hysteresis, self.every = decay, hysteresis, every
         self.numerator = self.denominator = 0.0
+        self.frames = self.fits = 0
         self.share: float | None = None  # the share in use; None before the first frame
 
     def update(self, image: np.ndarray, sparse_depth: np.ndarray) -> float:
-        """Add this frame's terms and return the share to use for it."""
+        """The share to use for this frame (fitted again, with this frame's terms added, every ``every`` frames)."""
+        self.frames += 1
+        if self.share is not None and (self.frames - 1) % self.every:
+            return self.share
         numerator, denominator = share_terms(image, sparse_depth)
+        self.fits += 1
         self.numerator = self.decay * self.numerator + numerator
         self.denominator = self.decay * self.denominator + denominator
         fitted = _share(self.numerator, self.denominator)

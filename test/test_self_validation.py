@@ -121,15 +121,24 @@ def test_a_stream_settles_on_one_share_and_follows_a_new_scene():
         sweep[rng.random(sweep.shape) < 0.1] = 0.0  # returns missing at random, as a real LiDAR drops them
     fits = [fit_nearest_share(_image(), sweep) for sweep in sweeps]
     assert max(fits) - min(fits) > 0.2  # frame by frame the fit moves ...
-    stream = NearestShareStream()
+    stream = NearestShareStream(every=1)
     shares = [stream.update(_image(), sweep) for sweep in sweeps]
     assert shares[0] == pytest.approx(fits[0])
     assert len(set(shares[6:])) == 1 and 0.5 < shares[-1] < 1.0  # ... the stream's share does not, once settled
     plane = _scan_lines(5.0 + 0.05 * rows + 0.03 * cols)
     after = [stream.update(_image(), plane) for _ in range(10)]
     assert after[-1] < shares[-1] - 0.3  # a new scene where the scan-line fill is right: the share drops
+    # Fitting every 3rd frame: the frames between reuse the share, and the fits are the every=1 stream's.
+    sparse_stream = NearestShareStream(every=3)
+    every_third = [sparse_stream.update(_image(), sweep) for sweep in sweeps]
+    assert (sparse_stream.frames, sparse_stream.fits) == (12, 4)
+    assert every_third[1] == every_third[2] == every_third[0] == pytest.approx(fits[0])
+    replay = NearestShareStream(every=1)
+    assert [replay.update(_image(), sweep) for sweep in sweeps[::3]][-1] == every_third[-1]
     with pytest.raises(InputError, match="decay and hysteresis must be in"):
         NearestShareStream(decay=1.0)
+    with pytest.raises(InputError, match="every 0"):
+        NearestShareStream(every=0)
 
 
 def test_predict_joins_the_stream_it_is_given():
