@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> dict:
     from mf_core.pipeline import DepthEstimator
     from mf_core.self_validation import AUTO, NearestShareStream
     from mf_training.bench.eval import benchmark_frame, parse_size
-    from mf_training.eval.harness import baseline_method, model_method
+    from mf_training.eval.harness import baseline_method, estimator_method
 
     if args.repeats < 2 or not 0 <= args.dropout < 1 or args.noise < 0:
         raise InputError("--repeats must be >= 2, --dropout in [0, 1), --noise >= 0")
@@ -71,14 +71,14 @@ def run(args: argparse.Namespace) -> dict:
     sample = benchmark_frame(args.data, width, height)
     config, metadata = read_checkpoint_config(resolve_model_path(args.model))
     mode = recommended_mode(metadata, config.depth_conditioned)
+    estimator = DepthEstimator.from_checkpoint(args.model, args.device)
     methods = [baseline_method(name) for name in CLASSICAL_BASELINES]
-    methods.append(model_method(args.model, mode, device=args.device))
+    methods.append(estimator_method(estimator, str(args.model), mode))
     sweeps = list(_sweeps(sample.sparse_depth, args.repeats, args.noise, args.dropout))
     rows = {}
     for method in methods:
         label = method.name if method.mode is None else f"model:{method.mode}"
         rows[label] = flicker([method.predict(sample.image, sweep, sample.camera) for sweep in sweeps])
-    estimator = DepthEstimator.from_checkpoint(args.model, args.device)
     if mode == "conditioned" and estimator.nearest_share == AUTO:
         # As the depth node runs it: the nearest share of the stream, settled on the same static scene's
         # sweeps first (the node's first frames, before it settles, flicker like the per-frame row above).
