@@ -46,13 +46,12 @@ NEAREST_SHARE_KEY = "nearest_share"
 AUTO = "auto"
 # One draw holding out 30 % of the sweep: two pooled draws of 20 % fitted the share more steadily (one 20 % draw's
 # share varied by up to 0.4 between seeds on 7-Scenes frames) and scored 0.5 % better on the val split, but cost
-# twice the fit's ~50 ms per 640x480 frame on one core (README model card).
+# twice the fit's ~55 ms per 640x480 frame on one core (README model card).
 NEAREST_SHARE_FRACTION = 0.3
-NEAREST_SHARE_DRAWS = 1
 STREAM_FIT_EVERY = 3  # NearestShareStream: frames per fit ...
 STREAM_DECAY = 0.9  # ... weight of the earlier fits' terms, per fit ...
 STREAM_HYSTERESIS = 0.05  # ... and how far its fit moves before the share in use follows
-MIN_HELD_OUT = 20  # returns a draw must hold out to count: fewer say nothing about the sensor
+MIN_HELD_OUT = 20  # returns the draw must hold out to count: fewer say nothing about the sensor
 
 
 def held_out_tiles(shape: tuple[int, int], tile: tuple[int, int], fraction: float,
@@ -97,18 +96,14 @@ def share_terms(image: np.ndarray, sparse_depth: np.ndarray) -> tuple[float, flo
     from mf_core.completion import complete_nearest, complete_scanline
 
     valid = np.isfinite(sparse_depth) & (sparse_depth > 0)  # (H, W)
-    numerator = denominator = 0.0
-    for seed in range(NEAREST_SHARE_DRAWS):
-        held = segment_tiles(valid.shape, NEAREST_SHARE_FRACTION, np.random.default_rng(seed)) & valid  # (H, W)
-        fed = valid & ~held
-        if held.sum() < MIN_HELD_OUT or not fed.any():
-            continue
-        sweep = np.where(fed, sparse_depth, 0.0).astype(np.float32)  # (H, W)
-        fill = complete_scanline(image, sweep, None)[held].astype(np.float64)  # (N,)
-        change = away_from_row_returns(fed)[held] * (complete_nearest(image, sweep, None)[held] - fill)  # (N,)
-        numerator += float(np.dot(change, sparse_depth[held] - fill))
-        denominator += float(np.dot(change, change))
-    return numerator, denominator
+    held = segment_tiles(valid.shape, NEAREST_SHARE_FRACTION, np.random.default_rng(0)) & valid  # (H, W) fixed draw
+    fed = valid & ~held
+    if held.sum() < MIN_HELD_OUT or not fed.any():
+        return 0.0, 0.0
+    sweep = np.where(fed, sparse_depth, 0.0).astype(np.float32)  # (H, W)
+    fill = complete_scanline(image, sweep, None)[held].astype(np.float64)  # (N,)
+    change = away_from_row_returns(fed)[held] * (complete_nearest(image, sweep, None)[held] - fill)  # (N,)
+    return float(np.dot(change, sparse_depth[held] - fill)), float(np.dot(change, change))
 
 
 def _share(numerator: float, denominator: float) -> float:
