@@ -372,6 +372,23 @@ def test_auto_qos_receives_from_a_best_effort_publisher(rig, sim):
     assert r.spin_until(lambda: r.received["image"], 20)
 
 
+def test_stats_show_an_input_that_no_publisher_reaches(rig, sim):
+    """A reliable subscription cannot take a best-effort publisher: the stats say 0 publishers on that input."""
+    r = rig([Parameter("mode", value="classical"), Parameter("extrinsic", value=sim["extrinsic"]),
+             Parameter("qos_reliability", value="reliable"), Parameter("stats_period", value=0.2)])
+    best_effort = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+    r.io.destroy_publisher(r.pubs["points"])
+    r.pubs["points"] = r.io.create_publisher(PointCloud2, "points", best_effort)
+    assert r.node.start(), r.node.config_error
+
+    def publishers() -> dict:
+        return json.loads(r.received["stats"][-1].data).get("publishers", {}) if r.received["stats"] else {}
+
+    assert r.spin_until(lambda: publishers().get("/image") == 1 and publishers().get("/camera_info") == 1, 10)
+    r.spin_until(lambda: False, 1.0)  # long enough for the points publisher to match, were it able to
+    assert publishers() == {"/image": 1, "/camera_info": 1, "/points": 0}
+
+
 def test_colormap_is_made_only_while_someone_watches(rig, sim):
     r = rig([Parameter("mode", value="classical"), Parameter("extrinsic", value=sim["extrinsic"])])
     assert r.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
 import re
@@ -35,6 +36,7 @@ from mf_training.cli import main as mf_main  # noqa: E402
 from mf_training.data.bag_samples import BagSamples  # noqa: E402
 
 TOPICS = {"/camera/image_raw": Image, "/camera/camera_info": CameraInfo, "/lidar/points": PointCloud2}
+INPUTS = {"/camera/image_raw": "image", "/camera/camera_info": "camera_info", "/lidar/points": "points"}  # node's names
 QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5, reliability=ReliabilityPolicy.RELIABLE)
 
 
@@ -51,55 +53,72 @@ def talker():
     node = rclpy.create_node("recorder_test_talker", context=ctx)
     executor = SingleThreadedExecutor(context=ctx)
     executor.add_node(node)
-    pubs = {t: node.create_publisher(cls, t, QOS) for t, cls in TOPICS.items()}
-    stats: list[dict] = []
-    node.create_subscription(String, "/recorder/stats", lambda m: stats.append(json.loads(m.data)), QOS)
-    yield ctx, executor, pubs, stats
+    yield node, executor
     executor.shutdown()
     node.destroy_node()
     rclpy.shutdown(context=ctx)
 
 
+RUNS = itertools.count()
 
-def start_recorder(talker, out: Path, T: np.ndarray, limit_bytes: int | None = None) -> subprocess.Popen:
-    """Start a recorder subprocess; ``process.matched()`` is True once its subscriptions are discovered.
 
-    A recorder killed by an earlier test still counts as a subscriber until its DDS lease ends, so the
-    count has to grow past what it was before this one started."""
-    pubs = talker[2]
-    before = {topic: pub.get_subscription_count() for topic, pub in pubs.items()}
+def start_recorder(talker, out: Path, T: np.ndarray, limit_bytes: int | None = None,
+                   depth: int = 5) -> subprocess.Popen:
+    """Start a recorder subprocess in a namespace of its own, with the talker's publishers of its inputs
+    (``process.pubs``, keyed by the sim bag's topics, keeping ``depth``) and its stats (``process.stats``).
+
+    ``process.connected()`` is True once both ends of every input have matched: the talker's publishers see
+    the recorder's subscriptions and the recorder reports a matched publisher on each. A namespace per
+    recorder, because one killed by an earlier test stays a subscriber of its topics until its DDS lease
+    ends, and a message sent before the recorder's side matched can be lost."""
+    node, _ = talker
+    ns = f"/run{next(RUNS)}"
+    qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE)
+    pubs = {topic: node.create_publisher(cls, f"{ns}/{INPUTS[topic]}", qos) for topic, cls in TOPICS.items()}
+    stats: list[dict] = []
+    node.create_subscription(String, f"{ns}/recorder/stats", lambda m: stats.append(json.loads(m.data)), QOS)
+
     def limit_file_size():  # a "full disk": writes past limit_bytes fail with EFBIG
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
 
     values = ",".join(f"{v:.17f}" for v in T.reshape(-1))  # always a decimal point: YAML doubles
-    cmd = [sys.executable, "-m", "mf_ros.nodes.recorder_node", "--ros-args",
-           "-p", f"output_dir:={out}", "-p", f"extrinsic:=[{values}]", "-p", "stats_period:=0.2",
-           "-r", "image:=/camera/image_raw", "-r", "camera_info:=/camera/camera_info", "-r", "points:=/lidar/points"]
+    cmd = [sys.executable, "-m", "mf_ros.nodes.recorder_node", "--ros-args", "-r", f"__ns:={ns}",
+           "-p", f"output_dir:={out}", "-p", f"extrinsic:=[{values}]", "-p", "stats_period:=0.2"]
     env = dict(os.environ)
     if limit_bytes:  # Fast DDS shared-memory segments are files too: keep the file limit off the transport
         env["FASTDDS_BUILTIN_TRANSPORTS"] = "UDPv4"
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                preexec_fn=limit_file_size if limit_bytes else None)
-    process.matched = lambda: all(pub.get_subscription_count() > before[t] for t, pub in pubs.items())
+    process.pubs, process.stats = pubs, stats
+    process.connected = lambda: (all(pub.get_subscription_count() > 0 for pub in pubs.values())
+                                 and bool(stats) and len(stats[-1].get("publishers", {})) == len(pubs)
+                                 and all(n > 0 for n in stats[-1]["publishers"].values()))
     return process
+
+
+def wait_connected(talker, process: subprocess.Popen) -> None:
+    """Spin until ``process`` is connected; on failure, stop it and show its output and last stats."""
+    if spin_until(talker[1], lambda: process.connected() or process.poll() is not None, 30) \
+            and process.poll() is None:
+        return
+    process.kill()
+    output, _ = process.communicate(timeout=20)
+    pytest.fail(f"the recorder never connected; last stats {process.stats[-1:]}\n{output}")
 
 
 def record(talker, sim, process, frames: int) -> int:
     """Publish ``frames`` synced frames once the recorder listens; return how many it says it recorded."""
-    _, executor, pubs, stats = talker
-    stats.clear()
-    assert spin_until(executor, lambda: stats or process.poll() is not None, 20), "recorder never started"
-    assert spin_until(executor, process.matched, 20), "the recorder's subscriptions were never discovered"
-    spin_until(executor, lambda: False, 0.5)
+    executor, stats = talker[1], process.stats
+    wait_connected(talker, process)
     messages, _ = sim
     for i in range(frames):
         for topic in ("/camera/camera_info", "/lidar/points", "/camera/image_raw"):
-            pubs[topic].publish(messages[topic][i])
+            process.pubs[topic].publish(messages[topic][i])
         spin_until(executor, lambda: False, 0.1)
-    spin_until(executor, lambda: (stats and stats[-1]["counts"].get("recorded", 0) >= frames)
-               or process.poll() is not None, 10)
-    return stats[-1]["counts"].get("recorded", 0) if stats else 0
+    spin_until(executor, lambda: stats[-1]["counts"].get("recorded", 0) >= frames or process.poll() is not None, 10)
+    print(f"the recorder's last stats: {stats[-1]}")  # shown when the test fails
+    return stats[-1]["counts"].get("recorded", 0)
 
 
 def test_sigint_closes_the_bag_with_every_sample(talker, sim, tmp_path):
@@ -123,15 +142,15 @@ def test_sigint_closes_the_bag_with_every_sample(talker, sim, tmp_path):
     np.testing.assert_allclose(BagSamples(bag).T_cam_from_lidar, sim[1], atol=1e-9)
 
 
-def mcap_images(path: Path) -> list[Image]:
-    """Images of a (possibly truncated) MCAP file, read record by record up to where it ends."""
+def mcap_images(path: Path, topic: str) -> list[Image]:
+    """Images on ``topic`` of a (possibly truncated) MCAP file, read record by record up to where it ends."""
     channels, images = {}, []
     with open(path, "rb") as f:
         try:
             for record in StreamReader(f).records:
                 if isinstance(record, Channel):
                     channels[record.id] = record.topic
-                elif isinstance(record, Message) and channels.get(record.channel_id) == "/camera/image_raw":
+                elif isinstance(record, Message) and channels.get(record.channel_id) == topic:
                     images.append(deserialize_message(record.data, Image))
         except Exception as err:  # the truncated tail: everything before it was read
             print(f"stream ended: {type(err).__name__}: {err}")
@@ -195,7 +214,7 @@ def test_a_full_disk_stops_recording_and_keeps_what_was_written(talker, sim, tmp
     recorded = int(re.findall(r"(\d+) samples in", output)[-1])
     (bag,) = tmp_path.iterdir()
     (mcap_file,) = bag.glob("*.mcap")
-    assert len(mcap_images(mcap_file)) >= recorded >= 1
+    assert len(mcap_images(mcap_file, process.pubs["/camera/image_raw"].topic_name)) >= recorded >= 1, output
     assert mf_main(["bag", "recover", str(bag), "--out", str(tmp_path.parent / f"{tmp_path.name}_rec")]) == 0
     assert len(list(BagSamples(tmp_path.parent / f"{tmp_path.name}_rec"))) == recorded
 
@@ -230,17 +249,11 @@ def test_an_output_directory_removed_while_recording_is_named_as_the_cause(talke
 def test_a_two_second_stall_loses_no_sample(talker, sim, tmp_path):
     """The recorder frozen (SIGSTOP: a slow disk or swap) while 20 samples go out at 10 Hz (2 s): its deep queues
     hold them (the camera publishes reliable, keeping 50), and after SIGCONT every one is recorded."""
-    ctx, executor, _, stats = talker
-    node = rclpy.create_node("recorder_test_stall_talker", context=ctx)
-    deep = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=50, reliability=ReliabilityPolicy.RELIABLE)
-    pubs = {t: node.create_publisher(cls, t, deep) for t, cls in TOPICS.items()}
-    executor.add_node(node)
-    stats.clear()
-    process = start_recorder((ctx, executor, pubs, stats), tmp_path, sim[1])
+    executor = talker[1]
+    process = start_recorder(talker, tmp_path, sim[1], depth=50)
+    pubs, stats = process.pubs, process.stats
     try:
-        assert spin_until(executor, lambda: stats or process.poll() is not None, 20)
-        assert spin_until(executor, process.matched, 20)
-        spin_until(executor, lambda: False, 0.5)
+        wait_connected(talker, process)
         messages, _ = sim
         t0 = conv.header_stamp_ns(messages["/camera/image_raw"][0])
 
@@ -263,8 +276,6 @@ def test_a_two_second_stall_loses_no_sample(talker, sim, tmp_path):
         output, _ = process.communicate(timeout=30)
     finally:
         process.kill()
-        executor.remove_node(node)
-        node.destroy_node()
     assert process.returncode == 0, output
     (bag,) = tmp_path.iterdir()
     assert len(list(BagSamples(bag))) == 21, output  # the first one and the 20 sent while frozen

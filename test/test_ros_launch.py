@@ -158,9 +158,12 @@ def test_record_launch_records_every_sample_and_sigint_closes_the_bag(workspace,
                       "camera_info_topic:=/camera/camera_info",
                       "points_topic:=/lidar/points")
     try:
-        assert spin_until(player["executor"], lambda: all(p.get_subscription_count() for p in player["pubs"].values())
-                     or process.poll() is not None, 60), "recorder_node never subscribed"
-        spin_until(player["executor"], lambda: False, 0.5)
+        def connected() -> bool:  # both ends matched: a message sent before the recorder's end matches can be lost
+            return (all(p.get_subscription_count() for p in player["pubs"].values()) and bool(stats)
+                    and len(stats[-1].get("publishers", {})) == 3 and all(stats[-1]["publishers"].values()))
+
+        assert spin_until(player["executor"], lambda: connected() or process.poll() is not None, 60), \
+            f"recorder_node never connected: {stats[-1:]}"
         _play(player, 3)
         # A loaded machine can take seconds to write 3 samples; a fixed wait cut some runs short (0 of 3).
         spin_until(player["executor"], lambda: (stats and stats[-1]["counts"].get("recorded", 0) >= 3)

@@ -125,7 +125,8 @@ class DepthNode(LifecycleNode):
             kinds["confidence"] = Image
         self._outputs = {k: self.create_lifecycle_publisher(cls, f"{ns}/{k}", OUTPUT_QOS)
                          for k, cls in kinds.items()}
-        self._stats_publisher = StatsPublisher(self, self.stats, f"{ns}/stats")
+        self._stats_publisher = StatsPublisher(
+            self, self.stats, f"{ns}/stats", lambda: self._inputs.publisher_counts() if self._inputs else {})
         self._stats_timer = self.create_timer(p["stats_period"], self._stats_publisher.publish)
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -71,6 +71,11 @@ class InputSubscriptions:
         return [f"{e['topic']} ({'reliable' if e['reliability'] == ReliabilityPolicy.RELIABLE else 'best effort'})"
                 for e in self._inputs]
 
+    def publisher_counts(self) -> dict[str, int]:
+        """Publishers matched to each input subscription; 0 where nothing publishes on the topic yet or every
+        publisher there offers a QoS the subscription cannot take."""
+        return {e["topic"]: e["subscription"].get_publisher_count() for e in self._inputs}
+
     @property
     def topics(self) -> list[str]:
         """The resolved input topic names."""

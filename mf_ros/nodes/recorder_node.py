@@ -123,7 +123,7 @@ class RecorderNode(Node):
             latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
             self.create_subscription(tf2.TFMessage, TF_STATIC_TOPIC, self._on_tf_static, latched, raw=True)
-        self._stats_publisher = StatsPublisher(self, self.stats, "recorder/stats")
+        self._stats_publisher = StatsPublisher(self, self.stats, "recorder/stats", self._inputs.publisher_counts)
         self.create_timer(self.p["stats_period"], self._stats_publisher.publish)
         self.get_logger().info(f"recording synced samples of {self._inputs.describe()} "
                                f"into {self.bags[-1]}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -112,13 +112,18 @@ def health(previous: dict[str, Any] | None, current: dict[str, Any]) -> tuple[in
 
 class StatsPublisher:
     """Publishes a :class:`NodeStats` snapshot as JSON (``std_msgs/String`` on ``json_topic``, always) and,
-    where diagnostic_msgs is installed, as a DiagnosticArray on /diagnostics with a health level."""
+    where diagnostic_msgs is installed, as a DiagnosticArray on /diagnostics with a health level.
 
-    def __init__(self, node: Any, stats: NodeStats, json_topic: str) -> None:
+    ``publishers`` (optional) gives the publishers matched to each input topic, reported under "publishers": a 0
+    there tells a user the input is not connected (no publisher, or one with a QoS the node cannot take)."""
+
+    def __init__(self, node: Any, stats: NodeStats, json_topic: str,
+                 publishers: Callable[[], dict[str, int]] | None = None) -> None:
         from std_msgs.msg import String
 
         self._node = node
         self._stats = stats
+        self._publishers = publishers
         self._string = String
         self._json = node.create_publisher(String, json_topic, 10)
         self.topic = self._json.topic_name
@@ -130,6 +135,8 @@ class StatsPublisher:
     def publish(self) -> None:
         """Publish the current snapshot once."""
         snapshot = self._stats.snapshot()
+        if self._publishers is not None:
+            snapshot["publishers"] = self._publishers()
         level, message = health(self._previous, snapshot)
         self._previous = snapshot
         self._json.publish(self._string(data=json.dumps({**snapshot, "level": level, "message": message},
@@ -139,6 +146,7 @@ class StatsPublisher:
         values = [(f"count.{k}", v) for k, v in snapshot["counts"].items()]
         values += [(f"drop.{k}", v) for k, v in snapshot["drops"].items()]
         values += [(f"{stage}.{k}", v) for stage, t in snapshot["timings"].items() for k, v in t.items()]
+        values += [(f"publishers.{topic}", n) for topic, n in snapshot.get("publishers", {}).items()]
         status = self._diag.DiagnosticStatus(
             level=bytes([level]), name=self._node.get_fully_qualified_name(), message=message,
             hardware_id="", values=[self._diag.KeyValue(key=k, value=str(v)) for k, v in values])
