@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mf_core.depth_codec import decode_depth
+from mf_core.depth_codec import decode_depth, encode_depth
 from mf_core.errors import InputError
 
 # Training modes drawn per sample.
@@ -116,6 +116,10 @@ class LossConfig:
             model improves on its prior, as the benchmark's ratios do, not by its depth range. Without it
             the few outdoor frames with large relative errors dominate the indoor ones. Samples without
             LiDAR keep their plain loss.
+        transformer_weight: refine_head models: weight of the same depth loss on the transformer's own depth
+            (``ModelOutput.transformer_log_depth``) in samples fed LiDAR. There the composed depth is the
+            prior plus the head's choice among LiDAR neighbours and the transformer's depth is only an input
+            of the head, so without this term it is trained only where no LiDAR is fed. 0 = off.
     """
 
     depth_loss: str = "l1"
@@ -125,12 +129,15 @@ class LossConfig:
     distill_hi: float = 1.0
     distill_lo: float = 0.1
     per_prior: bool = False
+    transformer_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.depth_loss not in DEPTH_LOSSES:
             raise InputError(f"depth_loss must be one of {', '.join(DEPTH_LOSSES)}, got {self.depth_loss!r}")
         if self.huber_delta <= 0:
             raise InputError(f"huber_delta must be positive, got {self.huber_delta}")
+        if self.transformer_weight < 0:
+            raise InputError(f"transformer_weight must be >= 0 (0 = off), got {self.transformer_weight}")
 
 
 def sample_times(n: int, mix: TrainingMix, generator: torch.Generator, device: torch.device | str = "cpu"
@@ -295,6 +302,15 @@ def flow_matching_losses(
         "depth_x0": _weighted_mean(depth_per_sample, depth_noised * has_target),
     }
     total = config.image_weight * losses["image_velocity"] + config.depth_weight * losses["depth_x0"]
+    if config.transformer_weight:
+        if out.transformer_log_depth is None or out.prior_x0 is None:
+            raise InputError("loss.transformer_weight trains the transformer's own depth under the refinement "
+                             "head: it needs a refine_head model")
+        fed_lidar = torch.isfinite(out.prior_x0).flatten(1).all(dim=1).float()  # (B,)
+        own, _ = encode_depth(out.transformer_log_depth.float().exp(), scale=torch.ones(b, device=device))
+        own_per_sample = _masked_mean_per_sample(_depth_error(own, depth, config), target_mask)  # (B,)
+        losses["transformer_depth"] = _weighted_mean(own_per_sample, depth_noised * has_target * fed_lidar)
+        total = total + config.transformer_weight * losses["transformer_depth"]
     if teacher is not None:
         with torch.no_grad():
             teacher_velocity = teacher(image_t, depth_t, t_img, t_depth, **inputs).image_velocity.float()

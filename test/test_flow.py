@@ -212,3 +212,31 @@ def test_per_prior_divides_each_samples_loss_by_its_lidar_priors_loss():
     assert plain["depth_x0"].item() != pytest.approx(losses["depth_x0"].item(), rel=1e-2)
     with pytest.raises(InputError, match="needs a refine_head model"):
         flow_matching_losses(random_model(), _batch(), mix, torch.Generator().manual_seed(0), config=config)
+
+
+def test_transformer_weight_scores_the_transformers_own_depth_where_lidar_is_fed():
+    """The term is the depth loss of exp(transformer_log_depth) over the samples fed LiDAR only, added to the
+    total with its weight. Fails if it scores the composed depth, counts the sample without LiDAR, or is not
+    added."""
+    from mf_core.depth_codec import decode_depth
+
+    model = random_model(depth_conditioned=True, refine_head=True, patch_size=8)
+    seen = _capture_outputs(model)
+    batch = _batch(b=3, h=32, w=48)
+    fed = batch["depth_valid"] & (torch.rand(batch["depth"].shape, generator=torch.Generator().manual_seed(3)) < 0.5)
+    fed[2] = False  # the last sample has no LiDAR: its composed depth already is the transformer's
+    batch["sparse_depth"], batch["sparse_mask"] = torch.where(fed, batch["depth"], 0.0), fed
+    batch["depth_valid"] = batch["depth_valid"] & ~fed
+    mix = TrainingMix(p_i2d=1.0, p_d2i=0.0, sparse_drop_prob=0.0)
+    config = LossConfig(depth_loss="relative_l2", transformer_weight=0.5)
+    losses = flow_matching_losses(model, batch, mix, torch.Generator().manual_seed(0), config=config)
+    out, target, valid = seen["output"], decode_depth(batch["depth"]), batch["depth_valid"]
+    own = out.transformer_log_depth.detach().exp()
+    expected = torch.stack([(own[i] - target[i])[valid[i]].square().mean() for i in range(2)]).mean()
+    assert losses["transformer_depth"].item() == pytest.approx(expected.item(), rel=1e-5)
+    total = losses["image_velocity"] + losses["depth_x0"] + 0.5 * losses["transformer_depth"]
+    assert losses["loss"].item() == pytest.approx(total.item(), rel=1e-5)
+    with pytest.raises(InputError, match="refine_head"):
+        flow_matching_losses(random_model(), _batch(), mix, torch.Generator().manual_seed(0), config=config)
+    with pytest.raises(InputError, match="transformer_weight"):
+        LossConfig(transformer_weight=-1.0)

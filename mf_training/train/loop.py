@@ -53,7 +53,7 @@ from mf_training.train.validation import evaluate_i2d, validate_frames
 
 CONFIG_FILE = "config.yaml"
 BEST_DIR = "best"  # the EMA model of the best validation score so far (conditioned models)
-LOSS_KEYS = ("loss", "image_velocity", "depth_x0", "distill")
+LOSS_KEYS = ("loss", "image_velocity", "depth_x0", "distill", "transformer_depth")
 
 
 @dataclass
@@ -296,7 +296,8 @@ class Trainer:
             self.ema.update(raw)
         self.step += 1
         means = all_reduce_mean(totals / self.accumulation, info).tolist()
-        out = {k: v for k, v in zip(LOSS_KEYS, means, strict=True) if k != "distill" or self.teacher is not None}
+        logged = {"distill": self.teacher is not None, "transformer_depth": bool(config.loss.transformer_weight)}
+        out = {k: v for k, v in zip(LOSS_KEYS, means, strict=True) if logged.get(k, True)}
         norm = grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm
         return out | {"grad_norm": float(norm), "lr": self.scheduler.get_last_lr()[0]}
 
