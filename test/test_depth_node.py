@@ -387,6 +387,8 @@ def test_stats_show_an_input_that_no_publisher_reaches(rig, sim):
     assert r.spin_until(lambda: publishers().get("/image") == 1 and publishers().get("/camera_info") == 1, 10)
     r.spin_until(lambda: False, 1.0)  # long enough for the points publisher to match, were it able to
     assert publishers() == {"/image": 1, "/camera_info": 1, "/points": 0}
+    last = json.loads(r.received["stats"][-1].data)
+    assert last["level"] == 1 and "no publisher reaches /points" in last["message"]
 
 
 def test_colormap_is_made_only_while_someone_watches(rig, sim):

@@ -39,3 +39,11 @@ def test_slow_output_is_a_warning():
     stats = NodeStats()
     level, message = health(None, _period(stats, 5, 5, {}, latency_ms=2500.0))
     assert level == 1 and "latency" in message
+
+
+def test_an_input_no_publisher_reaches_is_a_warning():
+    stats = NodeStats()
+    connected = _period(stats, 5, 5, {}) | {"publishers": {"/image": 1, "/camera_info": 1, "/points": 2}}
+    assert health(None, connected)[0] == 0
+    level, message = health(connected, stats.snapshot() | {"publishers": {"/image": 1, "/points": 0}})
+    assert level == 1 and "/points" in message and "/image" not in message

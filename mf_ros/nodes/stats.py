@@ -88,8 +88,9 @@ SLOW_LATENCY_MS = 1000.0  # mean image-to-output latency above this is a WARN
 def health(previous: dict[str, Any] | None, current: dict[str, Any]) -> tuple[int, str]:
     """(level 0 OK / 1 WARN / 2 ERROR, message) from two snapshots one period apart.
 
-    ERROR: inputs arrived but nothing came out in the period. WARN: frames dropped for a
-    reason other than ``EXPECTED_DROPS``, or latency above ``SLOW_LATENCY_MS``.
+    ERROR: inputs arrived but nothing came out in the period. WARN: an input no publisher reaches (the
+    snapshot's "publishers", where given), frames dropped for a reason other than ``EXPECTED_DROPS``, or
+    latency above ``SLOW_LATENCY_MS``.
     """
     before = previous or {"counts": {}, "drops": {}}
 
@@ -102,6 +103,9 @@ def health(previous: dict[str, Any] | None, current: dict[str, Any]) -> tuple[in
     latency = current["timings"].get("latency", {}).get("mean_ms", 0.0)
     if received and not output and faults:
         return 2, "no output: every frame dropped (" + ", ".join(f"{n} {k}" for k, n in faults.items()) + ")"
+    unconnected = [topic for topic, n in current.get("publishers", {}).items() if not n]
+    if unconnected:
+        return 1, f"no publisher reaches {', '.join(unconnected)} (none on the topic, or none with a QoS it can take)"
     if faults:
         return 1, "frames dropped: " + ", ".join(f"{n} {k}" for k, n in faults.items())
     if latency > SLOW_LATENCY_MS:
