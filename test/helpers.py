@@ -49,6 +49,14 @@ def sim_bag_as_rclpy(folder: Path, seed: int, topics: dict[str, type]) -> tuple[
     return frames, static_transform(edges, image.header.frame_id, cloud.header.frame_id)
 
 
+def inputs_connected(publishers, stats: list[dict]) -> bool:
+    """Both ends of every input matched: each of ``publishers`` sees a subscription, and the node's last stats
+    (``stats``, the JSON of its stats topic) report a matched publisher on each of as many inputs. A message sent
+    before the node's own end has matched can be lost."""
+    return (all(pub.get_subscription_count() for pub in publishers) and bool(stats)
+            and len(stats[-1].get("publishers", {})) == len(publishers) and all(stats[-1]["publishers"].values()))
+
+
 def spin_until(executor, done, timeout_s: float) -> bool:
     """Spin an rclpy executor until ``done()`` or ``timeout_s`` seconds; whether ``done()`` came true."""
     import time

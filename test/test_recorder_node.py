@@ -19,7 +19,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from helpers import sim_bag_as_rclpy, spin_until  # noqa: E402
+from helpers import inputs_connected, sim_bag_as_rclpy, spin_until  # noqa: E402
 from mcap.records import Channel, Message  # noqa: E402
 from mcap.stream_reader import StreamReader  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -67,10 +67,9 @@ def start_recorder(talker, out: Path, T: np.ndarray, limit_bytes: int | None = N
     """Start a recorder subprocess in a namespace of its own, with the talker's publishers of its inputs
     (``process.pubs``, keyed by the sim bag's topics, keeping ``depth``) and its stats (``process.stats``).
 
-    ``process.connected()`` is True once both ends of every input have matched: the talker's publishers see
-    the recorder's subscriptions and the recorder reports a matched publisher on each. A namespace per
-    recorder, because one killed by an earlier test stays a subscriber of its topics until its DDS lease
-    ends, and a message sent before the recorder's side matched can be lost."""
+    ``process.connected()`` is True once both ends of every input have matched (``inputs_connected``). A
+    namespace per recorder, because one killed by an earlier test stays a subscriber of its topics until its
+    DDS lease ends."""
     node, _ = talker
     ns = f"/run{next(RUNS)}"
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE)
@@ -91,9 +90,7 @@ def start_recorder(talker, out: Path, T: np.ndarray, limit_bytes: int | None = N
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                preexec_fn=limit_file_size if limit_bytes else None)
     process.pubs, process.stats = pubs, stats
-    process.connected = lambda: (all(pub.get_subscription_count() > 0 for pub in pubs.values())
-                                 and bool(stats) and len(stats[-1].get("publishers", {})) == len(pubs)
-                                 and all(n > 0 for n in stats[-1]["publishers"].values()))
+    process.connected = lambda: inputs_connected(list(pubs.values()), stats)
     return process
 
 

@@ -23,7 +23,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from helpers import sim_bag_as_rclpy, spin_until  # noqa: E402
+from helpers import inputs_connected, sim_bag_as_rclpy, spin_until  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
@@ -158,11 +158,8 @@ def test_record_launch_records_every_sample_and_sigint_closes_the_bag(workspace,
                       "camera_info_topic:=/camera/camera_info",
                       "points_topic:=/lidar/points")
     try:
-        def connected() -> bool:  # both ends matched: a message sent before the recorder's end matches can be lost
-            return (all(p.get_subscription_count() for p in player["pubs"].values()) and bool(stats)
-                    and len(stats[-1].get("publishers", {})) == 3 and all(stats[-1]["publishers"].values()))
-
-        assert spin_until(player["executor"], lambda: connected() or process.poll() is not None, 60), \
+        assert spin_until(player["executor"], lambda: inputs_connected(list(player["pubs"].values()), stats)
+                          or process.poll() is not None, 60), \
             f"recorder_node never connected: {stats[-1:]}"
         _play(player, 3)
         # A loaded machine can take seconds to write 3 samples; a fixed wait cut some runs short (0 of 3).
