@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from scipy import ndimage
@@ -27,6 +26,7 @@ from mf_core.errors import InputError
 from mf_core.frame_codec import depth_tensor, encode_lidar, image_tensor, to_metres
 from mf_core.frame_network import INPUT_NAMES, ConditionedFrameNetwork, exported_mode, onnx_session, refine_native
 from mf_core.lidar_prior import REFINE_SIZE_KEY, REFINE_STRENGTH_KEY, REFINE_STRENGTH_NEAR_KEY, check_refine_strengths
+from mf_core.lidar_support import lidar_points, lidar_support
 from mf_core.modes import LIDAR_MODES, MODES
 from mf_core.resize import processing_shape, resize_dense_depth, resize_image, resize_sparse_depth
 from mf_core.sampling import SampleOutput, sample, time_grid
@@ -38,7 +38,6 @@ from mf_core.self_validation import (
     mix_nearest,
     parse_nearest_share,
 )
-from mf_core.sparse_fill import point_spacing
 
 # Confidence = edge term x (LiDAR agreement x LiDAR proximity when LiDAR is given):
 # - edge: exp(-|grad log depth| / EDGE_SCALE); a 5% depth change per pixel marks a depth
@@ -50,12 +49,6 @@ from mf_core.sparse_fill import point_spacing
 EDGE_SCALE = 0.05
 RESIDUAL_SCALE = 0.05
 PROXIMITY_FRACTION = 0.05
-# Valid depth (REP 118: NaN elsewhere in ROS output) is where the LiDAR supports it: within
-# SUPPORT_SPACINGS typical point spacings of a LiDAR pixel (sqrt(area of the points' bounding box /
-# their count)), and no farther than RANGE_MARGIN x the farthest return. Sky and the rows far above
-# the top beam have no return near them: they stay invalid instead of being filled with guesses.
-SUPPORT_SPACINGS = 10.0
-RANGE_MARGIN = 1.1
 
 
 @dataclass(frozen=True)
@@ -92,19 +85,6 @@ class DepthResult:
     nearest_share: float | None = None
 
 
-def _lidar_points(sparse_depth: np.ndarray) -> np.ndarray:
-    return np.isfinite(sparse_depth) & (sparse_depth > 0)
-
-
-def lidar_support(depth: np.ndarray, sparse_depth: np.ndarray) -> np.ndarray:
-    """(H, W) bool: pixels near enough to a LiDAR point and not beyond its range (see SUPPORT_SPACINGS)."""
-    points = _lidar_points(sparse_depth)
-    spacing = float(point_spacing(torch.from_numpy(points)[None, None]))  # typical pixels between points
-    distance = cv2.distanceTransform((~points).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)  # (H, W)
-    far = RANGE_MARGIN * float(sparse_depth[points].max())
-    return (distance <= SUPPORT_SPACINGS * spacing) & (depth > 0) & (depth <= far)
-
-
 def _confidence(depth: np.ndarray, sparse_depth: np.ndarray | None) -> np.ndarray:
     """(H, W) confidence in [0, 1] of ``depth`` (see the module constants); 0 where depth is 0."""
     valid = depth > 0
@@ -112,7 +92,7 @@ def _confidence(depth: np.ndarray, sparse_depth: np.ndarray | None) -> np.ndarra
     grad_rows, grad_cols = np.gradient(log_depth)
     confidence = np.exp(-np.hypot(grad_rows, grad_cols) / EDGE_SCALE)  # (H, W)
     if sparse_depth is not None:
-        points = _lidar_points(sparse_depth)
+        points = lidar_points(sparse_depth)
         residual = np.abs(depth[points] - sparse_depth[points]) / sparse_depth[points]  # (N,)
         residual_image = np.zeros(depth.shape)
         residual_image[points] = residual
@@ -126,7 +106,7 @@ def _confidence(depth: np.ndarray, sparse_depth: np.ndarray | None) -> np.ndarra
 
 def _native_lidar(sparse_depth: np.ndarray) -> torch.Tensor:
     """(1, 1, H, W) metres: the caller's LiDAR with every non-point (0, NaN, negative) at 0."""
-    return depth_tensor(np.where(_lidar_points(sparse_depth), sparse_depth, 0.0))
+    return depth_tensor(np.where(lidar_points(sparse_depth), sparse_depth, 0.0))
 
 
 def _check_refine_size(value: object, name: str) -> None:
@@ -223,7 +203,7 @@ class DepthEstimator:
         if not isinstance(sparse_depth, np.ndarray) or sparse_depth.shape != image.shape[:2]:
             got = sparse_depth.shape if isinstance(sparse_depth, np.ndarray) else type(sparse_depth).__name__
             raise InputError(f"sparse_depth must be an (H, W) array matching the image {image.shape[:2]}, got {got}")
-        count = int(_lidar_points(sparse_depth).sum())
+        count = int(lidar_points(sparse_depth).sum())
         if mode in LIDAR_MODES and count < MIN_POINTS:
             raise InputError(f"too few LiDAR points in the image: {count}, need at least {MIN_POINTS} "
                              "(check the extrinsic and time sync, or use mode 'i2d')")
@@ -234,7 +214,7 @@ class DepthEstimator:
         first, sparse: (h, w). Returns encoded depth and mask, each (1, 1, h, w).
         """
         fit = align_to_lidar(first, sparse)
-        rows, cols = np.nonzero(_lidar_points(sparse))
+        rows, cols = np.nonzero(lidar_points(sparse))
         rows, cols = rows[fit.inliers], cols[fit.inliers]
         relative = np.zeros(sparse.shape, dtype=np.float32)
         relative[rows, cols] = fit.to_relative(sparse[rows, cols])
@@ -394,7 +374,7 @@ class DepthEstimator:
         residual = valid = None
         if mode in LIDAR_MODES:
             valid = lidar_support(depth, sparse_depth)
-            points = _lidar_points(sparse_depth)
+            points = lidar_points(sparse_depth)
             residual = float(np.median(np.abs(depth[points] - sparse_depth[points]) / sparse_depth[points]))
             if keep_lidar:
                 depth = np.where(points, sparse_depth, depth).astype(np.float32)

@@ -48,7 +48,8 @@ class PipelineOptions:
     mode: one of NODE_MODES; without LiDAR the estimator runs "i2d" (relative, unit mean).
     steps, seed: sampler steps (1 = one forward pass) and noise seed.
     max_range: no depth (NaN) farther than this (metres); 0 = no cap beyond the estimator's own rule
-        (no depth beyond ``mf_core.pipeline.RANGE_MARGIN`` x the farthest LiDAR return).
+        (``mf_core.lidar_support``: no depth beyond RANGE_MARGIN x the farthest LiDAR return, nor where the
+        LiDAR scanned and got no return).
     stride: keep every stride-th row and column in ``depth/points``.
     confidence: also build a 32FC1 confidence image (model modes only).
     max_pixels, max_points: larger images (width x height, read from the header before any
