@@ -85,8 +85,10 @@ def save_png(path: str | Path, rgb: np.ndarray) -> Path:
     return path
 
 
-def sample_panel(image: np.ndarray, sparse_depth: np.ndarray, gt_depth: np.ndarray | None = None) -> np.ndarray:
-    """Preview of one sample: image | LiDAR on image | LiDAR depth | ground truth (when known)."""
+def sample_panel(image: np.ndarray, sparse_depth: np.ndarray, gt_depth: np.ndarray | None = None,
+                 published: np.ndarray | None = None) -> np.ndarray:
+    """Preview of one sample: image | LiDAR on image | ground truth (when known) | the depth a node published
+    for it (``published`` (H, W) metres, NaN = no estimate; when given)."""
     scale = DepthScale.from_depths(sparse_depth, gt_depth)
     tiles = [
         ("camera", image),
@@ -94,4 +96,6 @@ def sample_panel(image: np.ndarray, sparse_depth: np.ndarray, gt_depth: np.ndarr
     ]
     if gt_depth is not None:
         tiles.append(("ground-truth depth", colorize_depth(gt_depth, scale)))
+    if published is not None:
+        tiles.append(("published depth (black: NaN, no estimate)", colorize_depth(published, scale)))
     return compose_panel(tiles, scale=scale)

@@ -90,3 +90,23 @@ def test_densify_nearest_share_flag_overrides_the_model_and_is_checked(sim_bag, 
     assert load_estimator("default", "cpu", None, nearest_share="0.3").nearest_share == 0.3
     assert load_estimator("default", "cpu", None, nearest_share="none").nearest_share is None
     assert load_estimator("default", "cpu", None).nearest_share == "auto"  # the shipped model's own
+
+
+def test_the_demo_preview_shows_the_depth_the_pipeline_published(sim_bag, tmp_path):
+    from mf_training.commands.demo import first_published_depth
+    from mf_training.viz import _title_bar, sample_panel
+
+    out = tmp_path / "dense"
+    assert run_densify("--bag", str(sim_bag), "--out", str(out), "--mode", "classical", "--max-range", "20") == 0
+    published = first_published_depth(out)
+    first = next(iter(read_messages(out, ["/camera/depth/image"]))).msg
+    np.testing.assert_array_equal(published, conv.image_to_depth(first))
+    assert np.isnan(published).any() and np.isfinite(published).any()  # beyond --max-range: NaN
+    sample = next(iter(BagSamples(sim_bag)))
+    with_published = sample_panel(sample.image, sample.sparse_depth, sample.gt_depth, published)
+    without = sample_panel(sample.image, sample.sparse_depth, sample.gt_depth)
+    assert with_published.shape[1] == without.shape[1] + published.shape[1]  # one more tile
+    top = _title_bar("x", 8).shape[0]
+    tile = with_published[top:top + published.shape[0], -published.shape[1]:]  # (H, W, 3) the published tile
+    assert not tile[np.isnan(published)].any()  # no estimate: black
+    assert tile[np.isfinite(published)].any(axis=-1).mean() > 0.99  # coloured elsewhere

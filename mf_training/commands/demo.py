@@ -1,9 +1,10 @@
 """``mf demo``: the main job on the shipped defaults, end to end, on a synthetic street scene.
 
 1. ``mf sim``: a synthetic street bag (camera, 64-beam LiDAR, /tf_static, dense ground truth).
-2. A preview panel of the first frame (camera | LiDAR on the image | ground truth).
-3. ``mf densify`` with the shipped model: the depth node's pipeline on the bag, writing a bag
+2. ``mf densify`` with the shipped model: the depth node's pipeline on the bag, writing a bag
    with the depth topics added.
+3. A preview panel of the first frame (camera | LiDAR on the image | ground truth | the depth the
+   node's pipeline published: NaN, drawn black, where the LiDAR does not support an estimate).
 4. ``mf eval`` of the shipped model, its LiDAR prior alone and the classical baselines on the same
    frames, against the simulator's dense ground truth; a comparison table (``summary.md``) and PNG panels.
 5. ``mf bench quality`` on a few held-out test frames of the real sets in ``../shared/data``
@@ -71,16 +72,17 @@ def run(args: argparse.Namespace) -> int:
     _step(["sim", "--out", str(bag), "--overwrite", "--scene", "street", "--frames", str(args.frames),
            "--seed", str(args.seed), "--workers", "2"])
 
-    first = next(iter(open_samples(bag)))
-    preview = save_png(out / "preview.png", sample_panel(first.image, first.sparse_depth, first.gt_depth))
-    print(f"wrote {preview}")
-
     from mf_core.checkpoint import resolve_model_path
 
     model = resolve_model_path(args.model)
     mode = args.mode or _recommended_mode(model)
     _step(["densify", "--bag", str(bag), "--out", str(out / "densified_bag"), "--overwrite",
            "--model", str(model), "--mode", mode])
+
+    first = next(iter(open_samples(bag)))
+    published = first_published_depth(out / "densified_bag")
+    preview = save_png(out / "preview.png", sample_panel(first.image, first.sparse_depth, first.gt_depth, published))
+    print(f"wrote {preview}")
 
     results: dict[str, dict] = {}
     runs = [(f"mf ({mode})", ["--model", str(model), "--mode", mode])]
@@ -98,6 +100,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"results: {out.resolve()}  (summary.md, preview.png, eval/*/panels/*.png, densified_bag/"
           + (", quality/quality.md, quality/panels/" if real else "") + ")")
     return 0
+
+
+def first_published_depth(bag: Path):
+    """(H, W) metres, NaN = none: the first depth image ``mf densify`` wrote to ``bag`` (its ``.../depth/image``)."""
+    from mf_ros import conversions as conv
+    from mf_ros.bags import bag_topics, read_messages
+
+    topic = next(t.topic for t in bag_topics(bag) if t.topic.endswith("/depth/image"))
+    return conv.image_to_depth(next(iter(read_messages(bag, [topic]))).msg)
 
 
 def _real_data_comparison(out: Path, model: Path, mode: str) -> str:
