@@ -46,17 +46,17 @@ N_FEATURES = 3 + 1 + N_NEIGHBOURS * 3 + 3  # image, base, per neighbour (delta, 
 _MISSING = -1.0e4  # selection logit of a direction without a neighbour
 # Checkpoint metadata key: the share of the learned part a released model applies at inference. The
 # head's per-pixel choice is over-confident between scan lines (measured with segment-holdout on the
-# val split, README), so shrinking it towards the prior is the better estimate there.
+# val split, docs/MODEL_HISTORY.md), so shrinking it towards the prior is the better estimate there.
 REFINE_STRENGTH_KEY = "refine_strength"
 # ... and next to a LiDAR return on the pixel's own row, where the head's choice is reliable (held-out
 # returns between fed ones on their scan line): the strength rises from refine_strength to this share
 # as exp(-d / (NEAR_REACH_SPACINGS x the LiDAR's point spacing)), d the pixels to the nearest return to
-# the left or right. Absent: refine_strength everywhere. Chosen on the val split (README model card).
+# the left or right. Absent: refine_strength everywhere. Chosen on the val split (docs/MODEL_HISTORY.md).
 REFINE_STRENGTH_NEAR_KEY = "refine_strength_near"
 NEAR_REACH_SPACINGS = 3.0
 # ... and the longer image side its refinement head runs at (the scale it trained at: the head reads
 # edges and neighbours in pixels, so at half that scale it loses most of what it learned between scan
-# lines, README model card). Absent: the processing size (the transformer's), as older models ran.
+# lines, docs/MODEL_HISTORY.md). Absent: the processing size (the transformer's), as older models ran.
 REFINE_SIZE_KEY = "refine_size"
 
 

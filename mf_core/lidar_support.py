@@ -23,9 +23,10 @@ street): one side, or the convex hull of the sweep, took those rows for empty. H
 above and below in the column (a black car door, sky seen through branches) stay filled: the surface around
 them is the better guess there. Where no return shows how high the scan reached (sky above the highest
 structure the LiDAR hit), the distance rule alone decides, so a band of SUPPORT_SPACINGS above the top
-return stays filled. Measured (README, model card): on the synthetic street the sky marked valid falls from
-4.9 % to 2.5 % of the image with 0.1 % of the ground-truth pixels lost; over the train and val frames of the
-shared real sets 0.00-0.03 % of the held-out LiDAR returns fall in the removed pixels, 1-2 % of the image.
+return stays filled. Measured (docs/MODEL_HISTORY.md, "Validity"): on the synthetic street the sky marked
+valid falls from 4.9 % to 2.5 % of the image with 0.1 % of the ground-truth pixels lost; over the train and
+val frames of the shared real sets 0.00-0.03 % of the held-out LiDAR returns fall in the removed pixels, 1-2 %
+of the image.
 """
 
 from __future__ import annotations

@@ -10,14 +10,14 @@ Two uses share the held-out pieces defined here:
   metadata ``nearest_share``). Which of the scan-line fill and the nearest return predicts the
   pixels between the lines better depends on the sensor: on the val split the fit gives 0-0.06 on
   KITTI's HDL-64, 0-0.24 on DGP and 0-0.43 (mostly 0.2-0.4) on scan lines sampled from 7-Scenes'
-  Kinect depth (README model card). The frame's own sweep says which, so no single number has to
+  Kinect depth (docs/MODEL_HISTORY.md). The frame's own sweep says which, so no single number has to
   fit every sensor.
 
 The mixing applies away from the returns on a pixel's own row: its weight at a pixel is ``w b``, with
 ``b = 1 - row_proximity`` (:func:`mf_core.lidar_prior.row_proximity`: 0 on and next to a return on
 the pixel's row, where the model's refinement head is reliable and takes its full strength; 1 far
 from one: between the lines, and above the sweep's top line and below its bottom one, where most of
-its effect lies, README model card). The output is ``d + w b (n - d)``, ``d`` the model's depth and
+its effect lies, docs/MODEL_HISTORY.md). The output is ``d + w b (n - d)``, ``d`` the model's depth and
 ``n`` the nearest return; at the fed pixels ``b = 0``, so the output stays on the LiDAR there.
 
 The fit of ``w``: hold out :data:`NEAREST_SHARE_FRACTION` of the sweep as segment tiles (a fixed
@@ -46,7 +46,7 @@ NEAREST_SHARE_KEY = "nearest_share"
 AUTO = "auto"
 # One draw holding out 30 % of the sweep: two pooled draws of 20 % fitted the share more steadily (one 20 % draw's
 # share varied by up to 0.4 between seeds on 7-Scenes frames) and scored 0.5 % better on the val split, but cost
-# twice the fit's ~55 ms per 640x480 frame on one core (README model card).
+# twice the fit's ~55 ms per 640x480 frame on one core (docs/MODEL_HISTORY.md).
 NEAREST_SHARE_FRACTION = 0.3
 STREAM_FIT_EVERY = 3  # NearestShareStream: frames per fit ...
 STREAM_DECAY = 0.9  # ... weight of the earlier fits' terms, per fit ...

@@ -30,7 +30,7 @@ from mf_core.errors import InputError
 DIRECTIONS = ("left", "right", "up", "down")
 # scanline_fill: gaps (in typical point spacings) joined along a row, then interpolated across in a
 # column, and the reach of the push-pull fill around a return on the pixel's row. Chosen on the val split
-# (README model card): rows 2 / columns 3 / reach 3 against rows 1-8, columns 4-10, reach 1-5 or none.
+# (docs/MODEL_HISTORY.md): rows 2 / columns 3 / reach 3 against rows 1-8, columns 4-10, reach 1-5 or none.
 ROW_GAP_SPACINGS = 2.0
 COLUMN_GAP_SPACINGS = 3.0
 NEAR_SPACINGS = 3.0
@@ -200,10 +200,10 @@ def scanline_fill(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     of a pyramid, which smear depth edges sideways. Pixels no such gap bridges (above the top line, in
     holes, beyond the sweep) take :func:`smooth_fill`, and so do pixels next to a return on their own row,
     blended by exp(-d / (NEAR_SPACINGS x spacing)), d the pixels to it (along a line the pyramid is the
-    better estimate: measured on the held-out returns of the val split, README). Exact at valid pixels.
+    better estimate: measured on the held-out returns of the val split, docs/MODEL_HISTORY.md). Exact at valid pixels.
 
     It interpolates depth itself, not log depth: between a near and a far surface the mean in metres has
-    the lower squared error in metres (val split, README: KITTI between lines -3 %, DGP held-out returns
+    the lower squared error in metres (val split, docs/MODEL_HISTORY.md: KITTI between lines -3 %, DGP held-out returns
     -6 %, 7-Scenes -2 % against the same fill in log depth).
 
     Args:

@@ -250,7 +250,7 @@ def test_a_two_second_stall_loses_no_sample(talker, sim, tmp_path):
 
     Over UDP: Fast DDS's shared-memory transport may give up on a port whose reader does not answer its health
     check within its timeout, and a frozen process does not answer; once in a full test run the recorder then
-    received nothing more after SIGCONT (README, limits). Reliability's retransmission is what is under test."""
+    received nothing more after SIGCONT (README, recorder_node). Reliability's retransmission is what is under test."""
     executor = talker[1]
     process = start_recorder(talker, tmp_path, sim[1], depth=50, udp_only=True)
     pubs, stats = process.pubs, process.stats
