@@ -27,6 +27,7 @@ from mf_core.completion import complete_classical
 from mf_core.errors import InputError
 from mf_core.files import MAX_IMAGE_PIXELS, ImageTooLarge, check_image_size, encoded_image_size
 from mf_core.geometry import points_to_depth_map
+from mf_core.lidar_support import lidar_support
 from mf_core.modes import DEFAULT_MODE, NODE_MODES
 from mf_core.pipeline import DepthEstimator
 from mf_core.self_validation import NearestShareStream, parse_nearest_share
@@ -240,8 +241,9 @@ class DepthPipeline:
     def _infer(self, rgb: np.ndarray, sparse: np.ndarray | None, camera: PinholeCamera
                ) -> tuple[np.ndarray, np.ndarray | None, bool]:
         """(depth (H, W) 0 = none, confidence (H, W) or None, metric)."""
-        if self._classical is not None:
-            return self._classical(rgb, sparse, camera).astype(np.float32), None, True
+        if self._classical is not None:  # the same validity as the model's output (REP 118: NaN where unsupported)
+            depth = self._classical(rgb, sparse, camera).astype(np.float32)
+            return np.where(lidar_support(depth, sparse), depth, np.float32(0)), None, True
         with torch.inference_mode():
             result = self.estimator.predict(rgb, sparse, self._estimator_mode(sparse is not None),
                                             self.options.steps, self.options.seed,

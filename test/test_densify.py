@@ -9,6 +9,7 @@ import pytest
 
 from mf_core.completion import complete_classical
 from mf_core.errors import InputError
+from mf_core.lidar_support import lidar_support
 from mf_ros import conversions as conv
 from mf_ros.bags import bag_topics, read_messages
 from mf_training.cli import main as mf_main
@@ -50,8 +51,11 @@ def test_densify_adds_depth_topics_and_keeps_the_originals(sim_bag, tmp_path, ca
         if msg.__msgtype__.endswith("PointCloud2"):
             assert (msg.height, msg.width) == (60, 80)
             continue
-        # Same sync, projection and completion as the training reader + the baseline called directly.
-        expected = complete_classical(sample.image, sample.sparse_depth, sample.camera)
+        # Same sync, projection and completion as the training reader + the baseline called directly, NaN where
+        # the LiDAR does not support it, as for the model's output.
+        completed = complete_classical(sample.image, sample.sparse_depth, sample.camera)
+        expected = np.where(lidar_support(completed, sample.sparse_depth), completed, 0.0)
+        assert 0.5 < (expected > 0).mean() < 1.0  # the sky has no depth
         np.testing.assert_array_equal(np.nan_to_num(conv.image_to_depth(msg)), expected)
     # The original image stream is byte-identical after the copy.
     original = [conv.image_to_rgb(m.msg) for m in read_messages(sim_bag, ["/camera/image_raw"])]

@@ -21,6 +21,7 @@ from std_msgs.msg import String  # noqa: E402
 from mf_core.completion import complete_classical  # noqa: E402
 from mf_core.errors import InputError  # noqa: E402
 from mf_core.geometry import points_to_depth_map  # noqa: E402
+from mf_core.lidar_support import lidar_support  # noqa: E402
 from mf_core.transforms import to_quaternion  # noqa: E402
 from mf_ros import conversions as conv  # noqa: E402
 from mf_ros.nodes.depth_node import DepthNode  # noqa: E402
@@ -141,8 +142,11 @@ def test_classical_depth_matches_lidar_and_keeps_the_input_header(rig, sim):
     rel = np.abs(depth[at] - lidar[at]) / lidar[at]
     # IP-Basic dilates and blurs, so edge pixels move: the typical (median) LiDAR pixel stays within 5 %.
     assert np.median(rel) < 0.05, (np.median(rel), np.mean(rel < 0.05))
-    rgb = conv.image_to_rgb(image)  # and it is exactly the baseline on the node's own projection
-    np.testing.assert_array_equal(np.nan_to_num(depth), complete_classical(rgb, lidar, camera))
+    rgb = conv.image_to_rgb(image)  # and it is exactly the baseline on the node's own projection, NaN where the
+    completed = complete_classical(rgb, lidar, camera)  # LiDAR does not support it (the sky), as for the model
+    expected = np.where(lidar_support(completed, lidar), completed, 0.0)
+    assert 0.5 < (expected > 0).mean() < 1.0
+    np.testing.assert_array_equal(np.nan_to_num(depth), expected)
     assert (points_msg.height, points_msg.width) == (120, 160)
     xyz = conv.pointcloud2_to_xyz(points_msg, drop_invalid=False).reshape(120, 160, 3)
     np.testing.assert_allclose(xyz[..., 2], depth, rtol=1e-5)
