@@ -18,8 +18,8 @@ one and at or above returns on both sides): the scan reached that elevation besi
 returns are widened along the rows by the density window, so that sparse points along a scan line count
 for the columns between them, and the window of EMPTY_WINDOW_SPACINGS point spacings around the pixel
 holds fewer than EMPTY_DENSITY of the returns a window typically holds. Both sides, and a limited reach,
-because scan lines curve in the image (a line 20 px lower in the middle than at its ends on the synthetic
-street): one side, or the convex hull of the sweep, took those rows for empty. Holes enclosed by returns
+because scan lines curve in the image (on the synthetic street they sag towards the image's middle): one
+side, or the convex hull of the sweep, took the rows beside a curved line for empty. Holes enclosed by returns
 above and below in the column (a black car door, sky seen through branches) stay filled: the surface around
 them is the better guess there. Where no return shows how high the scan reached (sky above the highest
 structure the LiDAR hit), the distance rule alone decides, so a band of SUPPORT_SPACINGS above the top
@@ -30,6 +30,8 @@ of the image.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -77,7 +79,8 @@ def scanned_without_returns(points: np.ndarray, spacing: float | None = None) ->
     return (above | below) & (counts < EMPTY_DENSITY * float(np.median(sampled)))
 
 
-def _extremes_beside(rows: np.ndarray, reach: int, extreme, missing: int) -> tuple[np.ndarray, np.ndarray]:
+def _extremes_beside(rows: np.ndarray, reach: int, extreme: Callable[..., np.ndarray], missing: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Per column of ``rows`` (W,): ``extreme`` (np.min or np.max) of the ``reach`` columns to its left and of the
     ``reach`` to its right (``missing`` beyond the image)."""
     width = rows.shape[0]
