@@ -60,6 +60,21 @@ def test_i2d_aligned_recovers_metric_scale(estimator, image):
     assert result.alignment.inlier_fraction == 1.0
 
 
+def test_confidence_drops_where_the_depth_leaves_its_nearest_lidar_return():
+    """Two flat patches between scan lines, equally far from returns that all read 10 m: the one whose depth
+    says 14 m (a surface the estimate chose between the lines) is trusted less than the one at 10 m."""
+    from mf_core.pipeline import _confidence  # the per-pixel terms, without a model in the way
+
+    sparse = np.zeros((60, 80), np.float32)
+    sparse[::12, ::2] = 10.0  # scan lines 12 px apart
+    depth = np.full(sparse.shape, 10.0, np.float32)
+    depth[14:23, 45:70] = 14.0  # between the lines at rows 12 and 24
+    confidence = _confidence(depth, sparse)
+    chose, agrees = confidence[16:21, 50:65], confidence[16:21, 10:25]  # same rows: same distance to a return
+    assert np.all(chose < 0.01 * agrees.min())  # 40 % off the nearest return: exp(-0.4 / 0.02) of the rest
+    assert agrees.min() > 0.2  # (what proximity leaves 6 px from a return on an image this small)
+
+
 def test_confidence_is_higher_near_agreeing_lidar(estimator, image):
     relative = estimator.predict(image, mode="i2d").depth
     sparse = _lidar_from(relative, scale=8.0, shift=1.5)
