@@ -76,6 +76,8 @@ def scanned_without_returns(points: np.ndarray, spacing: float | None = None) ->
     above = (rows < top[None]) & (rows >= np.maximum(*_extremes_beside(top, reach, np.min, height))[None])
     below = (rows > bottom[None]) & (rows <= np.minimum(*_extremes_beside(bottom, reach, np.max, -1))[None])
     sampled = counts[::4, ::4][counts[::4, ::4] > 0]  # every 16th pixel: 1 ms instead of 18 at 1936x1216
+    if not sampled.size:  # a sweep too sparse for the sample: all of its windows
+        sampled = counts[counts > 0]
     return (above | below) & (counts < EMPTY_DENSITY * float(np.median(sampled)))
 
 
