@@ -69,7 +69,7 @@ def test_confidence_drops_where_the_depth_leaves_its_nearest_lidar_return():
     sparse[::12, ::2] = 10.0  # scan lines 12 px apart
     depth = np.full(sparse.shape, 10.0, np.float32)
     depth[14:23, 45:70] = 14.0  # between the lines at rows 12 and 24
-    confidence = _confidence(depth, sparse)
+    confidence = _confidence(depth, sparse, np.zeros((60, 80, 3), np.uint8))
     chose, agrees = confidence[16:21, 50:65], confidence[16:21, 10:25]  # same rows: same distance to a return
     assert np.all(chose < 0.01 * agrees.min())  # 40 % off the nearest return: exp(-0.4 / 0.02) of the rest
     assert agrees.min() > 0.2  # (what proximity leaves 6 px from a return on an image this small)
