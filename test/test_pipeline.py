@@ -62,7 +62,8 @@ def test_i2d_aligned_recovers_metric_scale(estimator, image):
 
 def test_confidence_drops_where_the_depth_leaves_its_nearest_lidar_return():
     """Two flat patches between scan lines, equally far from returns that all read 10 m: the one whose depth
-    says 14 m (a surface the estimate chose between the lines) is trusted less than the one at 10 m."""
+    says 14 m (a surface the estimate chose between the lines) is trusted less than the one at 10 m, by both the
+    disagreement with its nearest return and the departure from the scan-line fill."""
     from mf_core.pipeline import _confidence  # the per-pixel terms, without a model in the way
 
     sparse = np.zeros((60, 80), np.float32)
@@ -71,7 +72,8 @@ def test_confidence_drops_where_the_depth_leaves_its_nearest_lidar_return():
     depth[14:23, 45:70] = 14.0  # between the lines at rows 12 and 24
     confidence = _confidence(depth, sparse, np.zeros((60, 80, 3), np.uint8))
     chose, agrees = confidence[16:21, 50:65], confidence[16:21, 10:25]  # same rows: same distance to a return
-    assert np.all(chose < 0.01 * agrees.min())  # 40 % off the nearest return: exp(-0.4 / 0.02) of the rest
+    # 40 % off the nearest return and off the scan-line fill (10 m everywhere): exp(-0.4 / 0.02) twice, 4e-18
+    assert np.all(chose < 1e-12 * agrees.min())
     assert agrees.min() > 0.2  # (what proximity leaves 6 px from a return on an image this small)
 
 
