@@ -36,6 +36,7 @@ import torch
 
 from mf_core.errors import InputError
 from mf_core.lidar_prior import row_proximity
+from mf_core.lidar_support import lidar_points
 from mf_core.sparse_fill import row_distance
 
 SEGMENT_TILE_WIDTH = 0.04  # segment tile width as a fraction of the image width (50 px of KITTI's 1242)
@@ -95,7 +96,7 @@ def share_terms(image: np.ndarray, sparse_depth: np.ndarray) -> tuple[float, flo
     """
     from mf_core.completion import complete_nearest, complete_scanline
 
-    valid = np.isfinite(sparse_depth) & (sparse_depth > 0)  # (H, W)
+    valid = lidar_points(sparse_depth)  # (H, W)
     held = segment_tiles(valid.shape, NEAREST_SHARE_FRACTION, np.random.default_rng(0)) & valid  # (H, W) fixed draw
     fed = valid & ~held
     if held.sum() < MIN_HELD_OUT or not fed.any():
@@ -167,5 +168,5 @@ def mix_nearest(image: np.ndarray, sparse_depth: np.ndarray, depth: np.ndarray, 
 
     if share == 0.0:
         return depth
-    weight = share * away_from_row_returns(np.isfinite(sparse_depth) & (sparse_depth > 0))  # (H, W)
+    weight = share * away_from_row_returns(lidar_points(sparse_depth))  # (H, W)
     return (depth + weight * (complete_nearest(image, sparse_depth, None) - depth)).astype(np.float32)

@@ -19,9 +19,13 @@ import argparse
 import contextlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mf_core.completion import CLASSICAL_BASELINES
 from mf_core.errors import InputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # Real sets and frames per set the demo's quick real-data comparison scores (mf bench quality --limit).
 REAL_SETS = "kitti,sevenscenes,middlebury"
@@ -102,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def first_published_depth(bag: Path):
+def first_published_depth(bag: Path) -> np.ndarray:
     """(H, W) metres, NaN = none: the first depth image ``mf densify`` wrote to ``bag`` (its ``.../depth/image``)."""
     from mf_ros import conversions as conv
     from mf_ros.bags import bag_topics, read_messages
