@@ -44,13 +44,15 @@ def _scaled_prior(image: torch.Tensor, sparse: torch.Tensor, scale: torch.Tensor
 
 def refine_native(model: nn.Module, refine_strength: float, refine_strength_near: float | None,
                   image_refine: torch.Tensor, sparse_refine: torch.Tensor, image_native: torch.Tensor,
-                  sparse_native: torch.Tensor, transformer_log_depth: torch.Tensor, scale: torch.Tensor
+                  sparse_native: torch.Tensor, transformer_log_depth: torch.Tensor | None, scale: torch.Tensor
                   ) -> torch.Tensor:
     """Metres (B, 1, H, W) at the native resolution from the transformer's log relative depth (B, 1, h, w)
     at the processing size: the refinement head runs at the refine size (``image_refine`` (B, 3, hr, wr)
     in [-1, 1] and ``sparse_refine`` (B, 1, hr, wr) metres, the frame resized as at the processing
     size), and its terms, upsampled, compose the prior of the native LiDAR (B, 1, H, W metres, 0 = none),
-    in the fed LiDAR's ``scale`` (B,), at the strengths of :func:`mf_core.lidar_prior.strength_map`."""
+    in the fed LiDAR's ``scale`` (B,), at the strengths of :func:`mf_core.lidar_prior.strength_map`.
+    ``transformer_log_depth`` None: a head that does not read it (``refine_reads_transformer`` false), on
+    frames with LiDAR (the LiDAR case of the composition does not use it either)."""
     scale = scale.view(-1, 1, 1, 1)
     native = _scaled_prior(image_native, sparse_native, scale)
     same = image_refine.shape == image_native.shape  # a camera at or below the refine size: one prior
@@ -59,6 +61,10 @@ def refine_native(model: nn.Module, refine_strength: float, refine_strength_near
     def resized(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x.float(), size=like.shape[-2:], mode="bilinear", align_corners=False)
 
+    if transformer_log_depth is None:
+        if model.config.refine_reads_transformer:
+            raise InputError(f"{model.config.name}: its refinement head reads the transformer's depth; pass it")
+        transformer_log_depth = at_refine.fill  # what the head reads in its place (ModalityForcingDiT.refine_terms)
     transformer = resized(transformer_log_depth, image_refine)  # (B, 1, hr, wr)
     terms = model.refine_terms(image_refine, at_refine, transformer)  # (B, N_TERMS, hr, wr)
     strength = strength_map(native, refine_strength, refine_strength_near)
@@ -85,6 +91,10 @@ class ConditionedFrameNetwork(nn.Module):
                 image_refine: torch.Tensor, sparse_refine: torch.Tensor, image_native: torch.Tensor,
                 sparse_native: torch.Tensor) -> torch.Tensor:
         lidar = encode_lidar(sparse_small)
+        if not self.model.config.refine_reads_transformer:  # the head alone: the transformer is not run
+            return refine_native(self.model, self.refine_strength, self.refine_strength_near, image_refine.float(),
+                                 sparse_refine.float(), image_native.float(), sparse_native.float(), None,
+                                 lidar.scale)
         parameter = next(self.model.parameters())
         batch = image_small.shape[0]
         t_image = torch.zeros(batch, device=parameter.device, dtype=parameter.dtype)

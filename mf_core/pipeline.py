@@ -300,13 +300,16 @@ class DepthEstimator:
                 self._network = ConditionedFrameNetwork(self.model, self.refine_strength, self.refine_strength_near)
             with torch.inference_mode():
                 return self._network(*(x.to(self.device) for x in inputs))[0, 0].cpu().numpy()
+        # The graph's inputs: INPUT_NAMES[mode] less those its network does not read (a head that does not
+        # read the transformer leaves the transformer's inputs out of the graph).
         expected = {i.name: tuple(i.shape) for i in self.onnx_session.get_inputs()}
-        for name, tensor in zip(INPUT_NAMES[mode], inputs, strict=True):
+        feeds = {name: tensor for name, tensor in zip(INPUT_NAMES[mode], inputs, strict=True) if name in expected}
+        for name, tensor in feeds.items():
             if tuple(tensor.shape) != expected[name]:
                 raise InputError(f"the ONNX model was exported for {name} of shape {expected[name]}, this frame "
                                  f"gives {tuple(tensor.shape)}; export it for this camera's size (mf export-onnx "
                                  "--size WxH) or run without onnx_model")
-        feeds = {name: tensor.numpy() for name, tensor in zip(INPUT_NAMES[mode], inputs, strict=True)}
+        feeds = {name: tensor.numpy() for name, tensor in feeds.items()}
         return self.onnx_session.run(None, feeds)[0][0, 0]
 
     def predict(self, image: np.ndarray, sparse_depth: np.ndarray | None = None, mode: str = "i2d-aligned",

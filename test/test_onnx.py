@@ -91,3 +91,28 @@ def test_an_i2d_graph_serves_the_monocular_modes_and_leaves_the_others_on_torch(
     a = torch_estimator.predict(sample.image, sample.sparse_depth, "conditioned")
     b = onnx_estimator.predict(sample.image, sample.sparse_depth, "conditioned")  # no conditioned graph: torch
     np.testing.assert_array_equal(a.depth, b.depth)
+
+
+def test_a_graph_without_the_transformer_for_a_head_that_does_not_read_it(tmp_path):
+    """refine_reads_transformer false: the exported conditioned graph has no transformer inputs (the noise,
+    the processing-size image) and onnxruntime gives the torch depth from the inputs it keeps."""
+    import torch
+
+    from mf_core.checkpoint import save_model
+    from mf_core.model import build_model
+
+    torch.manual_seed(0)
+    model = build_model("MF-XS", depth_conditioned=True, refine_head=True, patch_size=16,
+                        refine_reads_transformer=False)
+    torch.nn.init.normal_(model.refine.out.weight, std=0.05)
+    save_model(tmp_path / "m", model)
+    path = tmp_path / "head.onnx"
+    assert mf_main(["export-onnx", "--model", str(tmp_path / "m"), "--out", str(path), "--size", "160x120"]) == 0
+    estimator = DepthEstimator.from_checkpoint(tmp_path / "m", onnx_model=path)
+    inputs = {i.name for i in estimator.onnx_session.get_inputs()}
+    assert "sparse_native" in inputs and not inputs & {"noise", "image_small"}
+    sample = synthetic_sample("head", default_camera(160, 120), seed=4)
+    a = DepthEstimator.from_checkpoint(tmp_path / "m").predict(sample.image, sample.sparse_depth, "conditioned")
+    b = estimator.predict(sample.image, sample.sparse_depth, "conditioned")
+    assert np.max(np.abs(a.depth - b.depth) / a.depth) < 1e-4
+    assert np.abs(a.depth - b.depth).max() > 0  # onnxruntime did run: not bit-equal to torch

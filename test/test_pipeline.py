@@ -286,6 +286,64 @@ def test_the_refinement_head_runs_at_the_refine_size(tmp_path):
         DepthEstimator(model, refine_size=0)
 
 
+def test_a_head_that_does_not_read_the_transformer_runs_without_it(tmp_path):
+    """refine_reads_transformer false: the head reads the LiDAR fill where it would read the transformer's
+    depth, so the conditioned output does not change with the transformer's weights (it is not run: the
+    frame network skips it), and the model's own forward pass (training, validation) composes the same
+    terms the estimator does. With the setting true the same perturbation moves the output."""
+    import torch.nn.functional as F
+
+    from mf_core.frame_codec import depth_tensor, encode_lidar, image_tensor
+    from mf_core.lidar_prior import compose, lidar_prior
+    from mf_core.model import build_model
+    from mf_core.resize import resize_image, resize_sparse_depth
+    from mf_training.eval.synthetic import default_camera, synthetic_sample
+
+    sample = synthetic_sample("s", default_camera(200, 150), seed=5)
+    image, sparse = sample.image, sample.sparse_depth
+
+    def model_reading(reads: bool) -> torch.nn.Module:
+        torch.manual_seed(0)
+        model = random_model(std=0.02, depth_conditioned=True, refine_head=True, patch_size=16,
+                             refine_reads_transformer=reads)
+        torch.nn.init.normal_(model.refine.out.weight, std=0.05)  # a head that moves the depth
+        return model
+
+    def perturbed(model: torch.nn.Module) -> torch.nn.Module:
+        with torch.no_grad():
+            for name, parameter in model.named_parameters():
+                if not name.startswith("refine."):
+                    parameter.add_(torch.randn_like(parameter) * 0.05)
+        return model
+
+    def predict(model: torch.nn.Module) -> np.ndarray:
+        return DepthEstimator(model, processing_size=96).predict(image, sparse, "conditioned").depth
+
+    head_alone = predict(model_reading(False))
+    np.testing.assert_array_equal(predict(perturbed(model_reading(False))), head_alone)
+    reading = predict(model_reading(True))
+    assert np.abs(np.log(predict(perturbed(model_reading(True)))) - np.log(reading)).max() > 1e-3
+    assert np.abs(np.log(head_alone) - np.log(reading)).max() > 1e-3  # the head's input differs
+
+    # The model's own pass at the processing size composes the terms the estimator composes at 200x150.
+    model = model_reading(False)
+    lidar = encode_lidar(depth_tensor(resize_sparse_depth(sparse, 96, 80)))
+    with torch.no_grad():
+        out = model(image_tensor(resize_image(image, 96, 80))[None], torch.randn(1, 1, 80, 96), torch.zeros(1),
+                    torch.ones(1), sparse_depth=lidar.depth, sparse_mask=lidar.mask)
+        native_image, native_sparse = image_tensor(image)[None], depth_tensor(sparse)
+        scale, mask = lidar.scale.view(-1, 1, 1, 1), native_sparse > 0
+        prior = lidar_prior(native_image, torch.where(mask, (native_sparse / scale).clamp(min=1e-6).log(), 0.0), mask)
+        terms = F.interpolate(out.refine_terms, size=(150, 200), mode="bilinear", align_corners=False)
+        by_hand = scale * compose(prior, terms, prior.fill, *model.refine.selection_weights).exp()
+    np.testing.assert_allclose(head_alone, by_hand[0, 0].numpy(), rtol=1e-4)
+    save_model(tmp_path / "m", model)
+    np.testing.assert_array_equal(DepthEstimator.from_checkpoint(tmp_path / "m", processing_size=96).predict(
+        image, sparse, "conditioned").depth, head_alone)
+    with pytest.raises(InputError, match="needs refine_head"):
+        build_model("MF-XS", depth_conditioned=True, refine_reads_transformer=False)
+
+
 def test_from_checkpoint_matches_the_in_memory_model(tmp_path, estimator, image):
     save_model(tmp_path / "ckpt", estimator.model)
     loaded = DepthEstimator.from_checkpoint(tmp_path / "ckpt")

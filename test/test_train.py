@@ -350,6 +350,31 @@ def test_resume_with_another_model_size_is_an_input_error(sim_cache, tmp_path):
         build_models(load_config(TINY, [f"init_from={run}", "model.name=MF-S"]))
 
 
+def test_init_from_takes_the_weights_under_another_run_setting_only(sim_cache, tmp_path):
+    """A trained model's weights load under another value of a setting that only changes how it runs
+    (refine_reads_transformer); a setting that changes the weights is refused, and so is a resumed run
+    whose run setting changed (one run, one behaviour)."""
+    from mf_core.checkpoint import resolve_model_path
+
+    head_alone = "model.overrides={depth_conditioned: true, refine_head: true, patch_size: 16, " \
+                 "refine_reads_transformer: false}"
+    model, _ = build_models(load_config(TINY, ["init_from=default", "stage=modality-forcing", head_alone]))
+    shipped, _ = load_model(resolve_model_path("default"))
+    assert not model.config.refine_reads_transformer and shipped.config.refine_reads_transformer
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), shipped.state_dict().values(),
+                                                 strict=True))
+    with pytest.raises(InputError, match="holds model MF-XS"):
+        build_models(load_config(TINY, ["init_from=default", "stage=modality-forcing", head_alone.replace(
+            "patch_size: 16", "patch_size: 8")]))
+    run = tmp_path / "run"
+    train(tiny(sim_cache, "steps=1", "batch_size=1", "model.overrides={depth_conditioned: true, refine_head: true}"),
+          run)
+    changed = load_config(run / "config.yaml", ["model.overrides={depth_conditioned: true, refine_head: true, "
+                                                 "refine_reads_transformer: false}"])
+    with pytest.raises(InputError, match="holds model MF-XS"):
+        train(changed, run, resume=True)
+
+
 def test_release_writes_an_fp16_model_that_predicts_like_the_run(sim_cache, tmp_path):
     from mf_core.checkpoint import load_model, read_checkpoint_config
     from mf_core.pipeline import DepthEstimator

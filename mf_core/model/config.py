@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from mf_core.errors import InputError
 
 IMAGE_TOKENIZERS = ("pixel", "vae")
+# Settings that change how a model runs, not its weights: a trained model loads under either value.
+RUN_SETTINGS = ("refine_reads_transformer",)
 ROPE_AXES = 4  # (modality, row, col, context index), as in FLUX.2's 4-axis position ids
 
 
@@ -34,6 +36,10 @@ class ModelConfig:
     depth_conditioned: bool = False  # extra always-clean input: encoded sparse depth + mask
     refine_head: bool = False  # conditioned only: pixel head composes depth from the LiDAR prior (mf_core.lidar_prior)
     refine_channels: int = 16  # width of the refinement head at full resolution
+    # The head reads the transformer's depth (False: the LiDAR fill in its place wherever LiDAR is given, so
+    # LiDAR-conditioned inference skips the transformer; measured in docs/MODEL_HISTORY.md). The weights are
+    # the same either way: a trained model can be fine-tuned or released with the other setting.
+    refine_reads_transformer: bool = True
     image_tokenizer: str = "pixel"  # "pixel" (dependency-free default) | "vae" (frozen, local folder)
     vae_path: str | None = None  # image_tokenizer="vae": a local diffusers AutoencoderKL(Flux2) folder or a TAEF2 one
     # TAEF2 vae_path only: the FLUX.2 VAE folder whose batch-norm statistics standardise its latents as FLUX.2
@@ -75,6 +81,9 @@ class ModelConfig:
             raise InputError(f"model stored_context must be >= 0, got {self.stored_context}")
         if self.stored_context and not self.context_dim:
             raise InputError("stored_context needs a context stream (context_dim > 0)")
+        if not self.refine_reads_transformer and not self.refine_head:
+            raise InputError("refine_reads_transformer: false is a setting of the refinement head: it needs "
+                             "refine_head: true")
         if self.refine_channels < 4:
             raise InputError(f"refine_channels must be >= 4, got {self.refine_channels}")
         if self.vae_statistics_path and self.image_tokenizer != "vae":
@@ -117,6 +126,10 @@ class ModelConfig:
         """Inverse of :meth:`to_dict`; unknown keys raise InputError."""
         _check_keys(data)
         return cls(**data)  # field types are checked in __post_init__
+
+    def same_weights(self, other: ModelConfig) -> bool:
+        """Whether ``other`` describes the same weights (it differs at most in ``RUN_SETTINGS``)."""
+        return dataclasses.replace(other, **{k: getattr(self, k) for k in RUN_SETTINGS}) == self
 
     def updated(self, **overrides) -> ModelConfig:
         """A copy with ``overrides`` applied; unknown keys raise InputError listing the valid ones."""

@@ -413,7 +413,10 @@ class ModalityForcingDiT(nn.Module):
     def refine_terms(self, image: torch.Tensor, prior: LidarPrior, transformer: torch.Tensor) -> torch.Tensor:
         """The refinement head's terms (B, N_TERMS, H, W) for ``image`` (B, 3, H, W) in [-1, 1], its LiDAR
         ``prior`` and the transformer's log relative depth (B, 1, H, W), all at one resolution (any:
-        the head is convolutional), in float32 with autocast off."""
+        the head is convolutional), in float32 with autocast off. A head that does not read the transformer
+        (``refine_reads_transformer`` false) gets the fill in its place where LiDAR is given."""
+        if not self.config.refine_reads_transformer:
+            transformer = torch.where(prior.has_lidar, prior.fill, transformer)  # (B, 1, H, W)
         with _no_autocast(image.device.type):
             return self.refine(head_features(image.float(), prior, transformer.float()))
 

@@ -81,8 +81,9 @@ def model_config_of(config: TrainConfig) -> ModelConfig:
     return get_model_config(config.model.name, **config.model.overrides)
 
 
-def _check_same_model(found: ModelConfig, wanted: ModelConfig, where: str) -> None:
-    if found != wanted:
+def _check_same_model(found: ModelConfig, wanted: ModelConfig, where: str, exact: bool = True) -> None:
+    """InputError unless ``found`` is ``wanted`` (not ``exact``: has its weights, RUN_SETTINGS may differ)."""
+    if found != wanted if exact else not found.same_weights(wanted):
         diff = {k: (v, getattr(wanted, k)) for k, v in found.to_dict().items() if getattr(wanted, k) != v}
         raise InputError(
             f"{where} holds model {found.name} but the config asks for {wanted.name} "
@@ -122,7 +123,8 @@ def build_models(config: TrainConfig) -> tuple[ModalityForcingDiT, ModalityForci
     if config.stage == "pretrain" or not config.init_from:
         return build_model(wanted), None
     model, metadata = load_model(model_dir_of(config.init_from))
-    _check_same_model(model.config, wanted, f"init_from {config.init_from}")
+    _check_same_model(model.config, wanted, f"init_from {config.init_from}", exact=False)
+    model.config = wanted  # the config's run settings (RUN_SETTINGS) apply to the loaded weights
     teacher = None
     if config.distill:
         teacher = copy.deepcopy(model).eval().requires_grad_(False)
