@@ -1,4 +1,5 @@
-"""Pinhole camera intrinsics with OpenCV distortion models (plumb_bob, rational_polynomial)."""
+"""Camera intrinsics with the OpenCV / ROS distortion models (plumb_bob, rational_polynomial, and equidistant:
+OpenCV's fisheye model, which ROS CameraInfo names ``equidistant``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import numpy as np
 from mf_core.errors import InputError
 
 # Number of coefficients for each distortion model name used by sensor_msgs/CameraInfo.
-DISTORTION_MODELS: dict[str, int] = {"none": 0, "plumb_bob": 5, "rational_polynomial": 8}
+DISTORTION_MODELS: dict[str, int] = {"none": 0, "plumb_bob": 5, "rational_polynomial": 8, "equidistant": 4}
+FISHEYE_MODEL = "equidistant"  # r_d = theta (1 + k1 theta^2 + ... + k4 theta^8), theta the angle off the optical axis
 MAX_FOCAL_RATIO = 1000.0  # focal length / image size outside [1/1000, 1000]: not a focal length in pixels
 
 
@@ -25,7 +27,9 @@ class PinholeCamera:
     """Intrinsics of one camera image: size, focal lengths and principal point in pixels.
 
     ``distortion`` holds OpenCV coefficients (k1, k2, p1, p2, k3[, k4, k5, k6]) for
-    ``distortion_model``; an all-zero or empty tuple means an ideal pinhole.
+    ``distortion_model``, or (k1, k2, k3, k4) of the fisheye model for ``equidistant``; an all-zero or
+    empty tuple means an ideal pinhole. Depth is along the optical axis for every model (REP 118), so a
+    fisheye sees only the half-space in front of the camera (up to 180 degrees).
     """
 
     width: int
@@ -90,8 +94,9 @@ class PinholeCamera:
 
     @property
     def is_distorted(self) -> bool:
-        """True when any distortion coefficient is non-zero."""
-        return any(c != 0.0 for c in self.distortion)
+        """True when pixels are not an ideal pinhole's: any distortion coefficient is non-zero, or the model is
+        the fisheye one (whose zero coefficients are the ideal equidistant lens, r_d = theta)."""
+        return self.distortion_model == FISHEYE_MODEL or any(c != 0.0 for c in self.distortion)
 
     def resized(self, width: int, height: int) -> PinholeCamera:
         """The same camera for an image resized to ``width`` x ``height`` (pixel-centre convention)."""

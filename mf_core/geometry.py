@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from numba import njit
 
-from mf_core.camera import PinholeCamera
+from mf_core.camera import FISHEYE_MODEL, PinholeCamera
 from mf_core.errors import InputError
 from mf_core.transforms import validate
 
@@ -38,17 +38,41 @@ def _check_camera(camera: PinholeCamera) -> None:
 
 
 def _dist_coeffs(camera: PinholeCamera) -> np.ndarray:
-    """(8,) OpenCV coefficients k1 k2 p1 p2 k3 k4 k5 k6, zero-padded."""
+    """(8,) OpenCV coefficients k1 k2 p1 p2 k3 k4 k5 k6, zero-padded; for the fisheye model its k1..k4
+    in the first four."""
     coeffs = np.zeros(8)
     coeffs[: len(camera.distortion)] = camera.distortion
     return coeffs
 
 
 def undistort_pixels(pixels: np.ndarray, camera: PinholeCamera) -> np.ndarray:
-    """Normalised undistorted image coordinates (N, 2) of pixel coordinates (N, 2) (cv2.undistortPoints)."""
+    """Normalised undistorted image coordinates (N, 2) of pixel coordinates (N, 2) (cv2.undistortPoints, or
+    cv2.fisheye.undistortPoints for the fisheye model: NaN for a pixel outside its lens's image circle, where
+    no ray in front of the camera lands)."""
     px = np.ascontiguousarray(pixels, dtype=np.float64).reshape(-1, 1, 2)  # (N, 1, 2)
-    out = cv2.undistortPoints(px, camera.K, _dist_coeffs(camera), criteria=_UNDISTORT_CRITERIA)
-    return out.reshape(-1, 2)  # (N, 2)
+    if camera.distortion_model != FISHEYE_MODEL:
+        out = cv2.undistortPoints(px, camera.K, _dist_coeffs(camera), criteria=_UNDISTORT_CRITERIA)
+        return out.reshape(-1, 2)  # (N, 2)
+    out = cv2.fisheye.undistortPoints(px, camera.K, _dist_coeffs(camera)[:4], criteria=_UNDISTORT_CRITERIA)
+    out = out.reshape(-1, 2)  # (N, 2)
+    # OpenCV returns a point with a flipped sign past the circle: mask by the distorted angle instead.
+    theta_d = np.hypot((px[:, 0, 0] - camera.cx) / camera.fx, (px[:, 0, 1] - camera.cy) / camera.fy)  # (N,)
+    out[theta_d > _fisheye_reach(camera)[1]] = np.nan
+    return out
+
+
+@functools.lru_cache(maxsize=16)
+def _fisheye_reach(camera: PinholeCamera) -> tuple[float, float]:
+    """(theta, theta_d) of the widest ray a fisheye camera images: the angle off the axis where its
+    polynomial theta_d(theta) stops growing (past it the model folds back), at most 90 degrees (depth is
+    along the axis), and its distorted angle there."""
+    k1, k2, k3, k4 = _dist_coeffs(camera)[:4]
+    theta = np.linspace(0.0, math.pi / 2, 20001)[:-1]  # (T,) below 90 degrees
+    t2 = theta * theta
+    theta_d = theta * (1.0 + t2 * (k1 + t2 * (k2 + t2 * (k3 + t2 * k4))))  # (T,)
+    falling = np.flatnonzero(np.diff(theta_d) <= 0)
+    last = int(falling[0]) if falling.size else theta.size - 1
+    return float(theta[last]), float(theta_d[last])
 
 
 @functools.lru_cache(maxsize=16)
@@ -79,19 +103,23 @@ def _undistorted_bounds(camera: PinholeCamera) -> tuple[float, float, float, flo
 _FX, _FY, _CX, _CY, _WIDTH, _HEIGHT, _DISTORTED, _RATIONAL = range(12, 20)
 _K1, _K2, _P1, _P2, _K3, _K4, _K5, _K6 = range(20, 28)  # OpenCV distortion coefficients
 _XMIN, _XMAX, _YMIN, _YMAX = range(28, 32)  # _undistorted_bounds
+_FISHEYE = 32  # 1.0: the fisheye model, its k1..k4 in the slots of _K1, _K2, _P1, _P2
+_R2_MAX = 33  # the fisheye model: squared tan of _fisheye_reach's angle (points beyond it are culled)
 
 
 @functools.lru_cache(maxsize=16)
 def _camera_constants(camera: PinholeCamera) -> tuple[float, ...]:
-    """The 20 camera entries of the projection tuple (layout above); cached per camera."""
+    """The 22 camera entries of the projection tuple (layout above); cached per camera."""
     coeffs = _dist_coeffs(camera)
-    bounds = _undistorted_bounds(camera) if camera.is_distorted else (0.0, 0.0, 0.0, 0.0)
+    fisheye = camera.distortion_model == FISHEYE_MODEL
+    bounds = _undistorted_bounds(camera) if camera.is_distorted and not fisheye else (0.0, 0.0, 0.0, 0.0)
+    r2_max = math.tan(_fisheye_reach(camera)[0]) ** 2 if fisheye else 0.0
     return (camera.fx, camera.fy, camera.cx, camera.cy, float(camera.width), float(camera.height),
-            float(camera.is_distorted), float(coeffs[5:].any()), *coeffs.tolist(), *bounds)
+            float(camera.is_distorted), float(coeffs[5:].any()), *coeffs.tolist(), *bounds, float(fisheye), r2_max)
 
 
 def _projection(T_cam_from_points: np.ndarray, camera: PinholeCamera) -> tuple[float, ...]:
-    """(32,) floats for the projection kernels: validated extrinsic rows, then camera constants."""
+    """(34,) floats for the projection kernels: validated extrinsic rows, then camera constants."""
     _check_camera(camera)
     T = validate(T_cam_from_points, "T_cam_from_points")
     return (*T[:3].ravel().tolist(), *_camera_constants(camera))
@@ -99,13 +127,22 @@ def _projection(T_cam_from_points: np.ndarray, camera: PinholeCamera) -> tuple[f
 
 @njit(cache=True, inline="always")
 def _distort(x: float, y: float, P: tuple) -> tuple[float, float]:
-    """OpenCV plumb_bob / rational_polynomial distortion of normalised coordinates (x, y).
+    """OpenCV plumb_bob / rational_polynomial or fisheye distortion of normalised coordinates (x, y).
 
     Hand-written because cv2.projectPoints (the library's forward model) also computes
-    Jacobians and was ~12x slower on 130k points; the tests check this against it. The radial
-    factor is in Horner form, with the rational denominator only when k4..k6 are set.
+    Jacobians and was ~12x slower on 130k points; the tests check this against it and against
+    cv2.fisheye.projectPoints. The radial factor is in Horner form, with the rational denominator
+    only when k4..k6 are set; the fisheye's in the angle theta = atan(r) off the optical axis.
     """
     r2 = x * x + y * y
+    if P[_FISHEYE]:
+        r = math.sqrt(r2)
+        if r < 1e-12:  # on the axis: r_d / r -> 1
+            return x, y
+        theta = math.atan(r)
+        t2 = theta * theta
+        scale = theta * (1.0 + t2 * (P[_K1] + t2 * (P[_K2] + t2 * (P[_P1] + t2 * P[_P2])))) / r
+        return x * scale, y * scale
     radial = 1.0 + r2 * (P[_K1] + r2 * (P[_K2] + r2 * P[_K3]))
     if P[_RATIONAL]:
         radial /= 1.0 + r2 * (P[_K4] + r2 * (P[_K5] + r2 * P[_K6]))
@@ -129,7 +166,10 @@ def _project_point(px: float, py: float, pz: float, P: tuple) -> tuple:
     x = (P[0] * px + P[1] * py + P[2] * pz + P[3]) * inv_z
     y = (P[4] * px + P[5] * py + P[6] * pz + P[7]) * inv_z
     if P[_DISTORTED]:
-        if not (P[_XMIN] <= x <= P[_XMAX] and P[_YMIN] <= y <= P[_YMAX]):
+        if P[_FISHEYE]:
+            if not x * x + y * y <= P[_R2_MAX]:
+                return False, 0.0, 0.0, z
+        elif not (P[_XMIN] <= x <= P[_XMAX] and P[_YMIN] <= y <= P[_YMAX]):
             return False, 0.0, 0.0, z
         x, y = _distort(x, y, P)
     u = P[_FX] * x + P[_CX]
@@ -224,11 +264,13 @@ def pixel_rays(camera: PinholeCamera) -> np.ndarray:
 
 @njit(cache=True, nogil=True)
 def _backproject_kernel(depth: np.ndarray, rays: np.ndarray, stride: int, out: np.ndarray) -> None:
-    """out[r, c, :3] = rays[r s, c s] * depth[r s, c s] (s = stride); NaN where the depth is not in (0, inf)."""
+    """out[r, c, :3] = rays[r s, c s] * depth[r s, c s] (s = stride); NaN where the depth is not in (0, inf)
+    or the pixel has no ray (outside a fisheye's image circle)."""
     for r in range(out.shape[0]):
         for c in range(out.shape[1]):
             d = depth[r * stride, c * stride]
-            if 0 < d < math.inf:  # NaN fails
+            ray_x = rays[r * stride, c * stride, 0]
+            if 0 < d < math.inf and ray_x == ray_x:  # NaN fails both
                 out[r, c, 0] = rays[r * stride, c * stride, 0] * d
                 out[r, c, 1] = rays[r * stride, c * stride, 1] * d
                 out[r, c, 2] = d

@@ -22,7 +22,7 @@ import numpy as np
 from rosbags.typesys import Stores, get_typestore
 
 from mf_core import transforms
-from mf_core.camera import PinholeCamera
+from mf_core.camera import FISHEYE_MODEL, PinholeCamera
 from mf_core.errors import InputError
 from mf_core.geometry import backproject_depth
 
@@ -274,14 +274,15 @@ def depth_to_image(depth: np.ndarray, stamp_ns: int, frame_id: str, encoding: st
 def camera_info_to_camera(msg: Any) -> PinholeCamera:
     """sensor_msgs/CameraInfo -> PinholeCamera (K, D, distortion model, size).
 
-    An all-zero D is read as an ideal pinhole (``distortion_model="none"``). Binning and
-    ROI are not applied: the camera describes the full-resolution image.
+    An all-zero D is read as an ideal pinhole (``distortion_model="none"``), except for the fisheye model
+    (``equidistant``), whose zero coefficients are an ideal fisheye lens. Binning and ROI are not applied:
+    the camera describes the full-resolution image.
     """
     k = np.asarray(msg.k, dtype=np.float64)
     if k.size != 9:
         raise InputError(f"camera_info K has {k.size} values, expected 9 (row-major 3x3)")
     d = tuple(float(v) for v in msg.d)
-    if not any(d):
+    if not any(d) and msg.distortion_model != FISHEYE_MODEL:
         model, d = "none", ()
     else:
         model = msg.distortion_model

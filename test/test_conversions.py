@@ -170,11 +170,13 @@ CAMERAS = [
     PinholeCamera(1280, 720, 910.0, 905.0, 640.5, 360.5, "plumb_bob", (-0.1, 0.02, 0.001, -0.002, 0.003)),
     PinholeCamera(800, 600, 400.0, 401.0, 399.0, 301.0, "rational_polynomial",
                   (0.1, -0.2, 0.001, 0.002, 0.01, 0.05, -0.04, 0.003)),
+    PinholeCamera(1280, 800, 420.0, 419.5, 639.5, 399.5, "equidistant", (-0.02, 0.004, -0.001, 0.0002)),
+    PinholeCamera(640, 480, 210.0, 210.0, 319.5, 239.5, "equidistant", (0.0, 0.0, 0.0, 0.0)),
 ]
 
 
 @pytest.mark.parametrize("kind", TRANSPORTS)
-@pytest.mark.parametrize("camera", CAMERAS, ids=["pinhole", "plumb_bob", "rational"])
+@pytest.mark.parametrize("camera", CAMERAS, ids=["pinhole", "plumb_bob", "rational", "fisheye", "ideal_fisheye"])
 def test_camera_info_round_trip(tmp_path, kind, camera):
     msg = conv.camera_to_camera_info(camera, STAMP, "cam_optical_frame")
     np.testing.assert_array_equal(np.asarray(msg.r).reshape(3, 3), np.eye(3))

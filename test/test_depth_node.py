@@ -447,3 +447,30 @@ def test_the_pipeline_fits_one_nearest_share_over_its_stream(sim):
         assert pipeline.share_stream.share == replay.share is not None
         valid = expected.valid
         np.testing.assert_allclose(frame.depth_array[valid], expected.depth[valid], rtol=1e-5)
+
+
+def test_a_fisheye_camera_info_projects_the_lidar_through_its_lens(sim):
+    """An `equidistant` (fisheye) camera_info: the sweep lands where the fisheye model puts it (the depth is
+    the classical completion of that projection), and depth/points has no point outside the lens's image
+    circle."""
+    from mf_core.camera import PinholeCamera
+    from mf_ros.depth_pipeline import DepthPipeline, PipelineOptions
+
+    image, info, cloud = sim["images"][0], sim["infos"][0], sim["clouds"][0]
+    pinhole = conv.camera_info_to_camera(info)
+    # 160x120 at 55 px per radian: the image circle (theta_d at 90 degrees: 1.47 rad, 81 px) cuts the corners.
+    fisheye = PinholeCamera(pinhole.width, pinhole.height, 55.0, 55.0, pinhole.cx, pinhole.cy, "equidistant",
+                            (-0.05, 0.01, 0.0, 0.0))
+    fisheye_info = conv.camera_to_camera_info(fisheye, conv.header_stamp_ns(info), info.header.frame_id, RCLPY)
+    frame = DepthPipeline(PipelineOptions("classical"), None, RCLPY).process(image, fisheye_info, cloud, sim["T"])
+    points = conv.pointcloud2_to_xyz(cloud)
+    sparse = points_to_depth_map(points, sim["T"], fisheye)
+    assert (sparse > 0).sum() > 500
+    assert not np.array_equal(sparse > 0, points_to_depth_map(points, sim["T"], pinhole) > 0)  # another lens
+    completed = complete_classical(conv.image_to_rgb(image), sparse, fisheye)  # on the fisheye projection
+    np.testing.assert_array_equal(np.nan_to_num(frame.depth_array),
+                                  np.where(lidar_support(completed, sparse), completed, 0.0))
+    cloud_out = conv.pointcloud2_to_xyz(frame.points, drop_invalid=False).reshape(fisheye.height, fisheye.width, 3)
+    corners = np.hypot(*np.meshgrid((np.arange(fisheye.width) - fisheye.cx) / fisheye.fx,
+                                    (np.arange(fisheye.height) - fisheye.cy) / fisheye.fy)) > 1.5
+    assert corners.any() and np.isnan(cloud_out[corners]).all()

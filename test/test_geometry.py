@@ -30,6 +30,9 @@ CAM = PinholeCamera(width=100, height=80, fx=50.0, fy=40.0, cx=50.0, cy=40.0)
 # is monotonic out to radius 2.1, beyond the image corners (1.56), then folds back.
 WIDE = PinholeCamera(320, 240, 160.0, 160.0, 161.0, 119.0, "rational_polynomial",
                      (-0.06, 0.004, 0.001, -0.0015, -0.0005, 0.02, 0.001, 0.0002))
+# A 110-degree-wide fisheye (ROS "equidistant", OpenCV's fisheye model): its image circle, theta = 90
+# degrees at 1.48 rad of distorted angle, passes inside the image corners (1.67 rad).
+FISHEYE = PinholeCamera(320, 240, 120.0, 120.0, 159.5, 119.5, "equidistant", (-0.03, 0.005, -0.001, 0.0001))
 I4 = np.eye(4)
 
 
@@ -207,6 +210,54 @@ def test_distorted_round_trip_recovers_points():
     again = cv2.projectPoints(recovered.astype(np.float64), np.zeros(3), np.zeros(3), WIDE.K,
                               np.array(WIDE.distortion))[0][:, 0]
     np.testing.assert_allclose(again, np.c_[col[winner], row[winner]], atol=1e-3)
+
+
+def _fisheye_opencv(points: np.ndarray, camera: PinholeCamera) -> np.ndarray:
+    """(N, 2) pixels of ``points`` (N, 3) by cv2.fisheye.projectPoints (no culling)."""
+    projected, _ = cv2.fisheye.projectPoints(points.reshape(-1, 1, 3), np.zeros(3), np.zeros(3), camera.K,
+                                             np.array(camera.distortion))
+    return projected[:, 0]
+
+
+def test_fisheye_projection_matches_opencv_and_round_trips():
+    rng = np.random.default_rng(4)
+    theta, phi = rng.uniform(0.0, np.radians(80), 2000), rng.uniform(0, 2 * np.pi, 2000)
+    rays = np.c_[np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)]  # (N, 3) unit
+    points = rays * rng.uniform(0.5, 30.0, (2000, 1))
+    u, v, z, index = project_points(points, I4, FISHEYE)
+    assert 800 < index.size < 2000  # the wide rays that land past the image edges are dropped
+    np.testing.assert_allclose(np.c_[u, v], _fisheye_opencv(points[index], FISHEYE), atol=1e-9)
+    np.testing.assert_allclose(z, points[index, 2])
+    # Pixels inside the image circle undistort to rays that project back onto them; the corners have none.
+    pixels = np.c_[rng.uniform(-0.5, FISHEYE.width - 0.5, 3000), rng.uniform(-0.5, FISHEYE.height - 0.5, 3000)]
+    xy = undistort_pixels(pixels, FISHEYE)  # (n, 2)
+    inside = np.isfinite(xy).all(1)
+    theta_d = np.hypot(*((pixels - [FISHEYE.cx, FISHEYE.cy]) / FISHEYE.fx).T)  # (n,) distorted angle
+    assert inside[theta_d < 1.48].all() and not inside[theta_d > 1.49].any()  # the circle: theta_d(90 deg) 1.4846
+    assert 0.02 < (~inside).mean() < 0.2
+    depth = rng.uniform(0.5, 30.0, inside.sum())
+    back = np.c_[xy[inside] * depth[:, None], depth]
+    u, v, _, index = project_points(back, I4, FISHEYE)
+    np.testing.assert_array_equal(index, np.arange(inside.sum()))
+    np.testing.assert_allclose(np.c_[u, v], pixels[inside], atol=1e-6)
+    cloud = backproject_depth(np.full((FISHEYE.height, FISHEYE.width), 2.0, np.float32), FISHEYE)
+    assert np.isnan(cloud[0, 0]).all() and np.isnan(cloud[-1, -1]).all()  # corners: outside the circle
+    assert np.isfinite(cloud[FISHEYE.height // 2]).all()  # the middle row reaches both edges
+    again = _fisheye_opencv(cloud[120, ::40].astype(np.float64), FISHEYE)
+    np.testing.assert_allclose(again, np.c_[np.arange(0, 320, 40), np.full(8, 120)], atol=1e-3)
+
+
+def test_fisheye_zero_coefficients_are_the_ideal_equidistant_lens_and_folds_are_culled():
+    ideal = PinholeCamera(200, 200, 100.0, 100.0, 99.5, 99.5, "equidistant", (0.0, 0.0, 0.0, 0.0))
+    assert ideal.is_distorted  # r_d = theta is not a pinhole
+    u, v, _, _ = project_points(np.array([[np.tan(0.6), 0.0, 1.0]]), I4, ideal)
+    np.testing.assert_allclose([u[0], v[0]], [99.5 + 100.0 * 0.6, 99.5], atol=1e-9)  # r_d = theta, not tan
+    # k1 = -0.3: theta_d(theta) peaks at 61 degrees and folds back; a ray at 85 degrees would land inside.
+    folding = PinholeCamera(200, 200, 100.0, 100.0, 99.5, 99.5, "equidistant", (-0.3, 0.0, 0.0, 0.0))
+    wide = np.array([[np.tan(np.radians(85)), 0.0, 1.0]])
+    assert 0 <= _fisheye_opencv(wide, folding)[0, 0] < folding.width  # the plain model wraps it in
+    assert project_points(wide, I4, folding)[0].size == 0
+    assert project_points(np.array([[np.tan(np.radians(55)), 0.0, 1.0]]), I4, folding)[0].size == 1
 
 
 # --- rays and backprojection -------------------------------------------------------------
