@@ -352,13 +352,13 @@ def test_resume_with_another_model_size_is_an_input_error(sim_cache, tmp_path):
 
 def test_init_from_takes_the_weights_under_another_run_setting_only(sim_cache, tmp_path):
     """A trained model's weights load under another value of a setting that only changes how it runs
-    (refine_reads_transformer); a setting that changes the weights is refused, and so is a resumed run
-    whose run setting changed (one run, one behaviour)."""
+    (refine_reads_transformer: config/train_head_alone.yaml on the shipped model); a setting that changes
+    the weights is refused, and so is a resumed run whose run setting changed (one run, one behaviour)."""
     from mf_core.checkpoint import resolve_model_path
 
     head_alone = "model.overrides={depth_conditioned: true, refine_head: true, patch_size: 16, " \
                  "refine_reads_transformer: false}"
-    model, _ = build_models(load_config(TINY, ["init_from=default", "stage=modality-forcing", head_alone]))
+    model, _ = build_models(load_config(REPO / "config" / "train_head_alone.yaml"))
     shipped, _ = load_model(resolve_model_path("default"))
     assert not model.config.refine_reads_transformer and shipped.config.refine_reads_transformer
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), shipped.state_dict().values(),
