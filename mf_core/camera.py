@@ -27,9 +27,10 @@ class PinholeCamera:
     """Intrinsics of one camera image: size, focal lengths and principal point in pixels.
 
     ``distortion`` holds OpenCV coefficients (k1, k2, p1, p2, k3[, k4, k5, k6]) for
-    ``distortion_model``, or (k1, k2, k3, k4) of the fisheye model for ``equidistant``; an all-zero or
-    empty tuple means an ideal pinhole. Depth is along the optical axis for every model (REP 118), so a
-    fisheye sees only the half-space in front of the camera (up to 180 degrees).
+    ``distortion_model``, or (k1, k2, k3, k4) of the fisheye model for ``equidistant``. All zero or empty:
+    an ideal pinhole, or for ``equidistant`` the ideal fisheye (r_d = theta). Depth is along the optical
+    axis for every model (REP 118), so a fisheye sees only the half-space in front of the camera (up to 180
+    degrees).
     """
 
     width: int
