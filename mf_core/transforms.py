@@ -1,8 +1,8 @@
 """4x4 rigid transforms in the ``T_a_from_b`` convention: ``p_a = T_a_from_b @ p_b``.
 
 Quaternions go through ``transforms3d`` (scalar-first w, x, y, z); ROS messages
-carry them scalar-last (x, y, z, w), for which ``from_ros_quaternion`` exists.
-All matrices are float64.
+carry them scalar-last (x, y, z, w), for which ``from_ros_quaternion`` exists; slerp between two
+rotations through scipy's ``Slerp`` (transforms3d has none). All matrices are float64.
 """
 
 from __future__ import annotations
@@ -125,3 +125,15 @@ def apply(T_a_from_b: np.ndarray, points_b: np.ndarray) -> np.ndarray:
     if pts.ndim != 2 or pts.shape[1] != 3:
         raise InputError(f"points must be an (N, 3) array, got shape {pts.shape}")
     return pts @ T_a_from_b[:3, :3].T + T_a_from_b[:3, 3]  # (N, 3)
+
+
+def interpolate(T_start: np.ndarray, T_end: np.ndarray, fraction: float) -> np.ndarray:
+    """The rigid transform ``fraction`` of the way from ``T_start`` (0) to ``T_end`` (1): the translation
+    linearly, the rotation along the shorter great arc (slerp), as tf2 interpolates between two samples."""
+    from scipy.spatial.transform import Rotation, Slerp
+
+    rotations = Rotation.from_matrix(np.stack([T_start[:3, :3], T_end[:3, :3]]))
+    out = np.eye(4)
+    out[:3, :3] = Slerp([0.0, 1.0], rotations)(fraction).as_matrix()
+    out[:3, 3] = (1.0 - fraction) * T_start[:3, 3] + fraction * T_end[:3, 3]
+    return out

@@ -1,8 +1,9 @@
-"""The LiDAR -> camera extrinsic ``T_camera_from_lidar``: parsed from users' numbers, or chained from static TF.
+"""The LiDAR -> camera extrinsic ``T_camera_from_lidar``: parsed from users' numbers, or chained from TF.
 
 One home for every path that needs it: the nodes (``extrinsic`` parameter), ``mf densify`` /
-``mf export`` (``--extrinsic`` or the bag's /tf_static) and training. Live TF lookups at a
-sweep's stamp are rclpy's business (:mod:`mf_ros.nodes.tf_source`).
+``mf export`` (``--extrinsic``, the bag's /tf_static, or with a fixed frame its /tf over time:
+:class:`TfTimeline`) and training. Live TF lookups at a sweep's stamp are rclpy's business
+(:mod:`mf_ros.nodes.tf_source`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mf_core.errors import InputError
-from mf_core.transforms import compose, from_values, invert
+from mf_core.transforms import compose, from_values, interpolate, invert
 from mf_ros.conversions import TfEdge
 
 
@@ -47,12 +48,22 @@ def static_transform(edges: list[TfEdge], target: str, source: str) -> np.ndarra
     Later edges for the same child replace earlier ones (a re-published /tf_static).
     Raises InputError when the two frames are not connected.
     """
+    T = chain_transforms({(e.parent, e.child): e.T_parent_from_child for e in edges}, target, source)
+    if T is None:
+        known = sorted({frame for e in edges for frame in (e.parent, e.child)})
+        raise InputError(f"/tf_static has no chain of transforms from {source!r} to {target!r} (frames: {known}); "
+                         "publish the missing static transform or pass --extrinsic 'x y z qx qy qz qw'")
+    return T
+
+
+def chain_transforms(tree: dict[tuple[str, str], np.ndarray], target: str, source: str) -> np.ndarray | None:
+    """``T_target_from_source`` (4, 4) through ``tree`` ({(parent, child): T_parent_from_child}); None when the
+    two frames are not connected."""
     if target == source:
         return np.eye(4)
     # frame -> [(neighbour, T_neighbour_from_frame)]; the tree is tiny, so a plain BFS.
-    latest = {(e.parent, e.child): e.T_parent_from_child for e in edges}
     links: dict[str, list[tuple[str, np.ndarray]]] = {}
-    for (parent, child), T in latest.items():
+    for (parent, child), T in tree.items():
         links.setdefault(child, []).append((parent, T))
         links.setdefault(parent, []).append((child, invert(T)))
     reached = {source: np.eye(4)}  # frame -> T_frame_from_source
@@ -63,8 +74,55 @@ def static_transform(edges: list[TfEdge], target: str, source: str) -> np.ndarra
             if neighbour not in reached:
                 reached[neighbour] = compose(T_neighbour_from_frame, reached[frame])
                 queue.append(neighbour)
-    if target not in reached:
-        known = sorted(links)
-        raise InputError(f"/tf_static has no chain of transforms from {source!r} to {target!r} (frames: {known}); "
-                         "publish the missing static transform or pass --extrinsic 'x y z qx qy qz qw'")
-    return reached[target]
+    return reached.get(target)
+
+
+class TfTimeline:
+    """The TF tree of a recording over time, looked up at a stamp as tf2_ros's buffer does live (its Python
+    buffer needs a ROS install, so it is written here): /tf_static edges hold at every stamp; a /tf edge is
+    interpolated between its two samples around the stamp (:func:`mf_core.transforms.interpolate`) and never
+    extrapolated past its first or last sample."""
+
+    def __init__(self, static_edges: list[TfEdge], moving_edges: list[TfEdge]):
+        self._static = {(e.parent, e.child): e.T_parent_from_child for e in static_edges}  # later ones win
+        samples: dict[tuple[str, str], dict[int, np.ndarray]] = {}
+        for e in moving_edges:  # a repeated stamp: the later sample wins
+            samples.setdefault((e.parent, e.child), {})[e.stamp_ns] = e.T_parent_from_child
+        self._moving = {key: (np.array(sorted(by_stamp), dtype=np.int64), [by_stamp[t] for t in sorted(by_stamp)])
+                        for key, by_stamp in samples.items()}
+
+    def _edge_at(self, key: tuple[str, str], stamp_ns: int) -> np.ndarray:
+        stamps, transforms = self._moving[key]
+        if not stamps[0] <= stamp_ns <= stamps[-1]:
+            raise InputError(f"/tf {key[0]!r} -> {key[1]!r} has samples from {stamps[0]} to {stamps[-1]} ns, not at "
+                             f"{stamp_ns} ns (TF is not extrapolated)")
+        after = int(np.searchsorted(stamps, stamp_ns))  # first sample at or after the stamp
+        if stamps[after] == stamp_ns:
+            return transforms[after]
+        start, end = int(stamps[after - 1]), int(stamps[after])
+        return interpolate(transforms[after - 1], transforms[after], (stamp_ns - start) / (end - start))
+
+    def at(self, target: str, source: str, stamp_ns: int) -> np.ndarray:
+        """``T_target_from_source`` (4, 4) at ``stamp_ns``; InputError when the frames are not connected or a
+        moving edge between them has no samples around the stamp."""
+        tree = dict(self._static)
+        uncovered: list[str] = []  # moving edges without samples around the stamp: off the tree (TF is a tree,
+        for key in self._moving:  # so when one of them was on the chain there is no other way round it)
+            if key not in tree:  # a frame both static and moving: the static edge
+                try:
+                    tree[key] = self._edge_at(key, stamp_ns)
+                except InputError as err:
+                    uncovered.append(str(err))
+        T = chain_transforms(tree, target, source)
+        if T is None:
+            if uncovered:
+                raise InputError(f"no TF from {source!r} to {target!r} at {stamp_ns} ns: {'; '.join(uncovered)}")
+            known = sorted({frame for key in [*tree, *self._moving] for frame in key})
+            raise InputError(f"TF has no chain of transforms from {source!r} to {target!r} (frames: {known})")
+        return T
+
+    def across(self, target: str, target_stamp_ns: int, source: str, source_stamp_ns: int, fixed: str) -> np.ndarray:
+        """``T_target_from_source`` from ``source`` at its stamp to ``target`` at another, through ``fixed``
+        (a frame that does not move between the two stamps: the odometry or map frame), as tf2's
+        lookupTransform with a fixed frame: a LiDAR sweep moved to the instant its camera image was taken."""
+        return compose(self.at(target, fixed, target_stamp_ns), self.at(fixed, source, source_stamp_ns))

@@ -30,11 +30,13 @@ NO_CAMERA_INFO = "no_camera_info"
 NO_LIDAR_IN_SLOP = "no_lidar_in_slop"
 BAD_STAMP = "bad_stamp"
 CLOCK_JUMP = "clock_jump"
+NO_TF = "no_tf"
 DROP_REASONS = {
     NO_CAMERA_INFO: "no camera_info at or before the image stamp",
     NO_LIDAR_IN_SLOP: "no LiDAR sweep within the slop",
     BAD_STAMP: "message stamp far from its stream's (a clock glitch): the message was dropped",
     CLOCK_JUMP: "image left waiting when its clock jumped back (bag loop, clock reset)",
+    NO_TF: "no TF through the fixed frame at the image's and the sweep's stamps",
 }
 # A stamp this far from its stream's previous one is held until the next message of the stream
 # says whether it was a glitch (dropped alone) or a jump of the clock (everything follows it).

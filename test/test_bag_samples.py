@@ -188,3 +188,96 @@ def test_simulated_bag_sparse_depth_agrees_with_rendered_ground_truth(tmp_path):
         rel = np.abs(sample.sparse_depth[both] - sample.gt_depth[both]) / sample.gt_depth[both]
         # Noise-free LiDAR vs depth rendered at pixel centres: only the slope inside a pixel differs.
         assert np.median(rel) < 0.02
+
+
+SPEED, YAW_RATE = 3.0, 0.5  # m/s along base_link x, rad/s about z: a robot turning while it drives
+
+
+def T_odom_from_base(t_ns: int) -> np.ndarray:
+    """The robot's pose at ``t_ns``: translation and yaw linear in time, which TF's interpolation (linear,
+    slerp about a fixed axis) reproduces exactly between samples."""
+    s = (t_ns - T0) / 1e9
+    yaw = YAW_RATE * s
+    return from_ros_quaternion((0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2)), (SPEED * s, 0.2 * SPEED * s, 0.0))
+
+
+def write_moving_bag(path, lidar_offsets_ms) -> list[np.ndarray]:
+    """Frames at 10 Hz from a moving robot: each sweep measures the scene at its own stamp, /tf odom ->
+    base_link every 10 ms from 20 ms before the first image to 440 ms after it; returns each frame's pixels."""
+    rng = np.random.default_rng(5)
+    pixels = []
+    with BagWriter(path) as bag:
+        edges = [TfEdge("base_link", "camera_optical_frame", T0, T_BASE_FROM_CAM),
+                 TfEdge("base_link", "lidar", T0, T_BASE_FROM_LIDAR)]
+        bag.write("/tf_static", edges_to_tf_message(edges), T0)
+        for k in range(-2, 45):
+            t = T0 + k * 10 * MS
+            bag.write("/tf", edges_to_tf_message([TfEdge("odom", "base_link", t, T_odom_from_base(t))]), t)
+        for f, offset in enumerate(lidar_offsets_ms):
+            t = T0 + f * 100 * MS
+            image = rng.integers(0, 256, (CAMERA.height, CAMERA.width, 3), dtype=np.uint8)
+            bag.write("/camera/image_raw", rgb_to_image(image, t, "camera_optical_frame"), t)
+            bag.write("/camera/camera_info", camera_to_camera_info(CAMERA, t, "camera_optical_frame"), t)
+            bag.write("/camera/depth/ground_truth", depth_to_image(gt_depth(f), t, "camera_optical_frame"), t)
+            at_image, flat = lidar_points(f, rng)  # where the camera at t sees them, in the LiDAR frame at t
+            tl = t + offset * MS
+            # The same world points, seen from where the LiDAR is at its own stamp.
+            T_lidar_now_from_lidar_then = compose(invert(T_BASE_FROM_LIDAR), invert(T_odom_from_base(tl)),
+                                                  T_odom_from_base(t), T_BASE_FROM_LIDAR)
+            points = at_image @ T_lidar_now_from_lidar_then[:3, :3].T + T_lidar_now_from_lidar_then[:3, 3]
+            bag.write("/lidar/points", xyz_to_pointcloud2(points.astype(np.float32), tl, "lidar"), tl)
+            pixels.append(flat)
+    return pixels
+
+
+def test_a_fixed_frame_moves_each_sweep_to_its_image_stamp(tmp_path):
+    """On a moving robot the sweep is 7-43 ms off its image; with --fixed-frame odom every return lands on
+    the pixel and depth the camera saw at its own stamp, while one static extrinsic puts it off by the
+    robot's motion. A pair whose sweep lies past the recorded /tf is skipped and counted."""
+    path = tmp_path / "moving"
+    pixels = write_moving_bag(path, lidar_offsets_ms=[7, 23, -17, 43, 45])  # frame 4's sweep: past /tf's end
+    moved = BagSamples(path, fixed_frame="odom")
+    assert moved.T_cam_from_lidar is None
+    assert len(moved) == 4 and moved.sync.stats.skipped_total == moved.sync.stats.skipped["no_tf"] == 1
+    static = {s.stamp_ns: s for s in BagSamples(path)}
+    for sample, frame in zip(moved, range(4), strict=True):
+        valid = np.flatnonzero(sample.sparse_depth > 0)
+        assert set(valid.tolist()) == set(pixels[frame].tolist())
+        np.testing.assert_allclose(sample.sparse_depth.flat[valid], gt_depth(frame).flat[valid], rtol=1e-5)
+        unmoved = static[sample.stamp_ns].sparse_depth
+        hit = np.flatnonzero(unmoved > 0)
+        off = np.abs(unmoved.flat[hit] - gt_depth(frame).flat[hit]) / gt_depth(frame).flat[hit]
+        assert set(hit.tolist()) != set(pixels[frame].tolist()) or np.median(off) > 0.01
+    from mf_training.cli import main as mf_main
+
+    assert mf_main(["export", "--bag", str(path), "--out", str(tmp_path / "out"), "--fixed-frame", "odom"]) == 0
+    assert len(list((tmp_path / "out").glob("*_sparse.png"))) == 4
+    with pytest.raises(InputError, match="no --extrinsic"):
+        BagSamples(path, fixed_frame="odom", extrinsic=T_CAM_FROM_LIDAR)
+    with pytest.raises(InputError, match="'map'"):
+        BagSamples(path, fixed_frame="map")
+    write_bag(tmp_path / "still", frames=2)
+    with pytest.raises(InputError, match="has no /tf"):
+        BagSamples(tmp_path / "still", fixed_frame="odom")
+
+
+def test_tf_timeline_interpolates_and_never_extrapolates():
+    from mf_ros.extrinsics import TfTimeline
+
+    def yaw(angle: float, x: float) -> np.ndarray:
+        return from_ros_quaternion((0.0, 0.0, np.sin(angle / 2), np.cos(angle / 2)), (x, 0.0, 0.0))
+
+    timeline = TfTimeline([TfEdge("base", "lidar", 0, yaw(0.0, 0.5))],
+                          [TfEdge("odom", "base", T0, yaw(0.0, 0.0)), TfEdge("odom", "base", T0 + 100 * MS,
+                                                                              yaw(np.pi / 2, 2.0))])
+    np.testing.assert_allclose(timeline.at("odom", "base", T0 + 50 * MS), yaw(np.pi / 4, 1.0), atol=1e-12)
+    np.testing.assert_allclose(timeline.at("odom", "lidar", T0 + 25 * MS),
+                               compose(yaw(np.pi / 8, 0.5), yaw(0.0, 0.5)), atol=1e-12)
+    np.testing.assert_allclose(timeline.at("base", "lidar", 0), yaw(0.0, 0.5))  # static: any stamp
+    # The base at 0 ms seen from the base at 100 ms, through odom: a quarter turn back.
+    np.testing.assert_allclose(timeline.across("base", T0 + 100 * MS, "base", T0, "odom"),
+                               invert(yaw(np.pi / 2, 2.0)), atol=1e-12)
+    with pytest.raises(InputError, match="not extrapolated"):
+        timeline.at("odom", "lidar", T0 + 101 * MS)
+    with pytest.raises(InputError, match="no chain"):
+        timeline.at("odom", "camera", T0)

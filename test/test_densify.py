@@ -114,3 +114,29 @@ def test_the_demo_preview_shows_the_depth_the_pipeline_published(sim_bag, tmp_pa
     tile = with_published[top:top + published.shape[0], -published.shape[1]:]  # (H, W, 3) the published tile
     assert not tile[np.isnan(published)].any()  # no estimate: black
     assert tile[np.isfinite(published)].any(axis=-1).mean() > 0.99  # coloured elsewhere
+
+
+def test_densify_moves_each_sweep_through_a_fixed_frame(tmp_path, capsys):
+    """--fixed-frame: the same per-pair transforms as the training reader (BagSamples), so the classical
+    depth equals the completion of the moved sweep; the pair past the recorded /tf is dropped as no_tf."""
+    from test_bag_samples import write_moving_bag
+
+    bag = tmp_path / "moving"
+    write_moving_bag(bag, lidar_offsets_ms=[7, 23, -17, 43, 45])
+    out = tmp_path / "dense"
+    assert run_densify("--bag", str(bag), "--out", str(out), "--mode", "classical", "--fixed-frame", "odom") == 0
+    printed = capsys.readouterr().out
+    assert "4 frames with depth" in printed and "'no_tf': 1" in printed
+    samples = {s.stamp_ns: s for s in BagSamples(bag, fixed_frame="odom")}
+    depths = [m.msg for m in read_messages(out, ["/camera/depth/image"])]
+    assert len(depths) == 4
+    for msg in depths:
+        sample = samples[conv.header_stamp_ns(msg)]
+        completed = complete_classical(sample.image, sample.sparse_depth, sample.camera)
+        np.testing.assert_array_equal(np.nan_to_num(conv.image_to_depth(msg)),
+                                      np.where(lidar_support(completed, sample.sparse_depth), completed, 0.0))
+    with pytest.raises(InputError, match="'map'"):
+        run_densify("--bag", str(bag), "--out", str(tmp_path / "x"), "--mode", "classical", "--fixed-frame", "map")
+    with pytest.raises(InputError, match="no --extrinsic"):
+        run_densify("--bag", str(bag), "--out", str(tmp_path / "y"), "--mode", "classical", "--fixed-frame", "odom",
+                    "--extrinsic", "0 0 0 0 0 0 1")

@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera-info-topic", default=None)
     parser.add_argument("--points-topic", default=None)
     parser.add_argument("--output-namespace", default=None, help="depth topics' namespace (default <image ns>/depth)")
+    parser.add_argument("--fixed-frame", metavar="FRAME",
+                        help="a frame that stays put while the robot moves (odom, map): each LiDAR sweep is moved "
+                             "to its image's stamp through it with the bag's /tf (default: one static extrinsic)")
 
 
 def _pipeline(args: argparse.Namespace):
@@ -51,15 +54,15 @@ def _pipeline(args: argparse.Namespace):
     return DepthPipeline(options, estimator, rosbags_messages())
 
 
-def _static_edges(path, types: dict[str, str]) -> list:
+def _tf_edges(path, types: dict[str, str], topic: str) -> list:
+    """Every TF edge of ``topic`` (/tf_static or /tf) in the bag; none where it has no such topic."""
     from mf_ros.bags import read_messages
     from mf_ros.conversions import tf_message_to_edges
-    from mf_ros.topics import TF_STATIC_TOPIC
     from mf_training.data.bag_samples import TF_TYPE
 
-    if types.get(TF_STATIC_TOPIC) != TF_TYPE:
+    if types.get(topic) != TF_TYPE:
         return []
-    return [edge for m in read_messages(path, [TF_STATIC_TOPIC]) for edge in tf_message_to_edges(m.msg)]
+    return [edge for m in read_messages(path, [topic]) for edge in tf_message_to_edges(m.msg)]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,8 +72,9 @@ def run(args: argparse.Namespace) -> int:
     from mf_ros.bags import BagWriter, bag_topics, read_messages
     from mf_ros.conversions import header_stamp_ns
     from mf_ros.depth_pipeline import FrameError
-    from mf_ros.extrinsics import parse_extrinsic, static_transform
-    from mf_ros.sync import StampSync, slop_to_ns
+    from mf_ros.extrinsics import TfTimeline, parse_extrinsic, static_transform
+    from mf_ros.sync import NO_TF, StampSync, slop_to_ns
+    from mf_ros.topics import TF_STATIC_TOPIC, TF_TOPIC
     from mf_training.data.bag_samples import select_topics
 
     listing = bag_topics(args.bag)
@@ -80,11 +84,19 @@ def run(args: argparse.Namespace) -> int:
     clash = [f"{ns}/{k}" for k in OUTPUTS if f"{ns}/{k}" in types]
     if clash:
         raise InputError(f"the bag already has {clash}; choose another --output-namespace")
-    pipeline = _pipeline(args)
     given = parse_extrinsic(args.extrinsic)
-    edges = _static_edges(args.bag, types)
+    if args.fixed_frame is not None and (given is not None or not args.fixed_frame):
+        raise InputError("--fixed-frame takes the LiDAR's place from the bag's TF at every stamp: give a frame name "
+                         "and no --extrinsic (a static camera <- LiDAR transform)")
+    if args.fixed_frame and not _tf_edges(args.bag, types, TF_TOPIC):
+        raise InputError(f"bag {args.bag} has no {TF_TOPIC} to move the LiDAR through a fixed frame; record /tf, or "
+                         "drop --fixed-frame")
+    pipeline = _pipeline(args)
+    edges = _tf_edges(args.bag, types, TF_STATIC_TOPIC)
+    timeline = TfTimeline(edges, _tf_edges(args.bag, types, TF_TOPIC)) if args.fixed_frame else None
     sync = StampSync(slop_to_ns(args.slop))
     errors: Counter[str] = Counter()
+    first_errors: dict[str, str] = {}  # kind -> the first frame's message
     times: list[float] = []
     extrinsics: dict[tuple[str, str], np.ndarray] = {}
 
@@ -95,14 +107,23 @@ def run(args: argparse.Namespace) -> int:
             extrinsics[camera_frame, lidar_frame] = static_transform(edges, camera_frame, lidar_frame)
         return extrinsics[camera_frame, lidar_frame]
 
+    def moved(image, cloud) -> np.ndarray:  # T_camera(t_image)_from_lidar(t_lidar) through the fixed frame
+        try:
+            return timeline.across(image.header.frame_id, header_stamp_ns(image), cloud.header.frame_id,
+                                   header_stamp_ns(cloud), args.fixed_frame)
+        except InputError as err:
+            raise FrameError(NO_TF, str(err)) from err
+
     def densify(frames, log_ns: int, bag: BagWriter) -> None:
         for frame in frames:
             image, cloud = frame.image.payload, frame.cloud.payload
             try:
-                T = extrinsic(image.header.frame_id, cloud.header.frame_id)
+                T = extrinsic(image.header.frame_id, cloud.header.frame_id) if timeline is None else \
+                    moved(image, cloud)
                 out = pipeline.process(image, frame.info.payload, cloud, T)
             except FrameError as err:
                 errors[err.kind] += 1
+                first_errors.setdefault(err.kind, str(err))
                 continue
             times.append(sum(out.timings.values()))
             for kind, msg in zip(OUTPUTS, (out.depth, out.camera_info, out.points, out.confidence), strict=True):
@@ -125,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"densify: {len(times)} frames with depth -> {args.out} ({ns}/*); dropped {sum(drops.values())} "
           f"{drops or ''}; mean pipeline latency {mean}")
     if not times:
-        raise InputError(f"no frame of {args.bag} got depth (drops by reason above); {args.out} holds only the "
-                         "copied input: check the topics, --slop and the extrinsic")
+        reasons = "".join(f"; {kind}: {message}" for kind, message in first_errors.items())
+        raise InputError(f"no frame of {args.bag} got depth (drops by reason above{reasons}); {args.out} holds only "
+                         "the copied input: check the topics, --slop and the extrinsic")
     return 0

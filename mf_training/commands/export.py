@@ -19,6 +19,9 @@ def add_bag_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest |t_lidar - t_image| in seconds for a pair (default %(default)s)")
     parser.add_argument("--extrinsic", metavar="'x y z qx qy qz qw' | 16 numbers",
                         help="T_camera_from_lidar when the bag has no /tf_static (7 numbers or a row-major 4x4)")
+    parser.add_argument("--fixed-frame", metavar="FRAME",
+                        help="a frame that stays put while the robot moves (odom, map): each LiDAR sweep is moved "
+                             "to its image's stamp through it with the bag's /tf (default: one static extrinsic)")
     parser.add_argument("--image-topic", help="camera image topic (default: the one sensor_msgs/Image)")
     parser.add_argument("--camera-info-topic", help="camera_info topic (default: the one beside the image)")
     parser.add_argument("--points-topic", help="LiDAR PointCloud2 topic (default: the one PointCloud2)")
@@ -35,6 +38,7 @@ def bag_options(args: argparse.Namespace) -> dict:
         "camera_info_topic": args.camera_info_topic,
         "points_topic": args.points_topic,
         "gt_topic": args.gt_topic,
+        "fixed_frame": args.fixed_frame,
     }
 
 

@@ -61,7 +61,9 @@ def summarize(args: argparse.Namespace) -> dict:
         "images": stats.images,
         "pairs": stats.pairs,
         "skipped": stats.skipped,
-        "extrinsic_T_camera_from_lidar": source.T_cam_from_lidar.round(6).tolist(),
+        # None with --fixed-frame: the sweep moves with the robot, each pair has its own transform
+        "extrinsic_T_camera_from_lidar": None if source.T_cam_from_lidar is None else
+        source.T_cam_from_lidar.round(6).tolist(),
     }
     return report
 
