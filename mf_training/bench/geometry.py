@@ -1,7 +1,7 @@
 """``mf bench geometry``: one-core timings of LiDAR projection and depth -> PointCloud2.
 
 (a) 130k LiDAR points -> 1920x1200 sparse depth map (z-buffer), all points in view
-    (the worst case for the z-buffer), for a pinhole and a distorted camera.
+    (the worst case for the z-buffer), for a pinhole, a plumb_bob and a fisheye (equidistant) camera.
 (b) 640x480 depth map + image -> organized XYZRGB PointCloud2
     (mf_ros.conversions.depth_to_xyzrgb_pointcloud2 with rosbags messages, as the depth node does).
 
@@ -88,16 +88,19 @@ def _machine(affinity: list[int]) -> dict:
             "platform": platform.platform()}
 
 
-def _lidar_case(n_points: int, repeats: int, distorted: bool) -> dict:
+# (a)'s cameras: the lens, its focal length in pixels and its coefficients (the fisheye sees 120 degrees across).
+_LENSES = {"none": (1000.0, ()), "plumb_bob": (1000.0, (-0.05, 0.01, 0.0005, -0.0005, 0.0)),
+           "equidistant": (800.0, (-0.02, 0.003, 0.0, 0.0))}
+
+
+def _lidar_case(n_points: int, repeats: int, lens: str) -> dict:
     import numpy as np
 
     from mf_core.camera import PinholeCamera
     from mf_core.geometry import points_to_depth_map, undistort_pixels
 
-    camera = PinholeCamera(1920, 1200, 1000.0, 1000.0, 959.5, 599.5)
-    if distorted:
-        camera = PinholeCamera(1920, 1200, 1000.0, 1000.0, 959.5, 599.5, "plumb_bob",
-                               (-0.05, 0.01, 0.0005, -0.0005, 0.0))
+    focal, coefficients = _LENSES[lens]
+    camera = PinholeCamera(1920, 1200, focal, focal, 959.5, 599.5, lens, coefficients)
     rng = np.random.default_rng(0)
     pixels = np.c_[rng.uniform(0, camera.width, n_points), rng.uniform(0, camera.height, n_points)]  # (N, 2)
     depth = rng.uniform(1.0, 80.0, n_points)  # (N,)
@@ -148,7 +151,8 @@ def run(args: argparse.Namespace) -> dict:
         "heap_kept": heap_kept,
         "repeats": args.repeats,
         "targets": {"median_ms": TARGET_MS, "ratio_to_copy": TARGET_COPY_RATIO},
-        "lidar_to_depth_1920x1200": _lidar_case(args.points, args.repeats, distorted=False),
-        "lidar_to_depth_1920x1200_plumb_bob": _lidar_case(args.points, args.repeats, distorted=True),
+        "lidar_to_depth_1920x1200": _lidar_case(args.points, args.repeats, "none"),
+        "lidar_to_depth_1920x1200_plumb_bob": _lidar_case(args.points, args.repeats, "plumb_bob"),
+        "lidar_to_depth_1920x1200_equidistant": _lidar_case(args.points, args.repeats, "equidistant"),
         "depth_to_xyzrgb_pointcloud2_640x480": _cloud_case(args.repeats),
     }
