@@ -44,19 +44,21 @@ def _scaled_prior(image: torch.Tensor, sparse: torch.Tensor, scale: torch.Tensor
 
 def refine_native(model: nn.Module, refine_strength: float, refine_strength_near: float | None,
                   image_refine: torch.Tensor, sparse_refine: torch.Tensor, image_native: torch.Tensor,
-                  sparse_native: torch.Tensor, transformer_log_depth: torch.Tensor | None, scale: torch.Tensor
-                  ) -> torch.Tensor:
+                  sparse_native: torch.Tensor, transformer_log_depth: torch.Tensor | None, scale: torch.Tensor,
+                  at_refine: LidarPrior | None = None) -> torch.Tensor:
     """Metres (B, 1, H, W) at the native resolution from the transformer's log relative depth (B, 1, h, w)
     at the processing size: the refinement head runs at the refine size (``image_refine`` (B, 3, hr, wr)
     in [-1, 1] and ``sparse_refine`` (B, 1, hr, wr) metres, the frame resized as at the processing
     size), and its terms, upsampled, compose the prior of the native LiDAR (B, 1, H, W metres, 0 = none),
     in the fed LiDAR's ``scale`` (B,), at the strengths of :func:`mf_core.lidar_prior.strength_map`.
     ``transformer_log_depth`` None: a head that does not read it (``refine_reads_transformer`` false), on
-    frames with LiDAR (the LiDAR case of the composition does not use it either)."""
+    frames with LiDAR (the LiDAR case of the composition does not use it either). ``at_refine``: the prior
+    of the refine-size inputs when the caller has it."""
     scale = scale.view(-1, 1, 1, 1)
-    native = _scaled_prior(image_native, sparse_native, scale)
     same = image_refine.shape == image_native.shape  # a camera at or below the refine size: one prior
-    at_refine = native if same else _scaled_prior(image_refine, sparse_refine, scale)
+    if at_refine is None:
+        at_refine = _scaled_prior(image_refine, sparse_refine, scale)
+    native = at_refine if same else _scaled_prior(image_native, sparse_native, scale)
 
     def resized(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return F.interpolate(x.float(), size=like.shape[-2:], mode="bilinear", align_corners=False)
@@ -91,20 +93,24 @@ class ConditionedFrameNetwork(nn.Module):
                 image_refine: torch.Tensor, sparse_refine: torch.Tensor, image_native: torch.Tensor,
                 sparse_native: torch.Tensor) -> torch.Tensor:
         lidar = encode_lidar(sparse_small)
+        image_refine, sparse_refine = image_refine.float(), sparse_refine.float()
         if not self.model.config.refine_reads_transformer:  # the head alone: the transformer is not run
-            return refine_native(self.model, self.refine_strength, self.refine_strength_near, image_refine.float(),
-                                 sparse_refine.float(), image_native.float(), sparse_native.float(), None,
-                                 lidar.scale)
+            return refine_native(self.model, self.refine_strength, self.refine_strength_near, image_refine,
+                                 sparse_refine, image_native.float(), sparse_native.float(), None, lidar.scale)
+        # The head at the processing size (the refine inputs are then the processing-size frame, as the
+        # estimator builds them): one prior serves the transformer's LiDAR input and the head.
+        shared = _scaled_prior(image_refine, sparse_refine, lidar.scale.view(-1, 1, 1, 1)) \
+            if image_refine.shape == image_small.shape else None
         parameter = next(self.model.parameters())
         batch = image_small.shape[0]
         t_image = torch.zeros(batch, device=parameter.device, dtype=parameter.dtype)
         t_depth = torch.ones(batch, device=parameter.device, dtype=parameter.dtype)
         x_image = self.model.encode_image(image_small.to(parameter.dtype))
         out = self.model(x_image, noise.to(parameter.dtype), t_image, t_depth, sparse_depth=lidar.depth.to(
-            parameter.dtype), sparse_mask=lidar.mask.to(parameter.dtype), refine=False)
-        return refine_native(self.model, self.refine_strength, self.refine_strength_near, image_refine.float(),
-                             sparse_refine.float(), image_native.float(), sparse_native.float(),
-                             out.transformer_log_depth.float(), lidar.scale)
+            parameter.dtype), sparse_mask=lidar.mask.to(parameter.dtype), refine=False, prior=shared)
+        return refine_native(self.model, self.refine_strength, self.refine_strength_near, image_refine,
+                             sparse_refine, image_native.float(), sparse_native.float(),
+                             out.transformer_log_depth.float(), lidar.scale, at_refine=shared)
 
 
 class MonocularFrameNetwork(nn.Module):

@@ -291,6 +291,7 @@ class ModalityForcingDiT(nn.Module):
         sparse_depth: torch.Tensor | None = None,
         sparse_mask: torch.Tensor | None = None,
         refine: bool = True,
+        prior: LidarPrior | None = None,
     ) -> ModelOutput:
         """Predict image velocity and clean depth from noisy inputs at per-modality times.
 
@@ -300,7 +301,9 @@ class ModalityForcingDiT(nn.Module):
         sparse_depth, sparse_mask: (B, 1, H, W) always-clean LiDAR input of depth_conditioned
         models, None = no LiDAR. H and W: any multiples of patch_size. refine: refine_head models run
         their head (False: depth_x0 is the transformer's own, for a caller that runs the head at another
-        resolution with :meth:`refine_terms`; transformer_log_depth is set either way).
+        resolution with :meth:`refine_terms`; transformer_log_depth is set either way). prior: refine_head
+        models, the LiDAR prior of exactly these image and LiDAR inputs when the caller has it (the frame
+        network computes one for the transformer and the head at the same size); None: computed here.
         """
         self.check_inputs(image, depth, t_image, t_depth, context, sparse_depth, sparse_mask)
         b, _, h, w = depth.shape
@@ -311,14 +314,16 @@ class ModalityForcingDiT(nn.Module):
         tokens = self._context_tokens(context, b)  # {} or {"context": (B, L, D)}
         tokens["image"] = self.image_embed(image)  # (B, N, D)
         tokens["depth"] = self.depth_embed(depth)  # (B, N, D)
-        prior = None
         if sparse_mask is not None:
             sparse_mask = sparse_mask.bool()  # samplers may pass it cast to the model's dtype
-        if self.config.refine_head:
+        if not self.config.refine_head:
+            prior = None
+        else:
             if sparse_depth is None:  # no LiDAR: an empty prior; the head refines the transformer's depth
                 sparse_mask = torch.zeros_like(depth, dtype=torch.bool)
                 sparse_depth = torch.zeros_like(depth)
-            prior = lidar_prior(image, log_relative_depth(sparse_depth, sparse_mask), sparse_mask)
+            if prior is None:
+                prior = lidar_prior(image, log_relative_depth(sparse_depth, sparse_mask), sparse_mask)
         prior_x0 = None
         if prior is not None:  # the fill encoded like depth_x0: an input, and ModelOutput.prior_x0 (NaN without LiDAR)
             fill, _ = encode_depth(prior.fill.exp(), scale=torch.ones(b, device=depth.device))  # (B, 1, H, W)
