@@ -48,6 +48,27 @@ def test_nothing_is_removed_from_an_evenly_covered_sweep_or_an_empty_one():
     assert not lidar_support(np.ones((40, 50), np.float32), np.zeros((40, 50), np.float32)).any()
 
 
+def test_no_band_is_cut_out_of_the_ground_under_bottom_lines_that_bow_up():
+    """The bottom scan lines of a vehicle's LiDAR bow up towards the image's middle (the road ahead), and there
+    the lowest lines may return little (dark asphalt): under the middle, the returns on both sides lie lower only
+    because the lines curve. The scanned-but-empty rule alone cuts a NaN band out of the road there, above road
+    that the sweep still supports (the synthetic street showed one); each column must stay valid down to the
+    distance rule's reach, then end."""
+    sparse = np.zeros((160, 200), np.float32)
+    columns = np.arange(0, 200, 2)
+    for bottom in range(40, 124, 6):  # the line's row at the image's edges; 24 px higher in the middle
+        rows = np.round(bottom - 24 * (1 - ((columns - 100) / 100) ** 2)).astype(int)
+        returned = (np.abs(columns - 100) > 40) | (columns % 8 == 0) if bottom > 100 else np.ones(columns.size, bool)
+        sparse[rows[returned], columns[returned]] = 5.0
+    valid = lidar_support(np.full(sparse.shape, 5.0, np.float32), sparse)
+    assert scanned_without_returns(sparse > 0)[80:, 100].any()  # what the rule alone removes in the middle
+    for column in columns:
+        below = valid[int(np.flatnonzero(sparse[:, column])[-1]):, column]  # from the column's lowest return down
+        ends = int(np.argmin(below)) if not below.all() else below.size
+        assert below[:ends].all() and not below[ends:].any(), column  # valid, then NaN: no band
+    assert valid[95:107, 100].all()  # the rows the rule alone removed
+
+
 @pytest.mark.parametrize("name", ["kitti", "dgp"])
 def test_held_out_returns_of_real_sweeps_stay_valid(name, shared_data):
     """Every held-out LiDAR return is a real surface: the pixels removed as scanned-but-empty must almost never
