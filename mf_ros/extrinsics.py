@@ -77,6 +77,14 @@ def chain_transforms(tree: dict[tuple[str, str], np.ndarray], target: str, sourc
     return reached.get(target)
 
 
+def check_fixed_frame(fixed_frame: str | None, extrinsic: np.ndarray | None) -> None:
+    """InputError unless ``fixed_frame`` (``--fixed-frame``) is unset, or a frame name given without a static
+    ``extrinsic`` (the two are different answers to where the LiDAR is)."""
+    if fixed_frame is not None and (extrinsic is not None or not fixed_frame):
+        raise InputError("--fixed-frame takes the LiDAR's place from the bag's TF at every stamp: give a frame name "
+                         "and no --extrinsic (a static camera <- LiDAR transform)")
+
+
 class TfTimeline:
     """The TF tree of a recording over time, looked up at a stamp as tf2_ros's buffer does live (its Python
     buffer needs a ROS install, so it is written here): /tf_static edges hold at every stamp; a /tf edge is

@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from mf_ros.bags import BagWriter, bag_topics, read_messages
     from mf_ros.conversions import header_stamp_ns
     from mf_ros.depth_pipeline import FrameError
-    from mf_ros.extrinsics import TfTimeline, parse_extrinsic, static_transform
+    from mf_ros.extrinsics import TfTimeline, check_fixed_frame, parse_extrinsic, static_transform
     from mf_ros.sync import NO_TF, StampSync, slop_to_ns
     from mf_ros.topics import TF_STATIC_TOPIC, TF_TOPIC
     from mf_training.data.bag_samples import select_topics
@@ -85,15 +85,14 @@ def run(args: argparse.Namespace) -> int:
     if clash:
         raise InputError(f"the bag already has {clash}; choose another --output-namespace")
     given = parse_extrinsic(args.extrinsic)
-    if args.fixed_frame is not None and (given is not None or not args.fixed_frame):
-        raise InputError("--fixed-frame takes the LiDAR's place from the bag's TF at every stamp: give a frame name "
-                         "and no --extrinsic (a static camera <- LiDAR transform)")
-    if args.fixed_frame and not _tf_edges(args.bag, types, TF_TOPIC):
+    check_fixed_frame(args.fixed_frame, given)
+    moving = _tf_edges(args.bag, types, TF_TOPIC) if args.fixed_frame else []
+    if args.fixed_frame and not moving:
         raise InputError(f"bag {args.bag} has no {TF_TOPIC} to move the LiDAR through a fixed frame; record /tf, or "
                          "drop --fixed-frame")
     pipeline = _pipeline(args)
     edges = _tf_edges(args.bag, types, TF_STATIC_TOPIC)
-    timeline = TfTimeline(edges, _tf_edges(args.bag, types, TF_TOPIC)) if args.fixed_frame else None
+    timeline = TfTimeline(edges, moving) if args.fixed_frame else None
     sync = StampSync(slop_to_ns(args.slop))
     errors: Counter[str] = Counter()
     first_errors: dict[str, str] = {}  # kind -> the first frame's message

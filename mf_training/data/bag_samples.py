@@ -44,7 +44,7 @@ from mf_ros.conversions import (
     pointcloud2_to_xyz,
     tf_message_to_edges,
 )
-from mf_ros.extrinsics import TfTimeline, static_transform
+from mf_ros.extrinsics import TfTimeline, check_fixed_frame, static_transform
 from mf_ros.sync import DEFAULT_SLOP_S, NO_TF, SyncResult, pair_stamps, slop_to_ns
 from mf_ros.topics import GT_TOPIC, TF_STATIC_TOPIC, TF_TOPIC
 from mf_training.data.sample import Sample
@@ -205,9 +205,7 @@ class BagSamples:
                  image_topic: str | None = None, camera_info_topic: str | None = None,
                  points_topic: str | None = None, gt_topic: str | None = None, fixed_frame: str | None = None):
         self.path = Path(path)
-        if fixed_frame is not None and (extrinsic is not None or not fixed_frame):
-            raise InputError("--fixed-frame takes the LiDAR's place from the bag's TF at every stamp: give a frame "
-                             "name and no --extrinsic (a static camera <- LiDAR transform)")
+        check_fixed_frame(fixed_frame, extrinsic)
         types = topic_types(self.path)
         topics = select_topics(types, image_topic, camera_info_topic, points_topic, gt_topic)
         self.index = index_bag(self.path, topics, types, moving_tf=fixed_frame is not None)
