@@ -132,13 +132,17 @@ def directional_neighbours(values: torch.Tensor, mask: torch.Tensor, image: torc
     _check(values, mask)
     values, image = values.float(), image.float()
     found, distance, colour = [], [], []
-    for dim in (3, 2):  # along rows (left, right), then along columns (up, down)
-        for index, present, value, gap in _nearest_along(values, mask, dim):
-            found.append(torch.where(present, value, float("nan")))
-            distance.append(torch.where(present, gap, float("inf")))
-            neighbour = image.gather(dim, index.expand_as(image))  # (B, 3, H, W) colour at the neighbour
-            difference = (neighbour - image).square().sum(dim=1, keepdim=True)
-            colour.append(torch.where(present, difference, 0.0))
+    for transposed in (False, True):  # along rows (left, right), then along columns (up, down)
+        # Columns run on the transpose, whose rows are contiguous (as _bridge does: faster on CPU).
+        turn = (lambda x: x.transpose(2, 3).contiguous()) if transposed else (lambda x: x)
+        back = (lambda x: x.transpose(2, 3)) if transposed else (lambda x: x)
+        rows_image = turn(image)  # (B, 3, H, W), or (B, 3, W, H) transposed
+        for index, present, value, gap in _nearest_along(turn(values), turn(mask), 3):
+            found.append(back(torch.where(present, value, float("nan"))))
+            distance.append(back(torch.where(present, gap, float("inf"))))
+            neighbour = rows_image.gather(3, index.expand_as(rows_image))  # colour at the neighbour
+            difference = (neighbour - rows_image).square().sum(dim=1, keepdim=True)
+            colour.append(back(torch.where(present, difference, 0.0)))
     return torch.cat(found, dim=1), torch.cat(distance, dim=1), torch.cat(colour, dim=1)
 
 
