@@ -132,18 +132,26 @@ def directional_neighbours(values: torch.Tensor, mask: torch.Tensor, image: torc
     _check(values, mask)
     values, image = values.float(), image.float()
     found, distance, colour = [], [], []
-    for transposed in (False, True):  # along rows (left, right), then along columns (up, down)
-        # Columns run on the transpose, whose rows are contiguous (as _bridge does: faster on CPU).
-        turn = (lambda x: x.transpose(2, 3).contiguous()) if transposed else (lambda x: x)
-        back = (lambda x: x.transpose(2, 3)) if transposed else (lambda x: x)
-        rows_image = turn(image)  # (B, 3, H, W), or (B, 3, W, H) transposed
-        for index, present, value, gap in _nearest_along(turn(values), turn(mask), 3):
-            found.append(back(torch.where(present, value, float("nan"))))
-            distance.append(back(torch.where(present, gap, float("inf"))))
+    for columns in (False, True):  # along rows (left, right), then along columns (up, down)
+        rows_image = _as_rows(image, columns)  # (B, 3, H, W), or (B, 3, W, H) for the columns
+        for index, present, value, gap in _nearest_along(_as_rows(values, columns), _as_rows(mask, columns), 3):
             neighbour = rows_image.gather(3, index.expand_as(rows_image))  # colour at the neighbour
             difference = (neighbour - rows_image).square().sum(dim=1, keepdim=True)
-            colour.append(back(torch.where(present, difference, 0.0)))
+            found.append(_from_rows(torch.where(present, value, float("nan")), columns))
+            distance.append(_from_rows(torch.where(present, gap, float("inf")), columns))
+            colour.append(_from_rows(torch.where(present, difference, 0.0), columns))
     return torch.cat(found, dim=1), torch.cat(distance, dim=1), torch.cat(colour, dim=1)
+
+
+def _as_rows(x: torch.Tensor, columns: bool) -> torch.Tensor:
+    """``x`` (B, C, H, W) as it is, or for a scan along its columns its transpose (B, C, W, H) made contiguous:
+    scans along contiguous rows run about 2x faster on CPU. :func:`_from_rows` turns results back."""
+    return x.transpose(2, 3).contiguous() if columns else x
+
+
+def _from_rows(x: torch.Tensor, columns: bool) -> torch.Tensor:
+    """The inverse of :func:`_as_rows` for a result of the same layout."""
+    return x.transpose(2, 3) if columns else x
 
 
 def row_distance(mask: torch.Tensor) -> torch.Tensor:
@@ -176,10 +184,9 @@ def _bridge(values: torch.Tensor, mask: torch.Tensor, dim: int, max_gap: torch.T
     smaller one (values are positive depths).
     Returns the values (exact at valid pixels), where they are defined (bool), and the distance to the
     nearest valid pixel along ``dim`` (float, inf where there is none)."""
-    if dim == 2:  # along columns: run on the transpose, whose rows are contiguous (about 2x faster on CPU)
-        return tuple(x.transpose(2, 3) for x in _bridge(values.transpose(2, 3).contiguous(),
-                                                         mask.transpose(2, 3).contiguous(), 3, max_gap,
-                                                         agreeing_gap, max_step))
+    if dim == 2:  # along columns: on the transpose (_as_rows)
+        return tuple(_from_rows(x, True) for x in _bridge(_as_rows(values, True), _as_rows(mask, True), 3, max_gap,
+                                                          agreeing_gap, max_step))
     (_, has_before, before, d_before), (_, has_after, after, d_after) = _nearest_along(values, mask, dim)
     span = d_before + d_after  # (B, 1, H, W)
     short = span <= max_gap

@@ -9,7 +9,7 @@ One home for every path that needs it: the nodes (``extrinsic`` parameter), ``mf
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -48,7 +48,8 @@ def static_transform(edges: list[TfEdge], target: str, source: str) -> np.ndarra
     Later edges for the same child replace earlier ones (a re-published /tf_static).
     Raises InputError when the two frames are not connected.
     """
-    T = chain_transforms({(e.parent, e.child): e.T_parent_from_child for e in edges}, target, source)
+    tree = {(e.parent, e.child): e.T_parent_from_child for e in edges}
+    T = chain_transforms(tree, tree.__getitem__, target, source)
     if T is None:
         known = sorted({frame for e in edges for frame in (e.parent, e.child)})
         raise InputError(f"/tf_static has no chain of transforms from {source!r} to {target!r} (frames: {known}); "
@@ -56,25 +57,36 @@ def static_transform(edges: list[TfEdge], target: str, source: str) -> np.ndarra
     return T
 
 
-def chain_transforms(tree: dict[tuple[str, str], np.ndarray], target: str, source: str) -> np.ndarray | None:
-    """``T_target_from_source`` (4, 4) through ``tree`` ({(parent, child): T_parent_from_child}); None when the
-    two frames are not connected."""
+Edge = tuple[str, str]  # (parent, child) frame names of one TF edge
+
+
+def chain_transforms(edges: Iterable[Edge], transform: Callable[[Edge], np.ndarray], target: str, source: str
+                     ) -> np.ndarray | None:
+    """``T_target_from_source`` (4, 4) through the tree of ``edges``, ``transform(edge)`` giving its
+    T_parent_from_child; only the edges on the chain are evaluated. None when the two frames are not connected."""
     if target == source:
         return np.eye(4)
-    # frame -> [(neighbour, T_neighbour_from_frame)]; the tree is tiny, so a plain BFS.
-    links: dict[str, list[tuple[str, np.ndarray]]] = {}
-    for (parent, child), T in tree.items():
-        links.setdefault(child, []).append((parent, T))
-        links.setdefault(parent, []).append((child, invert(T)))
-    reached = {source: np.eye(4)}  # frame -> T_frame_from_source
+    # frame -> [(neighbour, edge, whether the neighbour is the edge's parent)]; the tree is tiny, so a plain BFS.
+    links: dict[str, list[tuple[str, Edge, bool]]] = {}
+    for parent, child in edges:
+        links.setdefault(child, []).append((parent, (parent, child), True))
+        links.setdefault(parent, []).append((child, (parent, child), False))
+    previous: dict[str, tuple[str, Edge, bool]] = {}  # frame -> the frame it was reached from, by which edge
     queue = deque([source])
-    while queue:
+    while queue and target not in previous:
         frame = queue.popleft()
-        for neighbour, T_neighbour_from_frame in links.get(frame, []):
-            if neighbour not in reached:
-                reached[neighbour] = compose(T_neighbour_from_frame, reached[frame])
+        for neighbour, edge, upwards in links.get(frame, []):
+            if neighbour != source and neighbour not in previous:
+                previous[neighbour] = (frame, edge, upwards)
                 queue.append(neighbour)
-    return reached.get(target)
+    if target not in previous:
+        return None
+    T, frame = np.eye(4), target  # T: T_target_from_frame, walking back to the source
+    while frame != source:
+        before, edge, upwards = previous[frame]
+        T = compose(T, transform(edge) if upwards else invert(transform(edge)))  # times T_frame_from_before
+        frame = before
+    return T
 
 
 def check_fixed_frame(fixed_frame: str | None, extrinsic: np.ndarray | None) -> None:
@@ -93,13 +105,13 @@ class TfTimeline:
 
     def __init__(self, static_edges: list[TfEdge], moving_edges: list[TfEdge]):
         self._static = {(e.parent, e.child): e.T_parent_from_child for e in static_edges}  # later ones win
-        samples: dict[tuple[str, str], dict[int, np.ndarray]] = {}
+        samples: dict[Edge, dict[int, np.ndarray]] = {}
         for e in moving_edges:  # a repeated stamp: the later sample wins
             samples.setdefault((e.parent, e.child), {})[e.stamp_ns] = e.T_parent_from_child
         self._moving = {key: (np.array(sorted(by_stamp), dtype=np.int64), [by_stamp[t] for t in sorted(by_stamp)])
                         for key, by_stamp in samples.items()}
 
-    def _edge_at(self, key: tuple[str, str], stamp_ns: int) -> np.ndarray:
+    def _edge_at(self, key: Edge, stamp_ns: int) -> np.ndarray:
         stamps, transforms = self._moving[key]
         if not stamps[0] <= stamp_ns <= stamps[-1]:
             raise InputError(f"/tf {key[0]!r} -> {key[1]!r} has samples from {stamps[0]} to {stamps[-1]} ns, not at "
@@ -113,19 +125,13 @@ class TfTimeline:
     def at(self, target: str, source: str, stamp_ns: int) -> np.ndarray:
         """``T_target_from_source`` (4, 4) at ``stamp_ns``; InputError when the frames are not connected or a
         moving edge between them has no samples around the stamp."""
-        tree = dict(self._static)
-        uncovered: list[str] = []  # moving edges without samples around the stamp: off the tree (TF is a tree,
-        for key in self._moving:  # so when one of them was on the chain there is no other way round it)
-            if key not in tree:  # a frame both static and moving: the static edge
-                try:
-                    tree[key] = self._edge_at(key, stamp_ns)
-                except InputError as err:
-                    uncovered.append(str(err))
-        T = chain_transforms(tree, target, source)
+
+        def transform(edge: Edge) -> np.ndarray:  # a frame both static and moving: the static edge
+            return self._static[edge] if edge in self._static else self._edge_at(edge, stamp_ns)
+
+        T = chain_transforms({**self._static, **self._moving}.keys(), transform, target, source)
         if T is None:
-            if uncovered:
-                raise InputError(f"no TF from {source!r} to {target!r} at {stamp_ns} ns: {'; '.join(uncovered)}")
-            known = sorted({frame for key in [*tree, *self._moving] for frame in key})
+            known = sorted({frame for edge in [*self._static, *self._moving] for frame in edge})
             raise InputError(f"TF has no chain of transforms from {source!r} to {target!r} (frames: {known})")
         return T
 

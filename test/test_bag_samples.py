@@ -244,10 +244,9 @@ def test_a_fixed_frame_moves_each_sweep_to_its_image_stamp(tmp_path):
         valid = np.flatnonzero(sample.sparse_depth > 0)
         assert set(valid.tolist()) == set(pixels[frame].tolist())
         np.testing.assert_allclose(sample.sparse_depth.flat[valid], gt_depth(frame).flat[valid], rtol=1e-5)
-        unmoved = static[sample.stamp_ns].sparse_depth
-        hit = np.flatnonzero(unmoved > 0)
-        off = np.abs(unmoved.flat[hit] - gt_depth(frame).flat[hit]) / gt_depth(frame).flat[hit]
-        assert set(hit.tolist()) != set(pixels[frame].tolist()) or np.median(off) > 0.01
+        unmoved = np.flatnonzero(static[sample.stamp_ns].sparse_depth > 0)
+        if frame in (1, 3):  # sweeps 23 and 43 ms off: one static extrinsic misplaces nearly every return
+            assert np.isin(unmoved, pixels[frame]).mean() < 0.2
     from mf_training.cli import main as mf_main
 
     assert mf_main(["export", "--bag", str(path), "--out", str(tmp_path / "out"), "--fixed-frame", "odom"]) == 0
@@ -269,7 +268,8 @@ def test_tf_timeline_interpolates_and_never_extrapolates():
 
     timeline = TfTimeline([TfEdge("base", "lidar", 0, yaw(0.0, 0.5))],
                           [TfEdge("odom", "base", T0, yaw(0.0, 0.0)), TfEdge("odom", "base", T0 + 100 * MS,
-                                                                              yaw(np.pi / 2, 2.0))])
+                                                                              yaw(np.pi / 2, 2.0)),
+                           TfEdge("base", "arm", T0 + 500 * MS, yaw(1.0, 0.0))])  # off the chain, sampled later
     np.testing.assert_allclose(timeline.at("odom", "base", T0 + 50 * MS), yaw(np.pi / 4, 1.0), atol=1e-12)
     np.testing.assert_allclose(timeline.at("odom", "lidar", T0 + 25 * MS),
                                compose(yaw(np.pi / 8, 0.5), yaw(0.0, 0.5)), atol=1e-12)

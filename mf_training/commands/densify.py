@@ -54,17 +54,6 @@ def _pipeline(args: argparse.Namespace):
     return DepthPipeline(options, estimator, rosbags_messages())
 
 
-def _tf_edges(path, types: dict[str, str], topic: str) -> list:
-    """Every TF edge of ``topic`` (/tf_static or /tf) in the bag; none where it has no such topic."""
-    from mf_ros.bags import read_messages
-    from mf_ros.conversions import tf_message_to_edges
-    from mf_training.data.bag_samples import TF_TYPE
-
-    if types.get(topic) != TF_TYPE:
-        return []
-    return [edge for m in read_messages(path, [topic]) for edge in tf_message_to_edges(m.msg)]
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
@@ -74,8 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from mf_ros.depth_pipeline import FrameError
     from mf_ros.extrinsics import TfTimeline, check_fixed_frame, parse_extrinsic, static_transform
     from mf_ros.sync import NO_TF, StampSync, slop_to_ns
-    from mf_ros.topics import TF_STATIC_TOPIC, TF_TOPIC
-    from mf_training.data.bag_samples import select_topics
+    from mf_training.data.bag_samples import read_tf, select_topics
 
     listing = bag_topics(args.bag)
     types = {t.topic: t.msgtype for t in listing}
@@ -86,12 +74,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"the bag already has {clash}; choose another --output-namespace")
     given = parse_extrinsic(args.extrinsic)
     check_fixed_frame(args.fixed_frame, given)
-    moving = _tf_edges(args.bag, types, TF_TOPIC) if args.fixed_frame else []
-    if args.fixed_frame and not moving:
-        raise InputError(f"bag {args.bag} has no {TF_TOPIC} to move the LiDAR through a fixed frame; record /tf, or "
-                         "drop --fixed-frame")
+    edges, moving = read_tf(args.bag, types, moving_tf=args.fixed_frame is not None)
     pipeline = _pipeline(args)
-    edges = _tf_edges(args.bag, types, TF_STATIC_TOPIC)
     timeline = TfTimeline(edges, moving) if args.fixed_frame else None
     sync = StampSync(slop_to_ns(args.slop))
     errors: Counter[str] = Counter()

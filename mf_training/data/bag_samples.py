@@ -148,19 +148,14 @@ def index_bag(path: str | os.PathLike, topics: BagTopics, types: dict[str, str],
     """
     path = Path(path)
     read = [topics.image, topics.camera_info, topics.points] + ([topics.gt] if topics.gt else [])
-    has_tf = types.get(TF_STATIC_TOPIC) == TF_TYPE
-    if moving_tf and types.get(TF_TOPIC) != TF_TYPE:
-        raise InputError(f"bag {path} has no {TF_TOPIC} (tf2_msgs/msg/TFMessage) to move the LiDAR through a fixed "
-                         "frame; record /tf, or drop --fixed-frame")
+    tf_topics = _tf_topics(path, types, moving_tf)
     stamps: dict[str, list[int]] = {t: [] for t in read}
     frames: dict[str, set[str]] = {t: set() for t in read}
     infos: list[Any] = []
-    edges: list[TfEdge] = []
-    moving: list[TfEdge] = []
-    tf_topics = ([TF_STATIC_TOPIC] if has_tf else []) + ([TF_TOPIC] if moving_tf else [])
+    edges: dict[str, list[TfEdge]] = {TF_STATIC_TOPIC: [], TF_TOPIC: []}
     for message in read_messages(path, read + tf_topics):
-        if message.topic in (TF_STATIC_TOPIC, TF_TOPIC):
-            (edges if message.topic == TF_STATIC_TOPIC else moving).extend(tf_message_to_edges(message.msg))
+        if message.topic in edges:
+            edges[message.topic].extend(tf_message_to_edges(message.msg))
             continue
         stamps[message.topic].append(header_stamp_ns(message.msg))
         frames[message.topic].add(message.msg.header.frame_id)
@@ -172,7 +167,26 @@ def index_bag(path: str | os.PathLike, topics: BagTopics, types: dict[str, str],
 
     return BagIndex(path, topics, arr(topics.image), arr(topics.camera_info), arr(topics.points), arr(topics.gt),
                     infos, _frame_of(frames[topics.image], topics.image),
-                    _frame_of(frames[topics.points], topics.points), edges, has_tf, moving)
+                    _frame_of(frames[topics.points], topics.points), edges[TF_STATIC_TOPIC],
+                    TF_STATIC_TOPIC in tf_topics, edges[TF_TOPIC])
+
+
+def _tf_topics(path: Path, types: dict[str, str], moving_tf: bool) -> list[str]:
+    """The TF topics to read from a bag: /tf_static where it has one, and /tf with ``moving_tf`` (InputError
+    where it has none)."""
+    if moving_tf and types.get(TF_TOPIC) != TF_TYPE:
+        raise InputError(f"bag {path} has no {TF_TOPIC} (tf2_msgs/msg/TFMessage) to move the LiDAR through a fixed "
+                         "frame; record /tf, or drop --fixed-frame")
+    return ([TF_STATIC_TOPIC] if types.get(TF_STATIC_TOPIC) == TF_TYPE else []) + ([TF_TOPIC] if moving_tf else [])
+
+
+def read_tf(path: str | os.PathLike, types: dict[str, str], moving_tf: bool = False
+            ) -> tuple[list[TfEdge], list[TfEdge]]:
+    """(/tf_static edges, /tf edges: only with ``moving_tf``) of a bag, in one pass over its TF topics."""
+    edges: dict[str, list[TfEdge]] = {TF_STATIC_TOPIC: [], TF_TOPIC: []}
+    for message in read_messages(path, _tf_topics(Path(path), types, moving_tf)):
+        edges[message.topic].extend(tf_message_to_edges(message.msg))
+    return edges[TF_STATIC_TOPIC], edges[TF_TOPIC]
 
 
 def lidar_extrinsic(index: BagIndex, extrinsic: np.ndarray | None = None) -> np.ndarray:
