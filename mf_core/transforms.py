@@ -100,12 +100,13 @@ def from_values(values: Sequence[float], name: str) -> np.ndarray:
 
 
 def invert(T_a_from_b: np.ndarray) -> np.ndarray:
-    """``T_b_from_a`` of a rigid transform: rotation R^T, translation -R^T t (exact, no general inverse)."""
-    R = T_a_from_b[:3, :3]
-    t = T_a_from_b[:3, 3]
-    out = np.eye(4)
-    out[:3, :3] = R.T
-    out[:3, 3] = -R.T @ t
+    """``T_b_from_a`` of a rigid transform (4, 4), or of each of a stack (..., 4, 4): rotation R^T, translation
+    -R^T t (exact, no general inverse)."""
+    T_a_from_b = np.asarray(T_a_from_b, dtype=np.float64)
+    R_t = np.swapaxes(T_a_from_b[..., :3, :3], -1, -2)
+    out = np.broadcast_to(np.eye(4), T_a_from_b.shape).copy()
+    out[..., :3, :3] = R_t
+    out[..., :3, 3] = -(R_t @ T_a_from_b[..., :3, 3:4])[..., 0]
     return out
 
 
@@ -127,13 +128,27 @@ def apply(T_a_from_b: np.ndarray, points_b: np.ndarray) -> np.ndarray:
     return pts @ T_a_from_b[:3, :3].T + T_a_from_b[:3, 3]  # (N, 3)
 
 
-def interpolate(T_start: np.ndarray, T_end: np.ndarray, fraction: float) -> np.ndarray:
-    """The rigid transform ``fraction`` of the way from ``T_start`` (0) to ``T_end`` (1): the translation
-    linearly, the rotation along the shorter great arc (slerp), as tf2 interpolates between two samples."""
+def interpolate(sample_stamps: np.ndarray, transforms: np.ndarray, stamps: np.ndarray) -> np.ndarray:
+    """(B, 4, 4) rigid transforms at ``stamps`` (B,) from samples (K, 4, 4) at increasing ``sample_stamps`` (K,),
+    between the two samples around each stamp as tf2 interpolates: the translation linearly, the rotation along the
+    shorter great arc (slerp). Stamps outside the samples' span take the nearest sample (never extrapolated)."""
     from scipy.spatial.transform import Rotation, Slerp
 
-    rotations = Rotation.from_matrix(np.stack([T_start[:3, :3], T_end[:3, :3]]))
-    out = np.eye(4)
-    out[:3, :3] = Slerp([0.0, 1.0], rotations)(fraction).as_matrix()
-    out[:3, 3] = (1.0 - fraction) * T_start[:3, 3] + fraction * T_end[:3, 3]
+    sample_stamps = np.asarray(sample_stamps, dtype=np.int64)
+    clipped = np.clip(np.asarray(stamps, dtype=np.int64), sample_stamps[0], sample_stamps[-1])  # (B,)
+    out = np.broadcast_to(np.eye(4), (clipped.size, 4, 4)).copy()
+    if clipped.size == 0:
+        return out
+    # Only the samples around the stamps: a long recording's /tf has hundreds of thousands.
+    first = max(int(np.searchsorted(sample_stamps, clipped.min(), side="right")) - 1, 0)
+    last = int(np.searchsorted(sample_stamps, clipped.max(), side="left")) + 1
+    sample_stamps, transforms = sample_stamps[first:last], transforms[first:last]
+    if sample_stamps.size == 1:
+        return out @ transforms[0]
+    # Nanosecond epochs relative to the first sample: exact as float64 over any recording shorter than 104 days.
+    times = (sample_stamps - sample_stamps[0]).astype(np.float64)
+    queries = (clipped - sample_stamps[0]).astype(np.float64)
+    out[:, :3, :3] = Slerp(times, Rotation.from_matrix(transforms[:, :3, :3]))(queries).as_matrix()
+    for axis in range(3):
+        out[:, axis, 3] = np.interp(queries, times, transforms[:, axis, 3])
     return out

@@ -32,6 +32,7 @@ from mf_core.modes import DEFAULT_MODE, NODE_MODES
 from mf_core.pipeline import DepthEstimator
 from mf_core.self_validation import NearestShareStream, parse_nearest_share
 from mf_ros import conversions as conv
+from mf_ros.deskew import SweepMotion
 
 
 class FrameError(InputError):
@@ -177,8 +178,9 @@ class DepthPipeline:
         return self.options.mode if use_lidar else "i2d"
 
     def process(self, image_msg: Any, info_msg: Any, cloud_msg: Any | None,
-                T_camera_from_lidar: np.ndarray | None) -> DepthFrame:
-        """Run one frame; ``cloud_msg`` None gives relative depth (not metric)."""
+                T_camera_from_lidar: np.ndarray | SweepMotion | None) -> DepthFrame:
+        """Run one frame; ``cloud_msg`` None gives relative depth (not metric). ``T_camera_from_lidar``: one
+        transform for the whole sweep, or each return's own (:class:`mf_ros.deskew.SweepMotion`)."""
         timings: dict[str, float] = {}
         start = time.perf_counter()
         rgb, camera = self._decode(image_msg, info_msg)
@@ -217,14 +219,18 @@ class DepthPipeline:
                              f"{rgb.shape[1]}x{rgb.shape[0]}; remap camera_info to this camera's topic")
         return rgb, camera
 
-    def _sparse_depth(self, cloud_msg: Any, T_camera_from_lidar: np.ndarray, camera: PinholeCamera) -> np.ndarray:
+    def _sparse_depth(self, cloud_msg: Any, T_camera_from_lidar: np.ndarray | SweepMotion,
+                      camera: PinholeCamera) -> np.ndarray:
         """(H, W) float32 LiDAR depth in metres, 0 = no point; FrameError when unusable."""
         total = int(cloud_msg.width) * int(cloud_msg.height)
         if total > self.options.max_points:
             raise FrameError("too_large", f"LiDAR cloud skipped: {total} points is over max_points "
                              f"{self.options.max_points}; raise the parameter if this LiDAR is real")
         try:
-            xyz = conv.pointcloud2_to_xyz(cloud_msg)  # (N, 3) finite points
+            if isinstance(T_camera_from_lidar, SweepMotion):  # (N, 3) finite points, already in the camera frame
+                xyz, T_camera_from_lidar = T_camera_from_lidar.camera_points(cloud_msg), np.eye(4)
+            else:
+                xyz = conv.pointcloud2_to_xyz(cloud_msg)  # (N, 3) finite points
         except InputError as err:
             raise FrameError("bad_cloud", f"LiDAR cloud skipped: {err}") from err
         if total == 0:

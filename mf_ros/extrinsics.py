@@ -108,35 +108,55 @@ class TfTimeline:
         samples: dict[Edge, dict[int, np.ndarray]] = {}
         for e in moving_edges:  # a repeated stamp: the later sample wins
             samples.setdefault((e.parent, e.child), {})[e.stamp_ns] = e.T_parent_from_child
-        self._moving = {key: (np.array(sorted(by_stamp), dtype=np.int64), [by_stamp[t] for t in sorted(by_stamp)])
-                        for key, by_stamp in samples.items()}
+        self._moving = {key: (np.array(sorted(by_stamp), dtype=np.int64),  # (K,) stamps, (K, 4, 4) transforms
+                              np.stack([by_stamp[t] for t in sorted(by_stamp)])) for key, by_stamp in samples.items()}
 
-    def _edge_at(self, key: Edge, stamp_ns: int) -> np.ndarray:
-        stamps, transforms = self._moving[key]
-        if not stamps[0] <= stamp_ns <= stamps[-1]:
-            raise InputError(f"/tf {key[0]!r} -> {key[1]!r} has samples from {stamps[0]} to {stamps[-1]} ns, not at "
-                             f"{stamp_ns} ns (TF is not extrapolated)")
-        after = int(np.searchsorted(stamps, stamp_ns))  # first sample at or after the stamp
-        if stamps[after] == stamp_ns:
-            return transforms[after]
-        start, end = int(stamps[after - 1]), int(stamps[after])
-        return interpolate(transforms[after - 1], transforms[after], (stamp_ns - start) / (end - start))
+    def _edge_at(self, key: Edge, stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The moving edge ``key`` at ``stamps`` (B,): (B, 4, 4), and (B,) whether its samples span each stamp."""
+        sample_stamps, transforms = self._moving[key]
+        known = (stamps >= sample_stamps[0]) & (stamps <= sample_stamps[-1])
+        return interpolate(sample_stamps, transforms, stamps), known
 
-    def at(self, target: str, source: str, stamp_ns: int) -> np.ndarray:
-        """``T_target_from_source`` (4, 4) at ``stamp_ns``; InputError when the frames are not connected or a
-        moving edge between them has no samples around the stamp."""
+    def at_stamps(self, target: str, source: str, stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``T_target_from_source`` (B, 4, 4) at each of ``stamps`` (B,) ns, and (B,) whether TF has it there (every
+        moving edge on the chain has samples around the stamp; elsewhere the transform holds the edges' nearest
+        samples and is no lookup). InputError when the frames are not connected."""
+        stamps = np.asarray(stamps, dtype=np.int64).reshape(-1)
+        known = np.ones(stamps.shape, dtype=bool)
 
         def transform(edge: Edge) -> np.ndarray:  # a frame both static and moving: the static edge
-            return self._static[edge] if edge in self._static else self._edge_at(edge, stamp_ns)
+            if edge in self._static:
+                return self._static[edge]
+            T, inside = self._edge_at(edge, stamps)
+            known[...] &= inside  # in place: the closure updates the caller's mask
+            return T
 
         T = chain_transforms({**self._static, **self._moving}.keys(), transform, target, source)
         if T is None:
-            known = sorted({frame for edge in [*self._static, *self._moving] for frame in edge})
-            raise InputError(f"TF has no chain of transforms from {source!r} to {target!r} (frames: {known})")
-        return T
+            known_frames = sorted({frame for edge in [*self._static, *self._moving] for frame in edge})
+            raise InputError(f"TF has no chain of transforms from {source!r} to {target!r} (frames: {known_frames})")
+        return np.broadcast_to(T, (stamps.size, 4, 4)).copy(), known
+
+    def at(self, target: str, source: str, stamp_ns: int) -> np.ndarray:
+        """``T_target_from_source`` (4, 4) at ``stamp_ns``; InputError when the frames are not connected or a
+        moving edge between them has no samples around the stamp (TF is not extrapolated)."""
+        T, known = self.at_stamps(target, source, np.array([stamp_ns]))
+        if not known[0]:
+            spans = ", ".join(f"{parent!r} -> {child!r} from {stamps[0]} to {stamps[-1]} ns"
+                              for (parent, child), (stamps, _) in self._moving.items())
+            raise InputError(f"TF between {source!r} and {target!r} is not known at {stamp_ns} ns (TF is not "
+                             f"extrapolated; /tf has {spans})")
+        return T[0]
 
     def across(self, target: str, target_stamp_ns: int, source: str, source_stamp_ns: int, fixed: str) -> np.ndarray:
         """``T_target_from_source`` from ``source`` at its stamp to ``target`` at another, through ``fixed``
         (a frame that does not move between the two stamps: the odometry or map frame), as tf2's
         lookupTransform with a fixed frame: a LiDAR sweep moved to the instant its camera image was taken."""
         return compose(self.at(target, fixed, target_stamp_ns), self.at(fixed, source, source_stamp_ns))
+
+    def across_stamps(self, target: str, target_stamp_ns: int, source: str, source_stamps: np.ndarray, fixed: str
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`across` for many source stamps (B,): (B, 4, 4) and (B,) whether TF has each (:meth:`at_stamps`);
+        InputError when the target has no TF at its own stamp."""
+        T, known = self.at_stamps(fixed, source, source_stamps)
+        return compose(self.at(target, fixed, target_stamp_ns), T), known

@@ -16,6 +16,7 @@ from mf_ros.conversions import (
     camera_to_camera_info,
     depth_to_image,
     edges_to_tf_message,
+    make_header,
     rgb_to_image,
     xyz_to_pointcloud2,
 )
@@ -201,9 +202,35 @@ def T_odom_from_base(t_ns: int) -> np.ndarray:
     return from_ros_quaternion((0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2)), (SPEED * s, 0.2 * SPEED * s, 0.0))
 
 
-def write_moving_bag(path, lidar_offsets_ms) -> list[np.ndarray]:
+POINTFIELD_TYPE = {"u4": 6, "f4": 7, "f8": 8}  # sensor_msgs/PointField UINT32, FLOAT32, FLOAT64
+
+
+def timed_cloud(points: np.ndarray, offsets_ns: np.ndarray, stamp_ns: int, field: str, dtype: str,
+                absolute: bool = False, unit: float = 1e-9):
+    """PointCloud2 with float32 x, y, z and a per-point time ``field`` of ``dtype`` ("u4", "f4", "f8"): the
+    offsets from ``stamp_ns`` in units of ``unit`` seconds, or (``absolute``) the time since the epoch."""
+    from mf_ros.conversions import rosbags_messages
+
+    m = rosbags_messages()
+    packed = np.zeros(len(points), dtype=[("x", "<f4"), ("y", "<f4"), ("z", "<f4"), (field, "<" + dtype)])
+    for axis, name in enumerate("xyz"):
+        packed[name] = points[:, axis]
+    packed[field] = ((stamp_ns if absolute else 0) + offsets_ns.astype(np.float64)) * (1e-9 / unit)
+    fields = [m.message("sensor_msgs/msg/PointField", name=n, offset=4 * i, datatype=7, count=1)
+              for i, n in enumerate("xyz")]
+    fields.append(m.message("sensor_msgs/msg/PointField", name=field, offset=12, datatype=POINTFIELD_TYPE[dtype],
+                            count=1))
+    step = packed.dtype.itemsize
+    return m.message("sensor_msgs/msg/PointCloud2", header=make_header(stamp_ns, "lidar", m), height=1,
+                     width=len(points), fields=fields, is_bigendian=False, point_step=step,
+                     row_step=step * len(points), data=packed.view(np.uint8), is_dense=True)
+
+
+def write_moving_bag(path, lidar_offsets_ms, sweep_ms: float = 0.0) -> list[np.ndarray]:
     """Frames at 10 Hz from a moving robot: each sweep measures the scene at its own stamp, /tf odom ->
-    base_link every 10 ms from 20 ms before the first image to 440 ms after it; returns each frame's pixels."""
+    base_link every 10 ms from 20 ms before the first image to 440 ms after it; returns each frame's pixels.
+    ``sweep_ms`` > 0: a rolling sweep, its returns measured over that long from the sweep's stamp, in column
+    order (as a spinning LiDAR's azimuth), each recorded in the field ``t`` (uint32 ns from the stamp, Ouster's)."""
     rng = np.random.default_rng(5)
     pixels = []
     with BagWriter(path) as bag:
@@ -221,11 +248,16 @@ def write_moving_bag(path, lidar_offsets_ms) -> list[np.ndarray]:
             bag.write("/camera/depth/ground_truth", depth_to_image(gt_depth(f), t, "camera_optical_frame"), t)
             at_image, flat = lidar_points(f, rng)  # where the camera at t sees them, in the LiDAR frame at t
             tl = t + offset * MS
-            # The same world points, seen from where the LiDAR is at its own stamp.
-            T_lidar_now_from_lidar_then = compose(invert(T_BASE_FROM_LIDAR), invert(T_odom_from_base(tl)),
-                                                  T_odom_from_base(t), T_BASE_FROM_LIDAR)
-            points = at_image @ T_lidar_now_from_lidar_then[:3, :3].T + T_lidar_now_from_lidar_then[:3, 3]
-            bag.write("/lidar/points", xyz_to_pointcloud2(points.astype(np.float32), tl, "lidar"), tl)
+            # Each return's time: the sweep's stamp, or along a rolling sweep by its pixel's column.
+            offsets = np.round(flat % CAMERA.width / CAMERA.width * sweep_ms * MS).astype(np.int64)  # (N,) ns
+            points = np.empty_like(at_image)
+            for i, when in enumerate(tl + offsets):  # the same world point, seen from where the LiDAR is then
+                T_lidar_now_from_lidar_then = compose(invert(T_BASE_FROM_LIDAR), invert(T_odom_from_base(when)),
+                                                      T_odom_from_base(t), T_BASE_FROM_LIDAR)
+                points[i] = T_lidar_now_from_lidar_then[:3, :3] @ at_image[i] + T_lidar_now_from_lidar_then[:3, 3]
+            cloud = timed_cloud(points, offsets, tl, "t", "u4") if sweep_ms else \
+                xyz_to_pointcloud2(points.astype(np.float32), tl, "lidar")
+            bag.write("/lidar/points", cloud, tl)
             pixels.append(flat)
     return pixels
 
@@ -281,3 +313,46 @@ def test_tf_timeline_interpolates_and_never_extrapolates():
         timeline.at("odom", "lidar", T0 + 101 * MS)
     with pytest.raises(InputError, match="no chain"):
         timeline.at("odom", "camera", T0)
+    # Many stamps at once (deskewing): each as its own lookup, and flagged where /tf does not reach.
+    stamps = T0 + np.array([0, 13, 50, 99, 100, 101, -1]) * MS
+    T, known = timeline.at_stamps("odom", "lidar", stamps)
+    np.testing.assert_array_equal(known, [True] * 5 + [False] * 2)
+    for stamp, transform in zip(stamps[known], T[known], strict=True):
+        np.testing.assert_allclose(transform, timeline.at("odom", "lidar", int(stamp)), atol=1e-12)
+    T, known = timeline.across_stamps("base", T0 + 100 * MS, "base", stamps[:2], "odom")
+    assert known.all()
+    np.testing.assert_allclose(T[0], invert(yaw(np.pi / 2, 2.0)), atol=1e-12)
+    np.testing.assert_allclose(T[1], compose(invert(yaw(np.pi / 2, 2.0)), yaw(0.13 * np.pi / 2, 0.26)), atol=1e-12)
+
+
+def test_a_rolling_sweep_is_deskewed_return_by_return(tmp_path, capsys):
+    """A sweep measured over 90 ms from a robot turning while it drives: with a fixed frame each return is moved
+    from its own time (the cloud's ``t`` field), landing on the pixel and depth the camera saw; moved as one
+    (``point_time="none"``) most of them miss. Returns measured past the recorded /tf keep the sweep stamp's
+    transform and are counted; the sweeps' stamps are all inside it."""
+    path = tmp_path / "rolling"
+    pixels = write_moving_bag(path, lidar_offsets_ms=[7, 23, -17, 7, 7], sweep_ms=90)  # frame 4: 407-497 ms
+    deskewed = BagSamples(path, fixed_frame="odom")
+    as_one = {s.stamp_ns: s for s in BagSamples(path, fixed_frame="odom", point_time="none")}
+    samples = list(deskewed)
+    assert len(samples) == 5 and deskewed.sync.stats.skipped_total == 0
+    for frame, sample in enumerate(samples[:4]):
+        valid = np.flatnonzero(sample.sparse_depth > 0)
+        assert set(valid.tolist()) == set(pixels[frame].tolist())
+        # Returns within 1 ms share one transform: at 3 m/s and 0.5 rad/s, under 3 mm apart.
+        np.testing.assert_allclose(sample.sparse_depth.flat[valid], gt_depth(frame).flat[valid], rtol=1e-3)
+        unmoved = np.flatnonzero(as_one[sample.stamp_ns].sparse_depth > 0)
+        assert np.isin(unmoved, pixels[frame]).mean() < 0.4  # 15-25 % land right
+    late = pixels[4] % CAMERA.width / CAMERA.width * 90 + 407 > 440  # returns measured after /tf's last sample
+    assert 0.9 * late.sum() <= deskewed.points_without_tf <= 1.1 * late.sum() + 2
+    on_time = np.flatnonzero(samples[4].sparse_depth > 0)
+    assert np.isin(pixels[4][~late], on_time).mean() > 0.95
+    with pytest.raises(InputError, match="needs --fixed-frame"):
+        BagSamples(path, point_time="t")
+    with pytest.raises(InputError, match="no field 'stamp'"):
+        list(BagSamples(path, fixed_frame="odom", point_time="stamp"))
+    from mf_training.cli import main as mf_main
+
+    assert mf_main(["export", "--bag", str(path), "--out", str(tmp_path / "out"), "--fixed-frame", "odom"]) == 0
+    assert f"{deskewed.points_without_tf} LiDAR return(s) were measured outside the recorded /tf" in \
+        capsys.readouterr().out

@@ -116,13 +116,15 @@ def test_the_demo_preview_shows_the_depth_the_pipeline_published(sim_bag, tmp_pa
     assert tile[np.isfinite(published)].any(axis=-1).mean() > 0.99  # coloured elsewhere
 
 
-def test_densify_moves_each_sweep_through_a_fixed_frame(tmp_path, capsys):
-    """--fixed-frame: the same per-pair transforms as the training reader (BagSamples), so the classical
-    depth equals the completion of the moved sweep; the pair past the recorded /tf is dropped as no_tf."""
+@pytest.mark.parametrize("sweep_ms", [0, 90])
+def test_densify_moves_each_sweep_through_a_fixed_frame(tmp_path, capsys, sweep_ms):
+    """--fixed-frame: the same per-pair transforms as the training reader (BagSamples), and on a rolling sweep
+    (sweep_ms) the same per-return ones, so the classical depth equals the completion of the moved sweep; the
+    pair past the recorded /tf is dropped as no_tf."""
     from test_bag_samples import write_moving_bag
 
     bag = tmp_path / "moving"
-    write_moving_bag(bag, lidar_offsets_ms=[7, 23, -17, 43, 45])
+    write_moving_bag(bag, lidar_offsets_ms=[7, 23, -17, 43, 45], sweep_ms=sweep_ms)
     out = tmp_path / "dense"
     assert run_densify("--bag", str(bag), "--out", str(out), "--mode", "classical", "--fixed-frame", "odom") == 0
     printed = capsys.readouterr().out

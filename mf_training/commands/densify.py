@@ -21,6 +21,7 @@ OUTPUTS = ("image", "camera_info", "points", "confidence")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from mf_ros.options import DEPTH_NODE_OPTIONS, add_flags
+    from mf_training.commands.export import add_motion_arguments
 
     parser.add_argument("--bag", required=True, help="input rosbag2 (directory, .mcap or .db3)")
     parser.add_argument("--out", required=True, help="output bag directory (MCAP)")
@@ -33,9 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera-info-topic", default=None)
     parser.add_argument("--points-topic", default=None)
     parser.add_argument("--output-namespace", default=None, help="depth topics' namespace (default <image ns>/depth)")
-    parser.add_argument("--fixed-frame", metavar="FRAME",
-                        help="a frame that stays put while the robot moves (odom, map): each LiDAR sweep is moved "
-                             "to its image's stamp through it with the bag's /tf (default: one static extrinsic)")
+    add_motion_arguments(parser)
 
 
 def _pipeline(args: argparse.Namespace):
@@ -61,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from mf_ros.bags import BagWriter, bag_topics, read_messages
     from mf_ros.conversions import header_stamp_ns
     from mf_ros.depth_pipeline import FrameError
+    from mf_ros.deskew import SweepMotion, check_point_time, point_time_field, without_tf_note
     from mf_ros.extrinsics import TfTimeline, check_fixed_frame, parse_extrinsic, static_transform
     from mf_ros.sync import NO_TF, StampSync, slop_to_ns
     from mf_training.data.bag_samples import read_tf, select_topics
@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"the bag already has {clash}; choose another --output-namespace")
     given = parse_extrinsic(args.extrinsic)
     check_fixed_frame(args.fixed_frame, given)
+    check_point_time(args.point_time, args.fixed_frame)
     edges, moving = read_tf(args.bag, types, moving_tf=args.fixed_frame is not None)
     pipeline = _pipeline(args)
     timeline = TfTimeline(edges, moving) if args.fixed_frame else None
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     errors: Counter[str] = Counter()
     first_errors: dict[str, str] = {}  # kind -> the first frame's message
     times: list[float] = []
+    points_without_tf = 0  # returns measured outside the recorded /tf: moved with their sweep's stamp
     extrinsics: dict[tuple[str, str], np.ndarray] = {}
 
     def extrinsic(camera_frame: str, lidar_frame: str) -> np.ndarray:
@@ -90,20 +92,31 @@ def run(args: argparse.Namespace) -> int:
             extrinsics[camera_frame, lidar_frame] = static_transform(edges, camera_frame, lidar_frame)
         return extrinsics[camera_frame, lidar_frame]
 
-    def moved(image, cloud) -> np.ndarray:  # T_camera(t_image)_from_lidar(t_lidar) through the fixed frame
+    def moved(image, cloud) -> np.ndarray | SweepMotion:  # through the fixed frame: from each return's time
+        camera, image_stamp = image.header.frame_id, header_stamp_ns(image)
         try:
-            return timeline.across(image.header.frame_id, header_stamp_ns(image), cloud.header.frame_id,
-                                   header_stamp_ns(cloud), args.fixed_frame)
+            sweep = timeline.across(camera, image_stamp, cloud.header.frame_id, header_stamp_ns(cloud),
+                                    args.fixed_frame)
         except InputError as err:
             raise FrameError(NO_TF, str(err)) from err
+        try:
+            field = point_time_field(cloud, args.point_time)
+        except InputError as err:
+            raise FrameError("bad_cloud", f"LiDAR cloud skipped: {err}") from err
+        if field is None:
+            return sweep
+        return SweepMotion(lambda stamps: timeline.across_stamps(camera, image_stamp, cloud.header.frame_id, stamps,
+                                                                 args.fixed_frame), sweep, field)
 
     def densify(frames, log_ns: int, bag: BagWriter) -> None:
+        nonlocal points_without_tf
         for frame in frames:
             image, cloud = frame.image.payload, frame.cloud.payload
             try:
                 T = extrinsic(image.header.frame_id, cloud.header.frame_id) if timeline is None else \
                     moved(image, cloud)
                 out = pipeline.process(image, frame.info.payload, cloud, T)
+                points_without_tf += T.fallback_points if isinstance(T, SweepMotion) else 0
             except FrameError as err:
                 errors[err.kind] += 1
                 first_errors.setdefault(err.kind, str(err))
@@ -128,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
     mean = f"{np.mean(times):.1f} ms/frame" if times else "-"
     print(f"densify: {len(times)} frames with depth -> {args.out} ({ns}/*); dropped {sum(drops.values())} "
           f"{drops or ''}; mean pipeline latency {mean}")
+    if points_without_tf:
+        print(without_tf_note(points_without_tf))
     if not times:
         reasons = "".join(f"; {kind}: {message}" for kind, message in first_errors.items())
         raise InputError(f"no frame of {args.bag} got depth (drops by reason above{reasons}); {args.out} holds only "

@@ -7,10 +7,22 @@ import argparse
 from tqdm import tqdm
 
 from mf_core.errors import InputError
+from mf_ros.deskew import AUTO, POINT_TIME_FIELDS, without_tf_note
 from mf_ros.extrinsics import parse_extrinsic
 from mf_ros.sync import DEFAULT_SLOP_S
 from mf_training.data.bag_samples import BagSamples
 from mf_training.data.sample_folder import SampleFolderWriter
+
+
+def add_motion_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags that move LiDAR sweeps with the robot (``mf export``, ``inspect``, ``densify``)."""
+    parser.add_argument("--fixed-frame", metavar="FRAME",
+                        help="a frame that stays put while the robot moves (odom, map): each LiDAR sweep is moved "
+                             "to its image's stamp through it with the bag's /tf (default: one static extrinsic)")
+    parser.add_argument("--point-time", metavar="FIELD", default=AUTO,
+                        help="with --fixed-frame: the clouds' per-point time field, each return moved from its own "
+                             f"time (deskewing); 'auto' (default): the first of {', '.join(POINT_TIME_FIELDS)} the "
+                             "cloud has; 'none': the sweep moves as one")
 
 
 def add_bag_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,9 +31,7 @@ def add_bag_arguments(parser: argparse.ArgumentParser) -> None:
                         help="largest |t_lidar - t_image| in seconds for a pair (default %(default)s)")
     parser.add_argument("--extrinsic", metavar="'x y z qx qy qz qw' | 16 numbers",
                         help="T_camera_from_lidar when the bag has no /tf_static (7 numbers or a row-major 4x4)")
-    parser.add_argument("--fixed-frame", metavar="FRAME",
-                        help="a frame that stays put while the robot moves (odom, map): each LiDAR sweep is moved "
-                             "to its image's stamp through it with the bag's /tf (default: one static extrinsic)")
+    add_motion_arguments(parser)
     parser.add_argument("--image-topic", help="camera image topic (default: the one sensor_msgs/Image)")
     parser.add_argument("--camera-info-topic", help="camera_info topic (default: the one beside the image)")
     parser.add_argument("--points-topic", help="LiDAR PointCloud2 topic (default: the one PointCloud2)")
@@ -39,6 +49,7 @@ def bag_options(args: argparse.Namespace) -> dict:
         "points_topic": args.points_topic,
         "gt_topic": args.gt_topic,
         "fixed_frame": args.fixed_frame,
+        "point_time": args.point_time,
     }
 
 
@@ -60,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
             continue
         writer.write(sample)
     print(f"{source.sync.stats.summary()}\n{writer.summary()}")
+    if source.points_without_tf:
+        print(without_tf_note(source.points_without_tf))
     if without_lidar:
         print(f"skipped {without_lidar} frame(s) with no LiDAR point in the image (all-NaN sweep, or the "
               "extrinsic points the LiDAR away from the camera)")

@@ -16,7 +16,8 @@ The LiDAR -> camera extrinsic comes from the chain of /tf_static transforms betw
 the cloud's and the image's frame ids, or from an explicit 4x4 / ``x y z qx qy qz qw``. On a moving
 robot, ``fixed_frame`` (e.g. ``odom``) moves each sweep from its own stamp to its image's through that
 frame with the bag's /tf (:class:`mf_ros.extrinsics.TfTimeline`): at 2 m/s, a sweep 50 ms off its
-image is otherwise placed 10 cm off.
+image is otherwise placed 10 cm off; and where the cloud records each return's time (``point_time``), each
+return from its own time (:mod:`mf_ros.deskew`).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from mf_ros.conversions import (
     pointcloud2_to_xyz,
     tf_message_to_edges,
 )
+from mf_ros.deskew import AUTO, SweepMotion, check_point_time, point_time_field
 from mf_ros.extrinsics import TfTimeline, check_fixed_frame, static_transform
 from mf_ros.sync import DEFAULT_SLOP_S, NO_TF, SyncResult, pair_stamps, slop_to_ns
 from mf_ros.topics import GT_TOPIC, TF_STATIC_TOPIC, TF_TOPIC
@@ -213,13 +215,21 @@ class BagSamples:
         fixed_frame: a frame that stays put while the robot moves (``odom``, ``map``): each sweep is moved
             from its stamp to its image's through it with the bag's /tf and /tf_static; pairs without TF
             at both stamps are skipped (counted as ``no_tf``). None: one static extrinsic for every pair.
+        point_time: with ``fixed_frame``: the clouds' per-point time field, each return moved from its own
+            time (:func:`mf_ros.deskew.point_time_field`: "auto", "none" or a field name); returns whose
+            time lies outside the recorded /tf keep the sweep stamp's transform (counted in
+            :attr:`points_without_tf`).
     """
 
     def __init__(self, path: str | os.PathLike, slop_s: float = DEFAULT_SLOP_S, extrinsic: np.ndarray | None = None,
                  image_topic: str | None = None, camera_info_topic: str | None = None,
-                 points_topic: str | None = None, gt_topic: str | None = None, fixed_frame: str | None = None):
+                 points_topic: str | None = None, gt_topic: str | None = None, fixed_frame: str | None = None,
+                 point_time: str = AUTO):
         self.path = Path(path)
         check_fixed_frame(fixed_frame, extrinsic)
+        check_point_time(point_time, fixed_frame)
+        self.fixed_frame, self.point_time = fixed_frame, point_time
+        self.points_without_tf = 0  # returns that kept their sweep stamp's transform (deskewing)
         types = topic_types(self.path)
         topics = select_topics(types, image_topic, camera_info_topic, points_topic, gt_topic)
         self.index = index_bag(self.path, topics, types, moving_tf=fixed_frame is not None)
@@ -228,6 +238,7 @@ class BagSamples:
         # One static extrinsic, or (fixed_frame) one transform per pair.
         self.T_cam_from_lidar: np.ndarray | None = None
         self._pair_transforms: list[np.ndarray] | None = None
+        self._timeline: TfTimeline | None = None
         if fixed_frame is None:
             self.T_cam_from_lidar = lidar_extrinsic(self.index, extrinsic)
         else:
@@ -238,7 +249,7 @@ class BagSamples:
         """``T_camera(t_image)_from_lidar(t_lidar)`` of every pair with TF at both stamps; the others leave
         :attr:`sync` (counted as ``no_tf``). InputError when no pair has it (wrong frame names, say)."""
         index, sync = self.index, self.sync
-        timeline = TfTimeline(index.tf_edges, index.moving_tf_edges)
+        timeline = self._timeline = TfTimeline(index.tf_edges, index.moving_tf_edges)
         transforms: list[np.ndarray] = []
         keep = np.zeros(len(sync.image_index), dtype=bool)  # (P,)
         error: InputError | None = None
@@ -299,7 +310,7 @@ class BagSamples:
         pair_of_gt = {int(g): p for p, g in enumerate(gt_positions) if g >= 0}
         sweep_uses = Counter(int(k) for k in sync.lidar_index)
         images: dict[int, np.ndarray] = {}  # pair -> (H, W, 3) uint8
-        sweeps: dict[int, np.ndarray] = {}  # sweep -> (N, 3) float32 in the LiDAR frame
+        sweeps: dict[int, Any] = {}  # sweep -> its PointCloud2
         gts: dict[int, np.ndarray] = {}  # pair -> (H, W) float32, NaN = none
         seen: Counter[str] = Counter()
         next_pair = 0
@@ -310,7 +321,7 @@ class BagSamples:
             if message.topic == topics.image and i in pair_of_image:
                 images[pair_of_image[i]] = image_to_rgb(message.msg)
             elif message.topic == topics.points and i in sweep_uses:
-                sweeps[i] = pointcloud2_to_xyz(message.msg)
+                sweeps[i] = message.msg
             elif message.topic == topics.gt and i in pair_of_gt:
                 gts[pair_of_gt[i]] = image_to_depth(message.msg)
             # Emit in time order every pair whose parts have all arrived.
@@ -322,13 +333,28 @@ class BagSamples:
             raise InputError(f"bag {self.path} ended before frame {next_pair + 1} of {len(self)} could be built; "
                              "the bag changed while it was read or is damaged; re-record or copy it again")
 
-    def _build(self, pair: int, image: np.ndarray, sweeps: dict[int, np.ndarray], sweep_uses: Counter,
+    def _camera_points(self, pair: int, cloud: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The pair's sweep as (N, 3) points and the transform that takes them into the camera frame."""
+        if self._pair_transforms is None:
+            return pointcloud2_to_xyz(cloud), self.T_cam_from_lidar
+        fallback = self._pair_transforms[pair]
+        field = point_time_field(cloud, self.point_time)
+        if field is None:
+            return pointcloud2_to_xyz(cloud), fallback
+        index, image_stamp = self.index, int(self.index.image_stamps[self.sync.image_index[pair]])
+        motion = SweepMotion(lambda stamps: self._timeline.across_stamps(index.image_frame, image_stamp,
+                                                                         index.lidar_frame, stamps, self.fixed_frame),
+                             fallback, field)
+        points = motion.camera_points(cloud)  # (N, 3) in the camera frame at the image's stamp
+        self.points_without_tf += motion.fallback_points
+        return points, np.eye(4)
+
+    def _build(self, pair: int, image: np.ndarray, sweeps: dict[int, Any], sweep_uses: Counter,
                gt: np.ndarray | None) -> Sample:
         sync = self.sync
         sweep = int(sync.lidar_index[pair])
         camera = self._camera(int(sync.info_index[pair]), image)
-        T = self.T_cam_from_lidar if self._pair_transforms is None else self._pair_transforms[pair]
-        sparse = points_to_depth_map(sweeps[sweep], T, camera)  # (H, W) float32
+        sparse = points_to_depth_map(*self._camera_points(pair, sweeps[sweep]), camera)  # (H, W) float32
         sweep_uses[sweep] -= 1
         if sweep_uses[sweep] == 0:
             del sweeps[sweep]
