@@ -314,7 +314,7 @@ def camera_to_camera_info(camera: PinholeCamera, stamp_ns: int, frame_id: str,
 
 # sensor_msgs/PointField datatype constants -> numpy element type (little-endian form).
 POINTFIELD_DTYPES: dict[int, str] = {1: "i1", 2: "u1", 3: "<i2", 4: "<u2", 5: "<i4", 6: "<u4", 7: "<f4", 8: "<f8"}
-FLOAT32 = 7
+UINT32, FLOAT32 = 6, 7
 
 
 def pointcloud2_dtype(msg: Any) -> np.dtype:
@@ -441,12 +441,13 @@ def _float32_cloud(points: np.ndarray, extra: int) -> np.ndarray:
 
 
 def _cloud_message(packed: np.ndarray, names: list[str], organized: bool, stamp_ns: int, frame_id: str,
-                   messages: MessageFactory | None) -> Any:
-    """PointCloud2 of an (H, W, F) float32 buffer whose F fields are ``names`` (offsets 0, 4, ...)."""
+                   messages: MessageFactory | None, uint32_fields: tuple[str, ...] = ()) -> Any:
+    """PointCloud2 of an (H, W, F) float32 buffer whose F fields are ``names`` (offsets 0, 4, ...); those in
+    ``uint32_fields`` hold uint32 bits (written through a view)."""
     m = _factory(messages)
     height, width, _ = packed.shape
-    fields = [m.message("sensor_msgs/msg/PointField", name=n, offset=4 * i, datatype=FLOAT32, count=1)
-              for i, n in enumerate(names)]
+    fields = [m.message("sensor_msgs/msg/PointField", name=n, offset=4 * i,
+                        datatype=UINT32 if n in uint32_fields else FLOAT32, count=1) for i, n in enumerate(names)]
     point_step = 4 * len(names)
     return m.message("sensor_msgs/msg/PointCloud2", header=make_header(stamp_ns, frame_id, m),
                      height=height, width=width, fields=fields, is_bigendian=False,
@@ -470,20 +471,26 @@ def _check_per_point(name: str, values: np.ndarray, points: np.ndarray, trailing
 
 
 def xyz_to_pointcloud2(points: np.ndarray, stamp_ns: int, frame_id: str, intensity: np.ndarray | None = None,
-                       messages: MessageFactory | None = None) -> Any:
-    """Points -> PointCloud2 with float32 x, y, z (point_step 12) [+ intensity at 12, point_step 16].
+                       messages: MessageFactory | None = None, point_time_ns: np.ndarray | None = None) -> Any:
+    """Points -> PointCloud2 with float32 x, y, z (point_step 12) [+ float32 intensity] [+ uint32 ``t``].
 
     ``points`` is (N, 3) for an unorganized cloud or (H, W, 3) for an organized one
-    (height=H, width=W, is_dense=False, NaN marks invalid points); ``intensity`` is (N,) / (H, W).
+    (height=H, width=W, is_dense=False, NaN marks invalid points); ``intensity`` is (N,) / (H, W);
+    ``point_time_ns`` (N,) / (H, W) each return's time after ``stamp_ns`` in ns, as field ``t`` (Ouster's
+    convention, read back by :mod:`mf_ros.deskew`).
     """
     points = _check_points(points)
-    if intensity is None:
-        return _cloud_message(_float32_cloud(points, 0), ["x", "y", "z"], points.ndim == 3, stamp_ns, frame_id,
-                              messages)
-    intensity = _check_per_point("intensity", intensity, points, ())
-    packed = _float32_cloud(points, 1)  # (H, W, 4)
-    packed[..., 3] = intensity.reshape(packed.shape[:2])
-    return _cloud_message(packed, ["x", "y", "z", "intensity"], points.ndim == 3, stamp_ns, frame_id, messages)
+    names = ["x", "y", "z"] + (["intensity"] if intensity is not None else []) + \
+        (["t"] if point_time_ns is not None else [])
+    packed = _float32_cloud(points, len(names) - 3)  # (H, W, F)
+    if intensity is not None:
+        packed[..., 3] = _check_per_point("intensity", intensity, points, ()).reshape(packed.shape[:2])
+    if point_time_ns is not None:
+        offsets = _check_per_point("point_time_ns", point_time_ns, points, ())
+        if offsets.size and not (offsets.min() >= 0 and offsets.max() <= np.iinfo(np.uint32).max):
+            raise InputError("point_time_ns must be 0..4.29e9 ns after the cloud's stamp (uint32 field 't')")
+        packed[..., -1] = offsets.astype(np.uint32).reshape(packed.shape[:2]).view(np.float32)
+    return _cloud_message(packed, names, points.ndim == 3, stamp_ns, frame_id, messages, ("t",))
 
 
 def xyzrgb_to_pointcloud2(points: np.ndarray, rgb: np.ndarray, stamp_ns: int, frame_id: str,

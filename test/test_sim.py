@@ -162,6 +162,7 @@ def test_range_noise_and_max_range():
     (dict(horizontal_resolution=10), "--horizontal-resolution"),
     (dict(fx=-1.0), "--fx"),
     (dict(lidar_delay_ms=80.0), "--lidar-delay-ms"),
+    (dict(sweep_ms=150.0), "--sweep-ms"),
     (dict(width=4), "--width"),
 ])
 def test_bad_options_raise_input_error(options, message):
@@ -175,3 +176,36 @@ def test_cli_reports_bad_options(tmp_path, capsys):
     with pytest.raises(InputError, match="--vfov"):
         parse_vfov("-25")
     assert parse_vfov("-20,10") == (-20.0, 10.0)
+
+
+def test_a_rolling_sweep_is_measured_over_its_revolution_and_deskews_to_the_ground_truth(tmp_path):
+    """--sweep-ms 100: each azimuth column from the pose at its own time (recorded in the cloud's ``t``, /tf every
+    10 ms). The camera looks along +x, where the revolution starts and ends, so the image's right half sees
+    returns 90-100 ms old: moved as one sweep they miss the ground truth by the car's 8 m/s of motion; deskewed
+    (``--fixed-frame odom``, each return from its own time) they agree with it as well as an instantaneous sweep."""
+    from mf_training.data.bag_samples import BagSamples
+
+    def agreement(source) -> tuple[float, float]:  # share of returns within 2 % of GT; median error, right half
+        within, right = [], []
+        for s in source:
+            both = (s.sparse_depth > 0) & (s.gt_depth > 0)
+            rel = np.abs(s.sparse_depth - s.gt_depth) / np.where(both, s.gt_depth, 1.0)
+            within.append(np.mean(rel[both] < 0.02))
+            half = both[:, both.shape[1] // 2:]
+            right.append(np.median(rel[:, both.shape[1] // 2:][half]))
+        return float(np.mean(within)), float(np.mean(right))
+
+    for sweep in ("100", "0"):
+        assert main(["sim", "--out", str(tmp_path / sweep), "--frames", "3", "--seed", "3", "--width", "320",
+                     "--height", "240", "--sweep-ms", sweep]) == 0
+    cloud = next(read_messages(tmp_path / "100", ["/lidar/points"])).msg
+    offsets = conv.pointcloud2_fields(cloud, ("t",))["t"]
+    assert offsets.dtype == np.uint32 and offsets.min() == 0 and 99_000_000 < offsets.max() < 100_000_000
+    tf_stamps = [conv.header_stamp_ns(m.msg.transforms[0]) for m in read_messages(tmp_path / "100", ["/tf"])]
+    assert np.diff(sorted(tf_stamps)).max() <= 10_000_000 + 1  # /tf dense enough over each sweep
+    deskewed = agreement(BagSamples(tmp_path / "100", fixed_frame="odom"))
+    as_one = agreement(BagSamples(tmp_path / "100", fixed_frame="odom", point_time="none"))
+    instant = agreement(BagSamples(tmp_path / "0", fixed_frame="odom"))
+    # Measured: 93.3 % (right half 0.45 %), 84.9 % (0.80 %), 94.6 % (0.39 %).
+    assert deskewed[0] > instant[0] - 0.015 and as_one[0] < deskewed[0] - 0.05
+    assert deskewed[1] < 0.6 * as_one[1]

@@ -31,13 +31,11 @@ def frame_messages(frame: SimFrame, camera: PinholeCamera) -> list[tuple[str, An
         (IMAGE_TOPIC, conv.rgb_to_image(frame.image, cam_ns, CAMERA_FRAME), cam_ns),
         (CAMERA_INFO_TOPIC, conv.camera_to_camera_info(camera, cam_ns, CAMERA_FRAME), cam_ns),
         (GT_TOPIC, conv.depth_to_image(frame.depth, cam_ns, CAMERA_FRAME), cam_ns),
-        (TF_TOPIC, conv.edges_to_tf_message(
-            [conv.TfEdge(WORLD_FRAME, BASE_FRAME, cam_ns, frame.world_from_base_camera)]), cam_ns),
-        (POINTS_TOPIC, conv.xyz_to_pointcloud2(points[:, :3], lidar_ns, LIDAR_FRAME, intensity=points[:, 3]),
-         lidar_ns),
-        (TF_TOPIC, conv.edges_to_tf_message(
-            [conv.TfEdge(WORLD_FRAME, BASE_FRAME, lidar_ns, frame.world_from_base_lidar)]), lidar_ns),
+        (POINTS_TOPIC, conv.xyz_to_pointcloud2(points[:, :3], lidar_ns, LIDAR_FRAME, intensity=points[:, 3],
+                                               point_time_ns=frame.point_offsets_ns), lidar_ns),
     ]
+    messages += [(TF_TOPIC, conv.edges_to_tf_message([conv.TfEdge(WORLD_FRAME, BASE_FRAME, stamp_ns, pose)]), stamp_ns)
+                 for stamp_ns, pose in frame.base_poses]
     return sorted(messages, key=lambda item: item[2])  # stable: camera first when the stamps tie
 
 

@@ -44,6 +44,7 @@ class SimConfig:
     max_range: float = 100.0  # metres; farther returns are dropped
     range_noise: float = 0.02  # metres, standard deviation of gaussian noise along each ray
     lidar_delay_ms: float = 5.0  # LiDAR stamp minus camera stamp
+    sweep_ms: float = 0.0  # one revolution: returns measured over it from the LiDAR stamp (0: all at the stamp)
 
     def __post_init__(self) -> None:
         if self.frames < 1:
@@ -73,6 +74,9 @@ class SimConfig:
             raise InputError(f"--max-range must be 0.5..1000 metres, got {self.max_range}")
         if not (0.0 <= self.range_noise <= 1.0):
             raise InputError(f"--range-noise must be 0..1 metres (standard deviation), got {self.range_noise}")
+        if not (0.0 <= self.sweep_ms <= 1000.0 / self.rate):
+            raise InputError(f"--sweep-ms must be 0..{1000.0 / self.rate:g} ms (one revolution, at most a frame at "
+                             f"--rate {self.rate:g}), got {self.sweep_ms}")
         half_period_ms = 500.0 / self.rate
         if not abs(self.lidar_delay_ms) < half_period_ms:
             raise InputError(
@@ -89,6 +93,10 @@ class SimConfig:
     def camera_stamp_ns(self, index: int) -> int:
         """Stamp of camera frame ``index``."""
         return START_STAMP_NS + round(index * 1e9 / self.rate)
+
+    def sweep_ns(self) -> int:
+        """Nanoseconds from a sweep's stamp to its last return (0: one instant)."""
+        return round(self.sweep_ms * 1e6)
 
     def lidar_stamp_ns(self, index: int) -> int:
         """Stamp of LiDAR sweep ``index`` (camera stamp plus the LiDAR delay)."""

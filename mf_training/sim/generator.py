@@ -17,13 +17,14 @@ from mf_ros.heap import keep_heap_memory
 from mf_training.sim.camera_render import camera_directions
 from mf_training.sim.config import SimConfig
 from mf_training.sim.indoor import room_layout
-from mf_training.sim.lidar import lidar_directions, sweep_points
+from mf_training.sim.lidar import column_offsets_ns, lidar_directions, sweep_points
 from mf_training.sim.rig import CAMERA_HEIGHT_M, Rig
 from mf_training.sim.scene import Layout, place_rays
 from mf_training.sim.shading import lidar_intensity, shade_camera
 from mf_training.sim.street import street_layout
 
 T = TypeVar("T")
+TF_PERIOD_NS = 10_000_000  # /tf samples every 10 ms over a rolling sweep (a pose a deskewing reader can interpolate)
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,11 @@ class SimFrame:
     lidar_stamp_ns: int
     image: np.ndarray  # (H, W, 3) uint8 RGB
     depth: np.ndarray  # (H, W) float32 metres along the optical axis, NaN = no surface (sky)
-    points: np.ndarray  # (M, 4) float32 x, y, z, intensity in the LiDAR frame
-    world_from_base_camera: np.ndarray  # 4x4 float64 base_link pose at the camera stamp
-    world_from_base_lidar: np.ndarray  # 4x4 float64 base_link pose at the LiDAR stamp
+    points: np.ndarray  # (M, 4) float32 x, y, z, intensity in the LiDAR frame at each return's time
+    # (stamp ns, 4x4 float64 base_link pose) for /tf: at the camera and LiDAR stamps and, over a rolling sweep,
+    # every TF_PERIOD_NS to its last return
+    base_poses: tuple[tuple[int, np.ndarray], ...]
+    point_offsets_ns: np.ndarray | None = None  # (M,) int64 each return's time after the LiDAR stamp (rolling)
 
 
 def build_layout(config: SimConfig) -> Layout:
@@ -74,11 +77,25 @@ class Simulator:
         cfg, camera, scene = self.config, self.camera, self.layout.scene
         camera_ns, lidar_ns = cfg.camera_stamp_ns(index), cfg.lidar_stamp_ns(index)
         start_ns = cfg.camera_stamp_ns(0)
-        base_cam = self.layout.path.pose((camera_ns - start_ns) / 1e9)
-        base_lidar = self.layout.path.pose((lidar_ns - start_ns) / 1e9)
+        def base(stamp_ns: int) -> np.ndarray:  # T_world_from_base at a stamp
+            return self.layout.path.pose((stamp_ns - start_ns) / 1e9)
+
+        sweep_ns = cfg.sweep_ns()
+        tf_stamps = sorted({camera_ns, lidar_ns, *range(lidar_ns, lidar_ns + sweep_ns, TF_PERIOD_NS),
+                            *([lidar_ns + sweep_ns] if sweep_ns else [])})
         cam, lidar = slice(0, self._camera_dirs.shape[1]), slice(self._camera_dirs.shape[1], None)
-        place_rays(self._camera_dirs, base_cam @ self.rig.base_from_camera, self._rays[cam])
-        place_rays(self._lidar_dirs, base_lidar @ self.rig.base_from_lidar, self._rays[lidar])
+        place_rays(self._camera_dirs, base(camera_ns) @ self.rig.base_from_camera, self._rays[cam])
+        ray_offsets = None
+        if sweep_ns:  # each azimuth column from the pose at its own time
+            beams, lidar_rays = cfg.beams, self._rays[lidar]
+            columns = column_offsets_ns(cfg.horizontal_resolution, sweep_ns)  # (R,)
+            for c, offset in enumerate(columns):
+                rays = slice(c * beams, (c + 1) * beams)
+                place_rays(self._lidar_dirs[:, rays], base(lidar_ns + int(offset)) @ self.rig.base_from_lidar,
+                           lidar_rays[rays])
+            ray_offsets = np.repeat(columns, beams)  # (R*B,) in lidar_directions' order
+        else:
+            place_rays(self._lidar_dirs, base(lidar_ns) @ self.rig.base_from_lidar, self._rays[lidar])
         hits = scene.cast(self._rays)  # camera and LiDAR rays in one call
 
         image = np.empty((camera.height, camera.width, 3), np.uint8)
@@ -89,8 +106,9 @@ class Simulator:
         lidar_intensity(self._rays[lidar], hits.t[lidar], hits.geometry[lidar], hits.normals[lidar],
                         scene.materials, intensity)
         rng = np.random.default_rng([cfg.seed, 1, index])  # per-frame noise: frames are independent
-        sweep = sweep_points(self._lidar_dirs, hits.t[lidar], intensity, cfg.max_range, cfg.range_noise, rng)
-        return SimFrame(index, camera_ns, lidar_ns, image, depth, sweep, base_cam, base_lidar)
+        sweep, returned = sweep_points(self._lidar_dirs, hits.t[lidar], intensity, cfg.max_range, cfg.range_noise, rng)
+        return SimFrame(index, camera_ns, lidar_ns, image, depth, sweep, tuple((s, base(s)) for s in tf_stamps),
+                        None if ray_offsets is None else ray_offsets[returned])
 
 
 def _as_is(frame: SimFrame, config: SimConfig) -> SimFrame:

@@ -1,7 +1,8 @@
 """Spinning multi-beam LiDAR: beam directions, range noise, max range (intensity: shading.py).
 
-A sweep is cast as one instant from the LiDAR pose at the sweep's stamp: there is no motion
-distortion within a sweep (a real spinning sensor smears over its ~100 ms revolution).
+A sweep is cast from the LiDAR pose at the sweep's stamp (``sweep_ms`` 0), or, as a real spinning sensor
+measures it, each azimuth column from the pose at its own time over one revolution (``SimConfig.sweep_ms``,
+:func:`column_offsets_ns`; the generator places the rays).
 """
 
 from __future__ import annotations
@@ -22,9 +23,15 @@ def lidar_directions(beams: int, vfov_deg: tuple[float, float], horizontal_resol
     return directions.reshape(3, -1).astype(np.float32)
 
 
+def column_offsets_ns(horizontal_resolution: int, sweep_ns: int) -> np.ndarray:
+    """(R,) int64 time of each azimuth column of :func:`lidar_directions` after the sweep's stamp: evenly over
+    one revolution of ``sweep_ns``, the first column (+x) at 0."""
+    return np.arange(horizontal_resolution, dtype=np.int64) * sweep_ns // horizontal_resolution
+
+
 def sweep_points(directions: np.ndarray, ranges: np.ndarray, intensities: np.ndarray, max_range: float,
-                 range_noise: float, rng: np.random.Generator) -> np.ndarray:
-    """(M, 4) float32 [x, y, z, intensity] in the LiDAR frame from one sweep.
+                 range_noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(M, 4) float32 [x, y, z, intensity] in the LiDAR frame from one sweep, and (N,) bool: which rays returned.
 
     ``ranges`` (N,) are true distances along the unit ``directions`` (3, N) (inf = no return).
     Gaussian noise of std ``range_noise`` metres is added along each ray; returns whose measured
@@ -35,4 +42,4 @@ def sweep_points(directions: np.ndarray, ranges: np.ndarray, intensities: np.nda
     points = np.empty((int(keep.sum()), 4), np.float32)
     points[:, :3] = (directions[:, keep] * measured[keep]).T
     points[:, 3] = intensities[keep]
-    return points
+    return points, keep

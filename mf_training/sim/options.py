@@ -33,6 +33,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, frames: int) -> None:
                         help=f"std of gaussian LiDAR range noise in metres (default {d.range_noise:g})")
     parser.add_argument("--lidar-delay-ms", type=float, default=d.lidar_delay_ms,
                         help=f"LiDAR stamp minus camera stamp in ms (default {d.lidar_delay_ms:g})")
+    parser.add_argument("--sweep-ms", type=float, default=d.sweep_ms,
+                        help="LiDAR revolution time in ms: each return is measured at its own time from its own pose "
+                             "(a rolling sweep, recorded in the cloud's 't' field, and /tf every 10 ms; deskew with "
+                             f"--fixed-frame odom), 0 = the whole sweep at its stamp (default {d.sweep_ms:g})")
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
@@ -40,4 +44,5 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     return SimConfig(frames=args.frames, seed=args.seed, scene=args.scene, width=args.width, height=args.height,
                      fov_deg=args.fov_deg, fx=args.fx, rate=args.rate, beams=args.beams, vfov=parse_vfov(args.vfov),
                      horizontal_resolution=args.horizontal_resolution, max_range=args.max_range,
-                     range_noise=args.range_noise, lidar_delay_ms=args.lidar_delay_ms)
+                     range_noise=args.range_noise, lidar_delay_ms=args.lidar_delay_ms,
+                     sweep_ms=args.sweep_ms)
