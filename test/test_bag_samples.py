@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -356,3 +357,6 @@ def test_a_rolling_sweep_is_deskewed_return_by_return(tmp_path, capsys):
     assert mf_main(["export", "--bag", str(path), "--out", str(tmp_path / "out"), "--fixed-frame", "odom"]) == 0
     assert f"{deskewed.points_without_tf} LiDAR return(s) were measured outside the recorded /tf" in \
         capsys.readouterr().out
+    for flags, field in (([], "t"), (["--fixed-frame", "odom", "--point-time", "none"], None)):
+        assert mf_main(["inspect", str(path), "--json", *flags]) == 0
+        assert json.loads(capsys.readouterr().out)["sync"]["point_time_field"] == field

@@ -9,6 +9,7 @@ import numpy as np
 
 from mf_core.errors import InputError
 from mf_ros.bags import bag_topics, read_messages
+from mf_ros.deskew import point_time_field
 from mf_training.commands.export import add_bag_arguments, bag_options
 from mf_training.data.bag_samples import BagSamples
 
@@ -64,8 +65,16 @@ def summarize(args: argparse.Namespace) -> dict:
         # None with --fixed-frame: the sweep moves with the robot, each pair has its own transform
         "extrinsic_T_camera_from_lidar": None if source.T_cam_from_lidar is None else
         source.T_cam_from_lidar.round(6).tolist(),
+        "point_time_field": _point_time_field(args, source.topics.points),
     }
     return report
+
+
+def _point_time_field(args: argparse.Namespace, points_topic: str) -> str | None:
+    """The per-point time field of the bag's first sweep that ``--point-time`` picks (None: none); a field
+    ``--point-time`` names that the cloud lacks raises InputError."""
+    first = next(iter(read_messages(args.bag, [points_topic])), None)
+    return None if first is None else point_time_field(first.msg, args.point_time)
 
 
 def format_table(report: dict) -> str:
@@ -88,6 +97,9 @@ def format_table(report: dict) -> str:
                  f"(camera_info {sync['camera_info_topic']}, ground truth {sync['gt_topic'] or 'none'})")
     lines.append(f"  {sync['pairs']}/{sync['images']} images paired")
     lines.extend(f"  skipped {n}: {reason}" for reason, n in sync["skipped"].items() if n)
+    field = sync["point_time_field"]
+    lines.append(f"  per-point LiDAR time: {field!r} (each return moved from its own time with --fixed-frame)"
+                 if field else "  per-point LiDAR time: none (each sweep moves as one with --fixed-frame)")
     return "\n".join(lines)
 
 
