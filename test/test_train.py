@@ -551,3 +551,28 @@ def test_refine_head_stage_trains_the_head_only(sim_cache, tmp_path):
     with pytest.raises(InputError, match="has no refinement head"):
         train(tiny(sim_cache, f"init_from={plain}", "trainable=refine_head", "steps=1", "batch_size=1"),
               tmp_path / "bad")
+
+
+def test_a_bag_from_a_moving_robot_trains_on_deskewed_sweeps(tmp_path):
+    """``fixed_frame`` / ``point_time`` on a bag source read it as ``mf export --fixed-frame`` does: every return
+    on the pixel and depth the camera saw; without them one static extrinsic misplaces most returns."""
+    from test_bag_samples import gt_depth, write_moving_bag
+
+    bag = tmp_path / "rolling"
+    pixels = write_moving_bag(bag, lidar_offsets_ms=[7, 23, -17, 7], sweep_ms=90)
+    moved = read_source(SourceConfig(path=str(bag), fixed_frame="odom"), tmp_path)
+    still = read_source(SourceConfig(path=str(bag)), tmp_path)
+    for frame, (sample, static) in enumerate(zip(moved, still, strict=True)):
+        valid = np.flatnonzero(sample.sparse_depth > 0)
+        assert set(valid.tolist()) == set(pixels[frame].tolist())
+        np.testing.assert_allclose(sample.sparse_depth.flat[valid], gt_depth(frame).flat[valid], rtol=1e-3)
+        assert np.isin(np.flatnonzero(static.sparse_depth > 0), pixels[frame]).mean() < 0.5
+    with pytest.raises(InputError, match="point_time needs fixed_frame"):
+        SourceConfig(path=str(bag), point_time="t")
+    with pytest.raises(InputError, match="your own bags only"):
+        SourceConfig(path="sim:street", fixed_frame="odom")
+    from mf_training.cli import main as mf_main
+
+    assert mf_main(["export", "--bag", str(bag), "--out", str(tmp_path / "folder"), "--fixed-frame", "odom"]) == 0
+    with pytest.raises(InputError, match=r"\['fixed_frame', 'point_time'\] do not apply to a folder"):
+        read_source(SourceConfig(path=str(tmp_path / "folder"), fixed_frame="odom"), tmp_path)

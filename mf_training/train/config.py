@@ -38,6 +38,10 @@ class SourceConfig:
     # Real sets of shared/data only (mf_training/data/real_sets.py): "train" reads only the frames of
     # the fixed train split, "val" only those of the val split, as validation samples (never trained on).
     split: str = ""
+    # Only for bags from a moving robot (as `mf export --fixed-frame` / `--point-time`): each sweep moved through
+    # this frame (odom, map) to its image's stamp with the bag's /tf, each return from its own time.
+    fixed_frame: str = ""
+    point_time: str = "auto"
     # Only for sim: sources (passed to `mf sim`); generated once into data.cache_dir.
     frames: int = 8
     seed: int = 0
@@ -56,6 +60,10 @@ class SourceConfig:
                              "test frames are for mf bench quality only")
         if self.split == "val" and self.val_count:
             raise InputError(f"data source {self.path}: a split: val source is all validation; drop val_count")
+        if self.point_time != "auto" and not self.fixed_frame:
+            raise InputError(f"data source {self.path}: point_time needs fixed_frame (the motion to deskew with)")
+        if self.fixed_frame and (self.is_sim or self.split):
+            raise InputError(f"data source {self.path}: fixed_frame applies to your own bags only; drop it")
         if self.is_sim and self.sim_scene not in SCENE_KINDS:
             raise InputError(f"data source {self.path}: the scene after {SIM_PREFIX!r} must be one of "
                              f"{', '.join(SCENE_KINDS)}")
