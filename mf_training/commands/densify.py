@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
             if m.topic in add:
                 densify(add[m.topic](header_stamp_ns(m.msg), m.msg), m.stamp_ns, bag)
         densify(sync.flush(), last_ns, bag)
-    drops = dict(sync.drops) | dict(errors)
+    drops = {kind: n for kind, n in (dict(sync.drops) | dict(errors)).items() if n}
     mean = f"{np.mean(times):.1f} ms/frame" if times else "-"
     print(f"densify: {len(times)} frames with depth -> {args.out} ({ns}/*); dropped {sum(drops.values())} "
           f"{drops or ''}; mean pipeline latency {mean}")
