@@ -24,6 +24,7 @@ from rosbags.typesys import Stores, get_typestore
 from mf_core import transforms
 from mf_core.camera import FISHEYE_MODEL, PinholeCamera
 from mf_core.errors import InputError
+from mf_core.files import encoded_image_size
 from mf_core.geometry import backproject_depth
 
 # ---------------------------------------------------------------------------- factories
@@ -197,6 +198,26 @@ def image_to_rgb(msg: Any) -> np.ndarray:
         return np.repeat(pixels, 3, axis=2)
     order = [2, 1, 0] if msg.encoding.startswith("bgr") else [0, 1, 2]
     return np.ascontiguousarray(pixels[:, :, order])
+
+
+def camera_image_size(msg: Any) -> tuple[int, int]:
+    """(width, height) of a sensor_msgs/Image or CompressedImage without decoding its pixels (a compressed
+    image's from its JPEG / PNG header)."""
+    if hasattr(msg, "encoding"):
+        return int(msg.width), int(msg.height)
+    return encoded_image_size(bytes(msg.data), f"CompressedImage ({msg.format!r})")
+
+
+def camera_image_to_rgb(msg: Any) -> np.ndarray:
+    """sensor_msgs/Image (:func:`image_to_rgb`) or CompressedImage (JPEG / PNG, as image_transport's
+    ``compressed`` publishes) -> (H, W, 3) uint8 RGB."""
+    if hasattr(msg, "encoding"):
+        return image_to_rgb(msg)
+    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if bgr is None:
+        raise InputError(f"CompressedImage ({msg.format!r}, {data.size} bytes) is not a JPEG/PNG OpenCV can decode")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def image_to_depth(msg: Any) -> np.ndarray:

@@ -16,7 +16,6 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 
@@ -25,7 +24,7 @@ from mf_core.camera import PinholeCamera
 from mf_core.colormap import DepthScale, colorize_depth
 from mf_core.completion import complete_classical
 from mf_core.errors import InputError
-from mf_core.files import MAX_IMAGE_PIXELS, ImageTooLarge, check_image_size, encoded_image_size
+from mf_core.files import MAX_IMAGE_PIXELS, ImageTooLarge, check_image_size
 from mf_core.geometry import points_to_depth_map
 from mf_core.lidar_support import lidar_support
 from mf_core.modes import DEFAULT_MODE, NODE_MODES
@@ -119,24 +118,6 @@ def _estimator(model: str, device: str, processing_size: tuple[int, int] | None,
                      "set the 'model' parameter to one of those")
 
 
-def image_size(msg: Any) -> tuple[int, int]:
-    """(width, height) of a sensor_msgs/Image or CompressedImage without decoding its pixels."""
-    if hasattr(msg, "encoding"):
-        return int(msg.width), int(msg.height)
-    return encoded_image_size(bytes(msg.data), f"CompressedImage ({msg.format!r})")
-
-
-def decode_image(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image (rgb8, bgr8, mono8, ...) or CompressedImage (jpeg/png) -> (H, W, 3) uint8 RGB."""
-    if hasattr(msg, "encoding"):
-        return conv.image_to_rgb(msg)
-    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None:
-        raise InputError(f"CompressedImage ({msg.format!r}, {data.size} bytes) is not a JPEG/PNG OpenCV can decode")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
 class DepthPipeline:
     """image + camera_info (+ LiDAR cloud and ``T_camera_from_lidar``) -> depth messages.
 
@@ -203,8 +184,8 @@ class DepthPipeline:
 
     def _decode(self, image_msg: Any, info_msg: Any) -> tuple[np.ndarray, PinholeCamera]:
         try:
-            check_image_size(*image_size(image_msg), self.options.max_pixels, "the image")  # header only
-            rgb = decode_image(image_msg)  # (H, W, 3)
+            check_image_size(*conv.camera_image_size(image_msg), self.options.max_pixels, "the image")  # header only
+            rgb = conv.camera_image_to_rgb(image_msg)  # (H, W, 3)
         except ImageTooLarge as err:
             raise FrameError("too_large", f"image skipped: {err}") from err
         except InputError as err:

@@ -112,6 +112,9 @@ _QOS = Option("qos_reliability", "auto", "input QoS: auto = reliable (best effor
 _EXTRINSIC = Option("extrinsic", "", "T_camera_from_lidar: 'x y z qx qy qz qw' or 16 row-major numbers "
                     "(a string, or a list in YAML); empty = TF at the LiDAR stamp", numbers=True)
 
+_IMAGE_TRANSPORT = Option("image_transport", "raw", "raw Image, or CompressedImage on <image_topic>/compressed",
+                          choices=("raw", "compressed"))
+
 DEPTH_NODE_OPTIONS = (
     Option("model", "default",
            "'default' (the shipped model), a checkpoint folder, or a registry size (e.g. MF-XS) = RANDOM weights"),
@@ -136,8 +139,7 @@ DEPTH_NODE_OPTIONS = (
     Option("lidar_frame", "", "TF frame of the LiDAR (empty = the cloud header's frame_id)"),
     Option("tf_timeout", 0.05, "seconds to wait for TF at the LiDAR stamp", 0.0, 5.0),
     Option("image_topic", "image", "input image topic (remappings apply)"),
-    Option("image_transport", "raw", "raw Image, or CompressedImage on <image_topic>/compressed",
-           choices=("raw", "compressed")),
+    _IMAGE_TRANSPORT,
     Option("camera_info_topic", "camera_info", "input camera_info topic"),
     Option("points_topic", "points", "input LiDAR PointCloud2 topic"),
     Option("output_namespace", "depth", "outputs go to <ns>/image, <ns>/camera_info, <ns>/points, ..."),
@@ -160,6 +162,7 @@ RECORDER_OPTIONS = (
     Option("output_dir", "", "directory the bags are created in (made if missing); required"),
     Option("bag_prefix", "mf_samples", "bag directory name prefix"),
     Option("image_topic", "image", "camera image topic (sensor_msgs/Image)"),
+    _IMAGE_TRANSPORT,
     Option("camera_info_topic", "camera_info", "camera_info topic"),
     Option("points_topic", "points", "LiDAR PointCloud2 topic"),
     _SLOP,

@@ -11,7 +11,7 @@ import pytest
 from mf_core.camera import PinholeCamera
 from mf_core.errors import InputError
 from mf_core.transforms import compose, from_ros_quaternion, invert, to_quaternion
-from mf_ros.bags import BagWriter
+from mf_ros.bags import BagWriter, read_messages
 from mf_ros.conversions import (
     TfEdge,
     camera_to_camera_info,
@@ -22,7 +22,7 @@ from mf_ros.conversions import (
     xyz_to_pointcloud2,
 )
 from mf_ros.extrinsics import parse_extrinsic, static_transform
-from mf_training.data.bag_samples import BagSamples, select_topics
+from mf_training.data.bag_samples import BagSamples, select_topics, topic_types
 from mf_training.sim.bag_output import write_bag as write_sim_bag
 from mf_training.sim.config import SimConfig
 from mf_training.sim.generator import sim_rig
@@ -58,9 +58,23 @@ def lidar_points(frame: int, rng: np.random.Generator) -> tuple[np.ndarray, np.n
     return lidar, flat
 
 
+def compressed_image(rgb: np.ndarray, stamp_ns: int, frame_id: str, fmt: str = "png"):
+    """sensor_msgs/CompressedImage of ``rgb`` as image_transport's ``compressed`` writes it ("png" or "jpeg")."""
+    import cv2
+
+    from mf_ros.conversions import rosbags_messages
+
+    m = rosbags_messages()
+    ok, data = cv2.imencode("." + fmt, np.ascontiguousarray(rgb[..., ::-1]))
+    assert ok
+    return m.message("sensor_msgs/msg/CompressedImage", header=make_header(stamp_ns, frame_id, m),
+                     format=f"rgb8; {fmt} compressed bgr8", data=data.ravel())
+
+
 def write_bag(path, frames: int = 5, tf: bool = True, gt: bool = True, lidar_offsets_ms=None, seed: int = 0,
-              storage: str = "mcap"):
-    """A camera at 10 Hz, its camera_info, a LiDAR sweep near each frame, /tf_static and GT; returns pixel lists."""
+              storage: str = "mcap", image_format: str = "raw"):
+    """A camera at 10 Hz, its camera_info, a LiDAR sweep near each frame, /tf_static and GT; returns pixel lists.
+    ``image_format`` "png" / "jpeg": the camera as CompressedImage on /camera/image_raw/compressed."""
     rng = np.random.default_rng(seed)
     offsets = lidar_offsets_ms if lidar_offsets_ms is not None else [7] * frames
     pixels = []
@@ -72,7 +86,11 @@ def write_bag(path, frames: int = 5, tf: bool = True, gt: bool = True, lidar_off
         for f in range(frames):
             t = T0 + f * 100 * MS
             image = rng.integers(0, 256, (CAMERA.height, CAMERA.width, 3), dtype=np.uint8)
-            bag.write("/camera/image_raw", rgb_to_image(image, t, "camera_optical_frame"), t)
+            if image_format == "raw":
+                bag.write("/camera/image_raw", rgb_to_image(image, t, "camera_optical_frame"), t)
+            else:
+                bag.write("/camera/image_raw/compressed", compressed_image(image, t, "camera_optical_frame",
+                                                                           image_format), t)
             bag.write("/camera/camera_info", camera_to_camera_info(CAMERA, t, "camera_optical_frame"), t)
             if gt:
                 bag.write("/camera/depth/ground_truth", depth_to_image(gt_depth(f), t, "camera_optical_frame"), t)
@@ -360,3 +378,33 @@ def test_a_rolling_sweep_is_deskewed_return_by_return(tmp_path, capsys):
     for flags, field in (([], "t"), (["--fixed-frame", "odom", "--point-time", "none"], None)):
         assert mf_main(["inspect", str(path), "--json", *flags]) == 0
         assert json.loads(capsys.readouterr().out)["sync"]["point_time_field"] == field
+
+
+def test_a_bag_of_compressed_images_reads_like_one_of_raw_ones(tmp_path):
+    """Bags usually record image_transport's compressed stream: a PNG one gives the very pixels and LiDAR depth a
+    raw one does; a JPEG one the pixels to JPEG's loss; beside a raw stream, the raw one is read."""
+    write_bag(tmp_path / "raw", frames=3)
+    write_bag(tmp_path / "png", frames=3, image_format="png")
+    raw, png = BagSamples(tmp_path / "raw"), BagSamples(tmp_path / "png")
+    assert png.topics.image == "/camera/image_raw/compressed" and png.topics.camera_info == "/camera/camera_info"
+    for a, b in zip(raw, png, strict=True):
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(a.sparse_depth, b.sparse_depth)
+        assert a.stamp_ns == b.stamp_ns and b.sparse_depth.any()
+    write_bag(tmp_path / "jpeg", frames=1, image_format="jpeg")
+    (jpeg,), (first,) = BagSamples(tmp_path / "jpeg"), list(BagSamples(tmp_path / "raw"))[:1]
+    assert 5 < np.abs(jpeg.image.astype(int) - first.image).mean() < 60  # noise images: JPEG's worst case
+    with BagWriter(tmp_path / "both") as bag:  # a raw and a compressed stream of one camera
+        for name in ("raw", "png"):
+            for m in read_messages(tmp_path / name, decode=False):
+                if m.topic.startswith("/camera/image_raw") or name == "raw":
+                    bag.write_raw(m.topic, m.raw, m.stamp_ns, m.msgtype)
+    assert select_topics(topic_types(tmp_path / "both")).image == "/camera/image_raw"
+    assert BagSamples(tmp_path / "both", image_topic="/camera/image_raw/compressed").topics.image.endswith("compressed")
+    from mf_training.cli import main as mf_main
+
+    assert mf_main(["export", "--bag", str(tmp_path / "png"), "--out", str(tmp_path / "out")]) == 0
+    assert len(list((tmp_path / "out").glob("*_sparse.png"))) == 3
+    with pytest.raises(InputError, match="--image-topic /camera/camera_info is a sensor_msgs/msg/CameraInfo, expected "
+                                         "sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage"):
+        BagSamples(tmp_path / "png", image_topic="/camera/camera_info")

@@ -142,3 +142,21 @@ def test_densify_moves_each_sweep_through_a_fixed_frame(tmp_path, capsys, sweep_
     with pytest.raises(InputError, match="no --extrinsic"):
         run_densify("--bag", str(bag), "--out", str(tmp_path / "y"), "--mode", "classical", "--fixed-frame", "odom",
                     "--extrinsic", "0 0 0 0 0 0 1")
+
+
+def test_densify_reads_a_compressed_camera_stream(tmp_path, capsys):
+    """A bag with image_transport's compressed stream only: its depth topics go beside the camera's
+    (/camera/depth/*, not /camera/image_raw/depth), and equal those of the same bag recorded raw (PNG: lossless)."""
+    from test_bag_samples import write_bag
+
+    for name, image_format in (("raw", "raw"), ("png", "png")):
+        write_bag(tmp_path / name, frames=3, image_format=image_format)
+        assert run_densify("--bag", str(tmp_path / name), "--out", str(tmp_path / f"{name}_dense"), "--mode",
+                           "classical") == 0
+    assert "3 frames with depth" in capsys.readouterr().out
+    depths = {name: [conv.image_to_depth(m.msg) for m in read_messages(tmp_path / f"{name}_dense",
+                                                                        ["/camera/depth/image"])]
+              for name in ("raw", "png")}
+    assert len(depths["png"]) == 3
+    for a, b in zip(depths["raw"], depths["png"], strict=True):
+        np.testing.assert_array_equal(a, b)

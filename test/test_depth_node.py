@@ -301,21 +301,20 @@ def test_compressed_images_are_decoded(sim):
     """The CompressedImage path of the pipeline (the node subscribes it with image_transport:=compressed)."""
     import cv2
 
-    from mf_ros.depth_pipeline import decode_image
 
     rgb = conv.image_to_rgb(sim["images"][0])
     ok, png = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     assert ok
     msg = conv.rosbags_messages().message("sensor_msgs/msg/CompressedImage", header=conv.make_header(0, "c"),
                                           format="png", data=png.reshape(-1))
-    np.testing.assert_array_equal(decode_image(msg), rgb)
+    np.testing.assert_array_equal(conv.camera_image_to_rgb(msg), rgb)
     msg.data = np.zeros(10, np.uint8)
     with pytest.raises(InputError, match="OpenCV can decode"):
-        decode_image(msg)
+        conv.camera_image_to_rgb(msg)
 
 
 def test_oversized_images_and_clouds_are_dropped_before_decoding(sim):
-    from mf_ros.depth_pipeline import DepthPipeline, FrameError, PipelineOptions, image_size
+    from mf_ros.depth_pipeline import DepthPipeline, FrameError, PipelineOptions
 
     image, info, cloud = sim["images"][0], sim["infos"][0], sim["clouds"][0]
     pipeline = DepthPipeline(PipelineOptions("classical", max_pixels=160 * 120, max_points=10**6), None, RCLPY)
@@ -324,7 +323,7 @@ def test_oversized_images_and_clouds_are_dropped_before_decoding(sim):
                                            format="png", data=png_header_claiming(16000, 16000))
     header = conv.rosbags_messages().message("sensor_msgs/msg/CompressedImage", header=image.header,
                                              format="png", data=png_header_claiming(9000, 8000))
-    assert image_size(header) == (9000, 8000)  # read from the header alone
+    assert conv.camera_image_size(header) == (9000, 8000)  # read from the header alone
     for msg, options in ((bomb, PipelineOptions("classical")), (header, PipelineOptions("classical")),
                          (image, PipelineOptions("classical", max_pixels=100)),
                          (image, PipelineOptions("classical", max_points=1000))):

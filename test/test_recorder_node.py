@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -26,7 +27,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from rclpy.serialization import deserialize_message  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from mf_core.errors import InputError  # noqa: E402
@@ -63,10 +64,11 @@ RUNS = itertools.count()
 
 
 def start_recorder(talker, out: Path, T: np.ndarray, limit_bytes: int | None = None,
-                   depth: int = 5, udp_only: bool = False) -> subprocess.Popen:
+                   depth: int = 5, udp_only: bool = False, compressed: bool = False) -> subprocess.Popen:
     """Start a recorder subprocess in a namespace of its own, with the talker's publishers of its inputs
     (``process.pubs``, keyed by the sim bag's topics, keeping ``depth``) and its stats (``process.stats``);
-    ``udp_only``: without Fast DDS's shared-memory transport.
+    ``udp_only``: without Fast DDS's shared-memory transport; ``compressed``: image_transport:=compressed, the
+    camera published as CompressedImage on ``image/compressed``.
 
     ``process.connected()`` is True once both ends of every input have matched (``inputs_connected``). A
     namespace per recorder, because one killed by an earlier test stays a subscriber of its topics until its
@@ -75,6 +77,8 @@ def start_recorder(talker, out: Path, T: np.ndarray, limit_bytes: int | None = N
     ns = f"/run{next(RUNS)}"
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=ReliabilityPolicy.RELIABLE)
     pubs = {topic: node.create_publisher(cls, f"{ns}/{INPUTS[topic]}", qos) for topic, cls in TOPICS.items()}
+    if compressed:
+        pubs["/camera/image_raw"] = node.create_publisher(CompressedImage, f"{ns}/image/compressed", qos)
     stats: list[dict] = []
     node.create_subscription(String, f"{ns}/recorder/stats", lambda m: stats.append(json.loads(m.data)), QOS)
 
@@ -85,6 +89,8 @@ def start_recorder(talker, out: Path, T: np.ndarray, limit_bytes: int | None = N
     values = ",".join(f"{v:.17f}" for v in T.reshape(-1))  # always a decimal point: YAML doubles
     cmd = [sys.executable, "-m", "mf_ros.nodes.recorder_node", "--ros-args", "-r", f"__ns:={ns}",
            "-p", f"output_dir:={out}", "-p", f"extrinsic:=[{values}]", "-p", "stats_period:=0.2"]
+    if compressed:
+        cmd += ["-p", "image_transport:=compressed"]
     env = dict(os.environ)
     if limit_bytes or udp_only:  # Fast DDS shared-memory segments are files too: keep a file limit off them
         env["FASTDDS_BUILTIN_TRANSPORTS"] = "UDPv4"
@@ -119,10 +125,23 @@ def record(talker, sim, process, frames: int) -> int:
     return stats[-1]["counts"].get("recorded", 0)
 
 
-def test_sigint_closes_the_bag_with_every_sample(talker, sim, tmp_path):
-    process = start_recorder(talker, tmp_path, sim[1])
+def png_image(image: Image) -> CompressedImage:
+    """The CompressedImage image_transport's ``compressed`` plugin publishes for ``image``, as PNG (lossless)."""
+    ok, data = cv2.imencode(".png", conv.image_to_rgb(image)[..., ::-1])
+    assert ok
+    return CompressedImage(header=image.header, format="rgb8; png compressed bgr8", data=data.ravel().tobytes())
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_sigint_closes_the_bag_with_every_sample(talker, sim, tmp_path, compressed):
+    """Raw, and with image_transport:=compressed (the CompressedImage on <image>/compressed written as received):
+    the bag reads back with the very pixels sent (PNG is lossless)."""
+    messages, T = sim
+    if compressed:
+        messages = dict(messages) | {"/camera/image_raw": [png_image(m) for m in messages["/camera/image_raw"]]}
+    process = start_recorder(talker, tmp_path, T, compressed=compressed)
     try:
-        assert record(talker, sim, process, 3) == 3
+        assert record(talker, (messages, T), process, 3) == 3
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=20)
     finally:
@@ -130,14 +149,16 @@ def test_sigint_closes_the_bag_with_every_sample(talker, sim, tmp_path):
     assert process.returncode == 0, output
     (bag,) = tmp_path.iterdir()
     assert (bag / "metadata.yaml").exists()
-    samples = list(BagSamples(bag))  # the training reader, /tf_static from the recorder's extrinsic
+    source = BagSamples(bag)  # the training reader, /tf_static from the recorder's extrinsic
+    assert source.topics.image.endswith("/image/compressed" if compressed else "/image")
+    samples = list(source)
     assert len(samples) == 3
     sent = sim[0]["/camera/image_raw"]
     for sample, msg in zip(samples, sent, strict=True):
         assert sample.stamp_ns == conv.header_stamp_ns(msg)
         np.testing.assert_array_equal(sample.image, conv.image_to_rgb(msg))
         assert (sample.sparse_depth > 0).sum() > 1000
-    np.testing.assert_allclose(BagSamples(bag).T_cam_from_lidar, sim[1], atol=1e-9)
+    np.testing.assert_allclose(source.T_cam_from_lidar, T, atol=1e-9)
 
 
 def mcap_images(path: Path, topic: str) -> list[Image]:

@@ -35,7 +35,7 @@ from typing import Any
 
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from mf_core.errors import InputError
 from mf_ros.bags import BagWriter
@@ -51,6 +51,7 @@ from mf_ros.topics import TF_STATIC_TOPIC
 
 TOPIC_TYPES = {"image": "sensor_msgs/msg/Image", "camera_info": "sensor_msgs/msg/CameraInfo",
                "points": "sensor_msgs/msg/PointCloud2"}
+COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"
 # Samples waiting for the writer thread beyond this many bytes are dropped (and counted): a disk that
 # stalls for good must not take all the memory. At 10 Hz of 640x480 + a 64-beam sweep, about 60 s.
 MAX_BACKLOG_BYTES = 1 << 30
@@ -116,8 +117,9 @@ class RecorderNode(Node):
         self._writer_thread = threading.Thread(target=self._write_jobs, name="bag_writer", daemon=True)
         self._writer_thread.start()
         self._inputs = InputSubscriptions(self, self.p["qos_reliability"], self.p["queue_size"])
-        for kind, cls in (("image", Image), ("camera_info", CameraInfo), ("points", PointCloud2)):
-            self._inputs.add(cls, self.p[f"{kind}_topic"], lambda raw, k=kind: self._on_raw(k, raw), raw=True)
+        image_type = CompressedImage if self._compressed else Image
+        for kind, cls in (("image", image_type), ("camera_info", CameraInfo), ("points", PointCloud2)):
+            self._inputs.add(cls, self._topic_name(kind), lambda raw, k=kind: self._on_raw(k, raw), raw=True)
         tf2 = _tf2_msgs()
         if tf2 is not None:
             latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
@@ -138,8 +140,9 @@ class RecorderNode(Node):
         self._writer = writer
         self.bags.append(writer.path)
         self._bag_bytes, self._bag_start_ns, self._written, self._has_tf_static = 0, 0, {}, False
-        for topic, msgtype in TOPIC_TYPES.items():
-            writer.add_topic(self._topic_name(topic), msgtype)
+        for kind, msgtype in TOPIC_TYPES.items():
+            writer.add_topic(self._topic_name(kind), COMPRESSED_IMAGE_TYPE if kind == "image" and self._compressed
+                             else msgtype)
         for cdr in self._static_cdr:
             self._write_tf_static(cdr)
 
@@ -150,9 +153,16 @@ class RecorderNode(Node):
             self._has_tf_static = True
         self._writer.write_raw(TF_STATIC_TOPIC, cdr, self.get_clock().now().nanoseconds)
 
+    @property
+    def _compressed(self) -> bool:
+        """image_transport:=compressed: the camera is recorded as the CompressedImage it publishes (JPEG / PNG)."""
+        return self.p["image_transport"] == "compressed"
+
     def _topic_name(self, kind: str) -> str:
-        """The recorded (absolute) name of an input topic."""
-        return self.resolve_topic_name(self.p[f"{kind}_topic"])
+        """The recorded (absolute) name of an input topic; the compressed image's is image_transport's own
+        (the resolved image topic + /compressed), as the depth node subscribes to it."""
+        name = self.resolve_topic_name(self.p[f"{kind}_topic"])
+        return name + "/compressed" if kind == "image" and self._compressed else name
 
     def start(self) -> bool:
         """Recording starts in the constructor; nothing to configure later."""

@@ -63,12 +63,12 @@ def run(args: argparse.Namespace) -> int:
     from mf_ros.deskew import SweepMotion, check_point_time, point_time_field, without_tf_note
     from mf_ros.extrinsics import TfTimeline, check_fixed_frame, parse_extrinsic, static_transform
     from mf_ros.sync import NO_TF, StampSync, slop_to_ns
-    from mf_training.data.bag_samples import read_tf, select_topics
+    from mf_training.data.bag_samples import camera_topic, read_tf, select_topics
 
     listing = bag_topics(args.bag)
     types = {t.topic: t.msgtype for t in listing}
     topics = select_topics(types, args.image_topic, args.camera_info_topic, args.points_topic)
-    ns = (args.output_namespace or topics.image.rsplit("/", 1)[0] + "/depth").rstrip("/")
+    ns = (args.output_namespace or camera_topic(topics.image).rsplit("/", 1)[0] + "/depth").rstrip("/")
     clash = [f"{ns}/{k}" for k in OUTPUTS if f"{ns}/{k}" in types]
     if clash:
         raise InputError(f"the bag already has {clash}; choose another --output-namespace")

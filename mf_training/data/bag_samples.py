@@ -33,15 +33,17 @@ import numpy as np
 
 from mf_core.camera import PinholeCamera
 from mf_core.errors import InputError
+from mf_core.files import MAX_IMAGE_PIXELS, check_image_size
 from mf_core.geometry import points_to_depth_map
 from mf_core.transforms import validate
 from mf_ros.bags import bag_topics, read_messages
 from mf_ros.conversions import (
     TfEdge,
+    camera_image_size,
+    camera_image_to_rgb,
     camera_info_to_camera,
     header_stamp_ns,
     image_to_depth,
-    image_to_rgb,
     pointcloud2_to_xyz,
     tf_message_to_edges,
 )
@@ -52,6 +54,7 @@ from mf_ros.topics import GT_TOPIC, TF_STATIC_TOPIC, TF_TOPIC
 from mf_training.data.sample import Sample
 
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"  # image_transport "compressed": <image topic>/compressed
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 POINTCLOUD_TYPE = "sensor_msgs/msg/PointCloud2"
 TF_TYPE = "tf2_msgs/msg/TFMessage"
@@ -68,17 +71,18 @@ class BagTopics:
 
 
 def _pick(kind: str, flag: str, candidates: list[str], given: str | None, types: dict[str, str],
-          msgtype: str) -> str:
+          msgtype: str, *other_types: str) -> str:
     if given is not None:
         if given not in types:
             raise InputError(f"{flag} {given} is not in the bag; its topics are {sorted(types)}")
-        if types[given] != msgtype:
-            raise InputError(f"{flag} {given} is a {types[given]}, expected {msgtype}")
+        if types[given] not in (msgtype, *other_types):
+            raise InputError(f"{flag} {given} is a {types[given]}, expected {' or '.join((msgtype, *other_types))}")
         return given
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
-        raise InputError(f"the bag has no {msgtype} topic for the {kind}; its topics are {sorted(types)}")
+        raise InputError(f"the bag has no {' or '.join((msgtype, *other_types))} topic for the {kind}; its topics "
+                         f"are {sorted(types)}")
     raise InputError(f"the bag has several {kind} topics {sorted(candidates)}; choose one with {flag}")
 
 
@@ -86,23 +90,30 @@ def _namespace(topic: str) -> str:
     return topic.rsplit("/", 1)[0]
 
 
+def camera_topic(image_topic: str) -> str:
+    """The image topic without image_transport's suffix (``/cam/image_raw/compressed`` -> ``/cam/image_raw``)."""
+    return image_topic.removesuffix("/compressed")
+
+
 def select_topics(types: dict[str, str], image: str | None = None, camera_info: str | None = None,
                   points: str | None = None, gt: str | None = None) -> BagTopics:
     """Choose the image / camera_info / points / ground-truth topics from ``{topic: type}``.
 
     Given topics are checked; missing ones are detected by type. Among several images the
-    ones without "depth" in the name are preferred; the camera_info in the image's
-    namespace is preferred (``/cam/image_raw`` -> ``/cam/camera_info``).
+    ones without "depth" in the name are preferred, and raw ones (sensor_msgs/Image) over compressed ones
+    (sensor_msgs/CompressedImage, JPEG or PNG: what bags usually record to save space); the camera_info in the
+    image's namespace is preferred (``/cam/image_raw`` or ``/cam/image_raw/compressed`` -> ``/cam/camera_info``).
     """
     if gt is not None and types.get(gt) != IMAGE_TYPE:
         raise InputError(f"--gt-topic {gt} is not a {IMAGE_TYPE} topic of the bag; image topics are "
                          f"{sorted(t for t, k in types.items() if k == IMAGE_TYPE)}")
     gt = gt if gt is not None else (GT_TOPIC if types.get(GT_TOPIC) == IMAGE_TYPE else None)
-    images = [t for t, k in types.items() if k == IMAGE_TYPE and t != gt]
-    non_depth = [t for t in images if "depth" not in t]
-    image_topic = _pick("camera image", "--image-topic", non_depth or images, image, types, IMAGE_TYPE)
+    raw = [t for t, k in types.items() if k == IMAGE_TYPE and t != gt]
+    compressed = [t for t, k in types.items() if k == COMPRESSED_IMAGE_TYPE]
+    images = [t for t in raw if "depth" not in t] or [t for t in compressed if "depth" not in t] or raw or compressed
+    image_topic = _pick("camera image", "--image-topic", images, image, types, IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
     infos = [t for t, k in types.items() if k == CAMERA_INFO_TYPE]
-    same_ns = [t for t in infos if _namespace(t) == _namespace(image_topic)]
+    same_ns = [t for t in infos if _namespace(t) == _namespace(camera_topic(image_topic))]
     info_topic = _pick("camera_info", "--camera-info-topic", same_ns or infos, camera_info, types,
                        CAMERA_INFO_TYPE)
     clouds = [t for t, k in types.items() if k == POINTCLOUD_TYPE]
@@ -280,6 +291,16 @@ class BagSamples:
     def __len__(self) -> int:
         return self.sync.stats.pairs
 
+    def _decode_image(self, msg: Any) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of a raw or compressed image message; InputError naming the topic when it cannot
+        be decoded or is too large to."""
+        try:
+            check_image_size(*camera_image_size(msg), MAX_IMAGE_PIXELS, self.topics.image)  # before decoding
+            return camera_image_to_rgb(msg)
+        except InputError as err:
+            raise InputError(f"{self.topics.image} at {header_stamp_ns(msg)} ns: {err}; re-record the camera or "
+                             "choose another --image-topic") from err
+
     def _camera(self, info_index: int, image: np.ndarray) -> PinholeCamera:
         if info_index not in self._cameras:
             self._cameras[info_index] = camera_info_to_camera(self.index.camera_infos[info_index])
@@ -319,7 +340,7 @@ class BagSamples:
             i = seen[message.topic]
             seen[message.topic] += 1
             if message.topic == topics.image and i in pair_of_image:
-                images[pair_of_image[i]] = image_to_rgb(message.msg)
+                images[pair_of_image[i]] = self._decode_image(message.msg)
             elif message.topic == topics.points and i in sweep_uses:
                 sweeps[i] = message.msg
             elif message.topic == topics.gt and i in pair_of_gt:
