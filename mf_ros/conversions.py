@@ -155,7 +155,13 @@ def header_stamp_ns(msg: Any) -> int:
 # ------------------------------------------------------------------------------- images
 
 # Bytes per pixel of each supported colour encoding (all uint8 channels).
-COLOR_ENCODINGS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+# Raw Bayer mosaics (a camera driver's image_raw before image_proc) -> OpenCV's demosaicing code. OpenCV names a
+# pattern by the 2x2 block at its second row and column, so ROS's rggb is OpenCV's BG (checked in the tests on a
+# mosaic made from a known image).
+BAYER_CODES: dict[str, int] = {"bayer_rggb8": cv2.COLOR_BayerBG2RGB, "bayer_bggr8": cv2.COLOR_BayerRG2RGB,
+                               "bayer_gbrg8": cv2.COLOR_BayerGR2RGB, "bayer_grbg8": cv2.COLOR_BayerGB2RGB}
+COLOR_ENCODINGS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1,
+                                   **dict.fromkeys(BAYER_CODES, 1)}
 # Element type (little-endian form) of each supported depth encoding.
 DEPTH_ENCODINGS: dict[str, str] = {"32FC1": "<f4", "16UC1": "<u2"}
 MM_PER_M = 1000.0
@@ -188,12 +194,15 @@ def _image_pixels(msg: Any, element: np.dtype, channels: int) -> np.ndarray:
 
 
 def image_to_rgb(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> (H, W, 3) uint8 RGB (a new array)."""
+    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8, 8-bit Bayer) -> (H, W, 3) uint8 RGB (a new array);
+    Bayer mosaics are demosaiced by OpenCV's bilinear method, as image_proc's default does."""
     channels = COLOR_ENCODINGS.get(msg.encoding)
     if channels is None:
         raise InputError(f"colour image encoding {msg.encoding!r} is not supported; "
                          f"publish one of {sorted(COLOR_ENCODINGS)}")
     pixels = _image_pixels(msg, np.dtype(np.uint8), channels)  # (H, W, C)
+    if msg.encoding in BAYER_CODES:
+        return cv2.cvtColor(np.ascontiguousarray(pixels[:, :, 0]), BAYER_CODES[msg.encoding])
     if msg.encoding == "mono8":
         return np.repeat(pixels, 3, axis=2)
     order = [2, 1, 0] if msg.encoding.startswith("bgr") else [0, 1, 2]
