@@ -89,9 +89,20 @@ class BagTopic(NamedTuple):
     count: int
 
 
+ROS1_SUFFIX = ".bag"  # a ROS 1 bag: read through rosbags like a rosbag2 one, but its messages are not CDR
+
+
+def ros1_conversion(path: str | Path) -> str:
+    """The command that converts ROS 1 bag ``path`` into a ROS 2 Jazzy MCAP bag (rosbags' own converter,
+    installed with this package; ``--dst-typestore`` maps the ROS 1 messages to their ROS 2 form)."""
+    path = Path(path)
+    return (f"rosbags-convert --src {path} --dst {path.with_suffix('')}_ros2 --dst-storage mcap "
+            "--dst-typestore ros2_jazzy")
+
+
 def _bad_bag(path: Path, err: BaseException) -> InputError:
     return InputError(f"cannot read bag {path}: {type(err).__name__}: {err}. Pass a rosbag2 directory "
-                      "(with metadata.yaml) or a .mcap/.db3 file; if it was cut short (recorder killed, "
+                      "(with metadata.yaml), a .mcap/.db3 file or a ROS 1 .bag; if it was cut short (recorder killed, "
                       "copy interrupted), re-record it, or salvage an MCAP with `mcap recover` of the "
                       "separate mcap CLI (https://mcap.dev, not installed by this package)")
 
@@ -105,7 +116,7 @@ def _opened_reader(path: Path) -> Iterator[AnyReader]:
     damaged bags.
     """
     if not path.exists():
-        raise InputError(f"bag {path} does not exist; pass a rosbag2 directory or a .mcap/.db3 file")
+        raise InputError(f"bag {path} does not exist; pass a rosbag2 directory, a .mcap/.db3 file or a ROS 1 .bag")
     try:
         reader = AnyReader([path], default_typestore=rosbags_messages().typestore)
         reader.open()

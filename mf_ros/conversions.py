@@ -306,12 +306,13 @@ def camera_info_to_camera(msg: Any) -> PinholeCamera:
 
     An all-zero D is read as an ideal pinhole (``distortion_model="none"``), except for the fisheye model
     (``equidistant``), whose zero coefficients are an ideal fisheye lens. Binning and ROI are not applied:
-    the camera describes the full-resolution image.
+    the camera describes the full-resolution image. ROS 1 bags read directly name the arrays K and D.
     """
-    k = np.asarray(msg.k, dtype=np.float64)
+    ros1 = not hasattr(msg, "k")
+    k = np.asarray(msg.K if ros1 else msg.k, dtype=np.float64)
     if k.size != 9:
         raise InputError(f"camera_info K has {k.size} values, expected 9 (row-major 3x3)")
-    d = tuple(float(v) for v in msg.d)
+    d = tuple(float(v) for v in (msg.D if ros1 else msg.d))
     if not any(d) and msg.distortion_model != FISHEYE_MODEL:
         model, d = "none", ()
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -408,3 +409,35 @@ def test_a_bag_of_compressed_images_reads_like_one_of_raw_ones(tmp_path):
     with pytest.raises(InputError, match="--image-topic /camera/camera_info is a sensor_msgs/msg/CameraInfo, expected "
                                          "sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage"):
         BagSamples(tmp_path / "png", image_topic="/camera/camera_info")
+
+
+def test_a_ros1_bag_reads_like_its_ros2_original(tmp_path, capsys):
+    """A ROS 1 .bag (here made by rosbags' own converter: ROS 1 messages, CameraInfo's K and D in capitals,
+    headers with seq) gives the same samples as the rosbag2 bag it came from; mf densify, which copies every
+    message unchanged, refuses it with the command that converts it, and that command's output densifies."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from mf_ros.bags import ros1_conversion
+    from mf_training.cli import main as mf_main
+
+    write_bag(tmp_path / "ros2", frames=3)
+    converter = str(Path(sys.executable).with_name("rosbags-convert"))
+    ros1 = tmp_path / "run.bag"
+    subprocess.run([converter, "--src", str(tmp_path / "ros2"), "--dst", str(ros1), "--dst-typestore", "ros1_noetic"],
+                   check=True, capture_output=True)
+    first_info = next(iter(read_messages(ros1, ["/camera/camera_info"]))).msg
+    assert hasattr(first_info, "K") and not hasattr(first_info, "k")  # really ROS 1 messages
+    for a, b in zip(BagSamples(tmp_path / "ros2"), BagSamples(ros1), strict=True):
+        np.testing.assert_array_equal(a.image, b.image)
+        np.testing.assert_array_equal(a.sparse_depth, b.sparse_depth)
+        assert a.camera == b.camera and a.stamp_ns == b.stamp_ns
+    assert mf_main(["densify", "--bag", str(ros1), "--out", str(tmp_path / "dense"), "--mode", "classical"]) != 0
+    assert re.search(r"is a ROS 1 bag.*rosbags-convert --src .*run\.bag --dst .*run_ros2", capsys.readouterr().err)
+    assert not (tmp_path / "dense").exists()
+    command = ros1_conversion(ros1).split()
+    subprocess.run([converter, *command[1:]], check=True, capture_output=True)
+    assert mf_main(["densify", "--bag", str(tmp_path / "run_ros2"), "--out", str(tmp_path / "dense"), "--mode",
+                    "classical"]) == 0
+    assert "3 frames with depth" in capsys.readouterr().out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from pathlib import Path
 
 from mf_core.errors import InputError
 
@@ -57,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from mf_ros.bags import BagWriter, bag_topics, read_messages
+    from mf_ros.bags import ROS1_SUFFIX, BagWriter, bag_topics, read_messages, ros1_conversion
     from mf_ros.conversions import header_stamp_ns
     from mf_ros.depth_pipeline import FrameError
     from mf_ros.deskew import SweepMotion, check_point_time, point_time_field, without_tf_note
@@ -65,6 +66,10 @@ def run(args: argparse.Namespace) -> int:
     from mf_ros.sync import NO_TF, StampSync, slop_to_ns
     from mf_training.data.bag_samples import camera_topic, read_tf, select_topics
 
+    if Path(args.bag).suffix == ROS1_SUFFIX:  # the output copies every input message as it is: CDR only
+        raise InputError(f"{args.bag} is a ROS 1 bag: mf densify writes a ROS 2 bag with every input message "
+                         f"copied unchanged, which ROS 1 messages cannot be; convert it first: "
+                         f"{ros1_conversion(args.bag)}")
     listing = bag_topics(args.bag)
     types = {t.topic: t.msgtype for t in listing}
     topics = select_topics(types, args.image_topic, args.camera_info_topic, args.points_topic)

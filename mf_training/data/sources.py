@@ -33,7 +33,7 @@ from mf_training.data.sample import Sample
 from mf_training.data.sample_folder import SampleFolder
 from mf_training.data.sevenscenes import SevenScenes
 
-BAG_SUFFIXES = (".mcap", ".db3")
+BAG_SUFFIXES = (".mcap", ".db3", ".bag")  # rosbag2 MCAP / sqlite3, ROS 1 bags (read through rosbags)
 
 
 @dataclass
@@ -78,7 +78,7 @@ def detect_kind(path: str | os.PathLike) -> str:
             return "indoor_rgbd"
         if any(path.glob("*_depth_mm.png")) and (path / "calib.txt").is_file():
             return "middlebury"
-    raise InputError(f"{path} is not a sample folder, a rosbag2 bag (.mcap/.db3 or a folder with metadata.yaml), "
+    raise InputError(f"{path} is not a sample folder, a bag (.mcap/.db3, a folder with metadata.yaml, a ROS 1 .bag), "
                      "a DGP dataset/scene json, the 7-Scenes folder, a KITTI object folder, the indoor_rgbd "
                      "or the Middlebury folder; point at one of those")
 
