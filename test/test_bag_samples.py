@@ -12,7 +12,7 @@ import pytest
 from mf_core.camera import PinholeCamera
 from mf_core.errors import InputError
 from mf_core.transforms import compose, from_ros_quaternion, invert, to_quaternion
-from mf_ros.bags import BagWriter, read_messages
+from mf_ros.bags import BagWriter, bag_topics, read_messages
 from mf_ros.conversions import (
     TfEdge,
     camera_to_camera_info,
@@ -433,6 +433,19 @@ def test_a_ros1_bag_reads_like_its_ros2_original(tmp_path, capsys):
         np.testing.assert_array_equal(a.image, b.image)
         np.testing.assert_array_equal(a.sparse_depth, b.sparse_depth)
         assert a.camera == b.camera and a.stamp_ns == b.stamp_ns
+    # A bag from before tf2: its TF on tf/tfMessage (the same fields), which the reader takes too.
+    from rosbags.rosbag1 import Reader, Writer
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.ROS1_NOETIC)
+    store.register(get_types_from_msg("geometry_msgs/TransformStamped[] transforms", "tf/msg/tfMessage"))
+    with Reader(ros1) as reader, Writer(tmp_path / "old.bag") as writer:
+        renamed = {c.id: writer.add_connection(c.topic, "tf/msg/tfMessage" if c.topic == "/tf_static" else c.msgtype,
+                                               typestore=store) for c in reader.connections}
+        for connection, stamp, raw in reader.messages():
+            writer.write(renamed[connection.id], stamp, raw)
+    assert dict((t.topic, t.msgtype) for t in bag_topics(tmp_path / "old.bag"))["/tf_static"] == "tf/msg/tfMessage"
+    np.testing.assert_array_equal(BagSamples(tmp_path / "old.bag").T_cam_from_lidar, BagSamples(ros1).T_cam_from_lidar)
     assert mf_main(["densify", "--bag", str(ros1), "--out", str(tmp_path / "dense"), "--mode", "classical"]) != 0
     assert re.search(r"is a ROS 1 bag.*rosbags-convert --src .*run\.bag --dst .*run_ros2", capsys.readouterr().err)
     assert not (tmp_path / "dense").exists()

@@ -57,7 +57,7 @@ IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE_TYPE = "sensor_msgs/msg/CompressedImage"  # image_transport "compressed": <image topic>/compressed
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 POINTCLOUD_TYPE = "sensor_msgs/msg/PointCloud2"
-TF_TYPE = "tf2_msgs/msg/TFMessage"
+TF_TYPES = ("tf2_msgs/msg/TFMessage", "tf/msg/tfMessage")  # the second: ROS 1 bags from before tf2, same fields
 
 
 @dataclass(frozen=True)
@@ -187,10 +187,10 @@ def index_bag(path: str | os.PathLike, topics: BagTopics, types: dict[str, str],
 def _tf_topics(path: Path, types: dict[str, str], moving_tf: bool) -> list[str]:
     """The TF topics to read from a bag: /tf_static where it has one, and /tf with ``moving_tf`` (InputError
     where it has none)."""
-    if moving_tf and types.get(TF_TOPIC) != TF_TYPE:
+    if moving_tf and types.get(TF_TOPIC) not in TF_TYPES:
         raise InputError(f"bag {path} has no {TF_TOPIC} (tf2_msgs/msg/TFMessage) to move the LiDAR through a fixed "
                          "frame; record /tf, or drop --fixed-frame")
-    return ([TF_STATIC_TOPIC] if types.get(TF_STATIC_TOPIC) == TF_TYPE else []) + ([TF_TOPIC] if moving_tf else [])
+    return ([TF_STATIC_TOPIC] if types.get(TF_STATIC_TOPIC) in TF_TYPES else []) + ([TF_TOPIC] if moving_tf else [])
 
 
 def read_tf(path: str | os.PathLike, types: dict[str, str], moving_tf: bool = False
