@@ -62,3 +62,11 @@ def test_each_return_moves_with_its_own_time_and_falls_back_outside_tf():
     np.testing.assert_allclose(moved[:, 0], expected, atol=BIN_NS / 1e8 / 2 + 1e-6)
     np.testing.assert_array_equal(moved[:, 1:], POINTS[:, 1:])
     assert motion.fallback_points == int((~known).sum()) == 1
+
+
+def test_the_geometry_benchmark_times_deskewing_against_moving_the_sweep_as_one():
+    from mf_training.bench import geometry
+
+    result = geometry._deskew_case(2000, 1)  # the case alone: run() pins the process to one core
+    assert result["points"] == 2000 and result["median_ms"] > 0 and result["as_one_ms"] > 0
+    assert result["ratio_to_as_one"] == pytest.approx(result["median_ms"] / result["as_one_ms"], rel=0.02)

@@ -4,6 +4,8 @@
     (the worst case for the z-buffer), for a pinhole, a plumb_bob and a fisheye (equidistant) camera.
 (b) 640x480 depth map + image -> organized XYZRGB PointCloud2
     (mf_ros.conversions.depth_to_xyzrgb_pointcloud2 with rosbags messages, as the depth node does).
+(c) deskewing a 130k-point sweep of 100 ms (mf_ros.deskew.SweepMotion through a bag's /tf at 100 Hz, as the bag
+    commands do with --fixed-frame) against moving it as one (decode + one transform), timed in the same run.
 
 Each timing is the median of ``--repeats`` runs and is also given as a ratio to a plain
 numpy copy of the bytes the operation must at least touch (its inputs plus its output),
@@ -133,6 +135,36 @@ def _cloud_case(repeats: int) -> dict:
     return result
 
 
+def _deskew_case(n_points: int, repeats: int) -> dict:
+    import numpy as np
+
+    from mf_core.transforms import apply, from_ros_quaternion
+    from mf_ros.conversions import TfEdge, pointcloud2_to_xyz, xyz_to_pointcloud2
+    from mf_ros.deskew import SweepMotion
+    from mf_ros.extrinsics import TfTimeline
+
+    ms = 1_000_000
+    rng = np.random.default_rng(0)
+    points = (rng.normal(size=(n_points, 3)) * 10.0).astype(np.float32)  # (N, 3)
+    offsets = np.sort(rng.integers(0, 100 * ms, n_points))  # (N,) a 100 ms revolution
+
+    def pose(t_ns: int) -> np.ndarray:  # 3 m/s and 0.5 rad/s
+        yaw = 0.5 * t_ns / 1e9
+        return from_ros_quaternion((0.0, 0.0, np.sin(yaw / 2), np.cos(yaw / 2)), (3.0 * t_ns / 1e9, 0.0, 0.0))
+
+    static = [TfEdge("base_link", "lidar", 0, from_ros_quaternion((0, 0, 0, 1), (0.1, 0.0, 1.5))),
+              TfEdge("base_link", "camera", 0, from_ros_quaternion((-0.5, 0.5, -0.5, 0.5), (0.3, 0.0, 1.2)))]
+    timeline = TfTimeline(static, [TfEdge("odom", "base_link", k * 10 * ms, pose(k * 10 * ms)) for k in range(21)])
+    cloud = xyz_to_pointcloud2(points, 0, "lidar", point_time_ns=offsets)
+    image_ns = 50 * ms
+    fallback = timeline.across("camera", image_ns, "lidar", 0, "odom")
+    motion = SweepMotion(lambda s: timeline.across_stamps("camera", image_ns, "lidar", s, "odom"), fallback, "t")
+    deskew_ms = _median_ms(lambda: motion.camera_points(cloud), repeats)
+    as_one_ms = _median_ms(lambda: apply(fallback, pointcloud2_to_xyz(cloud)), repeats)
+    return {"points": n_points, "sweep_ms": 100, "median_ms": round(deskew_ms, 3),
+            "as_one_ms": round(as_one_ms, 3), "ratio_to_as_one": round(deskew_ms / as_one_ms, 2)}
+
+
 def run(args: argparse.Namespace) -> dict:
     """Time (a) LiDAR -> depth map and (b) depth + image -> PointCloud2 on one core."""
     from mf_core.errors import InputError
@@ -155,4 +187,5 @@ def run(args: argparse.Namespace) -> dict:
         "lidar_to_depth_1920x1200_plumb_bob": _lidar_case(args.points, args.repeats, "plumb_bob"),
         "lidar_to_depth_1920x1200_equidistant": _lidar_case(args.points, args.repeats, "equidistant"),
         "depth_to_xyzrgb_pointcloud2_640x480": _cloud_case(args.repeats),
+        "deskew_sweep_100ms": _deskew_case(args.points, args.repeats),
     }
