@@ -454,3 +454,61 @@ def test_a_ros1_bag_reads_like_its_ros2_original(tmp_path, capsys):
     assert mf_main(["densify", "--bag", str(tmp_path / "run_ros2"), "--out", str(tmp_path / "dense"), "--mode",
                     "classical"]) == 0
     assert "3 frames with depth" in capsys.readouterr().out
+
+
+OST_YAML = """image_width: 64
+image_height: 48
+camera_name: narrow_stereo
+camera_matrix:
+  rows: 3
+  cols: 3
+  data: [50.0, 0.0, 31.5, 0.0, 52.0, 23.5, 0.0, 0.0, 1.0]
+distortion_model: plumb_bob
+distortion_coefficients:
+  rows: 1
+  cols: 5
+  data: [0.0, 0.0, 0.0, 0.0, 0.0]
+rectification_matrix:
+  rows: 3
+  cols: 3
+  data: [1, 0, 0, 0, 1, 0, 0, 0, 1]
+projection_matrix:
+  rows: 3
+  cols: 4
+  data: [50.0, 0.0, 31.5, 0.0, 0.0, 52.0, 23.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+"""  # camera_calibration's ost.yaml of CAMERA
+
+
+def test_a_bag_without_camera_info_reads_with_its_calibration_file(tmp_path, capsys):
+    """A bag recorded without camera_info plus the camera's calibration YAML (--camera-info) gives the samples
+    of the same bag with camera_info; a wrong or missing file is named with what to fix."""
+    write_bag(tmp_path / "with", frames=3)
+    with BagWriter(tmp_path / "without") as bag:
+        for m in read_messages(tmp_path / "with", decode=False):
+            if m.topic != "/camera/camera_info":
+                bag.write_raw(m.topic, m.raw, m.stamp_ns, m.msgtype)
+    (tmp_path / "ost.yaml").write_text(OST_YAML)
+    with pytest.raises(InputError, match="or pass its calibration file with --camera-info"):
+        BagSamples(tmp_path / "without")
+    calibrated = BagSamples(tmp_path / "without", camera_info_file=tmp_path / "ost.yaml")
+    assert calibrated.topics.camera_info is None
+    for a, b in zip(BagSamples(tmp_path / "with"), calibrated, strict=True):
+        assert a.camera == b.camera == CAMERA
+        np.testing.assert_array_equal(a.sparse_depth, b.sparse_depth)
+    from mf_training.cli import main as mf_main
+
+    out = tmp_path / "dense"
+    assert mf_main(["densify", "--bag", str(tmp_path / "without"), "--out", str(out), "--mode", "classical",
+                    "--camera-info", str(tmp_path / "ost.yaml")]) == 0
+    assert "3 frames with depth" in capsys.readouterr().out
+    (tmp_path / "bad.yaml").write_text(OST_YAML.replace("data: [50.0, 0.0, 31.5, 0.0, 52.0, 23.5, 0.0, 0.0, 1.0]",
+                                                        "data: [50.0, 0.0, 31.5]"))
+    with pytest.raises(InputError, match=r"bad.yaml: 'camera_matrix' must be \{rows, cols, data: \[9 numbers\]\}"):
+        BagSamples(tmp_path / "without", camera_info_file=tmp_path / "bad.yaml")
+    (tmp_path / "small.yaml").write_text(OST_YAML.replace("image_width: 64", "image_width: 32"))
+    with pytest.raises(InputError, match=r"small\.yaml says 32x48 but /camera/image_raw is 64x48"):
+        list(BagSamples(tmp_path / "without", camera_info_file=tmp_path / "small.yaml"))
+    with pytest.raises(InputError, match="cannot read camera calibration"):
+        BagSamples(tmp_path / "without", camera_info_file=tmp_path / "missing.yaml")
+    with pytest.raises(InputError, match="either --camera-info-topic or --camera-info"):
+        BagSamples(tmp_path / "with", camera_info_topic="/camera/camera_info", camera_info_file=tmp_path / "ost.yaml")

@@ -22,7 +22,7 @@ OUTPUTS = ("image", "camera_info", "points", "confidence")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from mf_ros.options import DEPTH_NODE_OPTIONS, add_flags
-    from mf_training.commands.export import add_motion_arguments
+    from mf_training.commands.export import add_camera_info_file_argument, add_motion_arguments
 
     parser.add_argument("--bag", required=True, help="input rosbag2 (directory, .mcap or .db3)")
     parser.add_argument("--out", required=True, help="output bag directory (MCAP)")
@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                            "stride", "confidence"))
     parser.add_argument("--image-topic", default=None, help="default: the bag's only Image topic")
     parser.add_argument("--camera-info-topic", default=None)
+    add_camera_info_file_argument(parser)
     parser.add_argument("--points-topic", default=None)
     parser.add_argument("--output-namespace", default=None, help="depth topics' namespace (default <image ns>/depth)")
     add_motion_arguments(parser)
@@ -59,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from mf_ros.bags import ROS1_SUFFIX, BagWriter, bag_topics, read_messages, ros1_conversion
-    from mf_ros.conversions import header_stamp_ns
+    from mf_ros.calibration import read_camera_calibration
+    from mf_ros.conversions import camera_to_camera_info, header_stamp_ns, rosbags_messages
     from mf_ros.depth_pipeline import FrameError
     from mf_ros.deskew import SweepMotion, check_point_time, point_time_field, without_tf_note
     from mf_ros.extrinsics import TfTimeline, check_fixed_frame, parse_extrinsic, static_transform
@@ -72,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
                          f"{ros1_conversion(args.bag)}")
     listing = bag_topics(args.bag)
     types = {t.topic: t.msgtype for t in listing}
-    topics = select_topics(types, args.image_topic, args.camera_info_topic, args.points_topic)
+    topics = select_topics(types, args.image_topic, args.camera_info_topic, args.points_topic,
+                           camera_info_file=args.camera_info_file is not None)
+    file_camera = None if args.camera_info_file is None else read_camera_calibration(args.camera_info_file)
     ns = (args.output_namespace or camera_topic(topics.image).rsplit("/", 1)[0] + "/depth").rstrip("/")
     clash = [f"{ns}/{k}" for k in OUTPUTS if f"{ns}/{k}" in types]
     if clash:
@@ -131,7 +135,9 @@ def run(args: argparse.Namespace) -> int:
                 if msg is not None:
                     bag.write(f"{ns}/{kind}", msg, log_ns)
 
-    add = {topics.image: sync.add_image, topics.camera_info: sync.add_info, topics.points: sync.add_cloud}
+    add = {topics.image: sync.add_image, topics.points: sync.add_cloud} | (
+        {topics.camera_info: sync.add_info} if topics.camera_info else {})
+    factory = rosbags_messages()  # builds the calibration file's camera_info messages
     with BagWriter(args.out, overwrite=args.overwrite) as bag:
         last_ns = 0
         # Original topics are copied as CDR bytes: no re-encoding, and only the synced inputs are decoded.
@@ -139,6 +145,9 @@ def run(args: argparse.Namespace) -> int:
         for m in tqdm(messages, total=sum(t.count for t in listing), unit="msg", desc="densify"):
             bag.write_raw(m.topic, m.raw, m.stamp_ns, m.msgtype)
             last_ns = m.stamp_ns
+            if m.topic == topics.image and file_camera is not None:  # the calibration file as this image's info
+                info = camera_to_camera_info(file_camera, header_stamp_ns(m.msg), m.msg.header.frame_id, factory)
+                densify(sync.add_info(header_stamp_ns(m.msg), info), m.stamp_ns, bag)
             if m.topic in add:
                 densify(add[m.topic](header_stamp_ns(m.msg), m.msg), m.stamp_ns, bag)
         densify(sync.flush(), last_ns, bag)

@@ -25,6 +25,13 @@ def add_motion_arguments(parser: argparse.ArgumentParser) -> None:
                              "cloud has; 'none': the sweep moves as one")
 
 
+def add_camera_info_file_argument(parser: argparse.ArgumentParser) -> None:
+    """``--camera-info FILE`` (``mf export``, ``inspect``, ``densify``): a bag recorded without camera_info."""
+    parser.add_argument("--camera-info", metavar="FILE", dest="camera_info_file",
+                        help="camera calibration YAML (camera_calibration's ost.yaml, a driver's camera_info_url "
+                             "file) for a bag recorded without camera_info")
+
+
 def add_bag_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by every command that reads samples from a bag."""
     parser.add_argument("--slop", type=float, default=DEFAULT_SLOP_S,
@@ -34,6 +41,7 @@ def add_bag_arguments(parser: argparse.ArgumentParser) -> None:
     add_motion_arguments(parser)
     parser.add_argument("--image-topic", help="camera image topic (default: the one sensor_msgs/Image)")
     parser.add_argument("--camera-info-topic", help="camera_info topic (default: the one beside the image)")
+    add_camera_info_file_argument(parser)
     parser.add_argument("--points-topic", help="LiDAR PointCloud2 topic (default: the one PointCloud2)")
     parser.add_argument("--gt-topic", help="dense ground-truth 32FC1 depth topic (default: /camera/depth/ground_truth "
                         "when present)")
@@ -50,6 +58,7 @@ def bag_options(args: argparse.Namespace) -> dict:
         "gt_topic": args.gt_topic,
         "fixed_frame": args.fixed_frame,
         "point_time": args.point_time,
+        "camera_info_file": args.camera_info_file,
     }
 
 

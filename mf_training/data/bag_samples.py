@@ -37,6 +37,7 @@ from mf_core.files import MAX_IMAGE_PIXELS, check_image_size
 from mf_core.geometry import points_to_depth_map
 from mf_core.transforms import validate
 from mf_ros.bags import bag_topics, read_messages
+from mf_ros.calibration import read_camera_calibration
 from mf_ros.conversions import (
     TfEdge,
     camera_image_size,
@@ -65,7 +66,7 @@ class BagTopics:
     """The topics one camera + LiDAR sample stream is read from."""
 
     image: str
-    camera_info: str
+    camera_info: str | None  # None: the camera comes from a calibration file (``camera_info_file``)
     points: str
     gt: str | None = None
 
@@ -96,14 +97,17 @@ def camera_topic(image_topic: str) -> str:
 
 
 def select_topics(types: dict[str, str], image: str | None = None, camera_info: str | None = None,
-                  points: str | None = None, gt: str | None = None) -> BagTopics:
+                  points: str | None = None, gt: str | None = None, camera_info_file: bool = False) -> BagTopics:
     """Choose the image / camera_info / points / ground-truth topics from ``{topic: type}``.
 
     Given topics are checked; missing ones are detected by type. Among several images the
     ones without "depth" in the name are preferred, and raw ones (sensor_msgs/Image) over compressed ones
     (sensor_msgs/CompressedImage, JPEG or PNG: what bags usually record to save space); the camera_info in the
     image's namespace is preferred (``/cam/image_raw`` or ``/cam/image_raw/compressed`` -> ``/cam/camera_info``).
+    ``camera_info_file``: the camera comes from a calibration file, no camera_info topic is read.
     """
+    if camera_info_file and camera_info is not None:
+        raise InputError("give either --camera-info-topic or --camera-info (a calibration file), not both")
     if gt is not None and types.get(gt) != IMAGE_TYPE:
         raise InputError(f"--gt-topic {gt} is not a {IMAGE_TYPE} topic of the bag; image topics are "
                          f"{sorted(t for t, k in types.items() if k == IMAGE_TYPE)}")
@@ -114,8 +118,9 @@ def select_topics(types: dict[str, str], image: str | None = None, camera_info: 
     image_topic = _pick("camera image", "--image-topic", images, image, types, IMAGE_TYPE, COMPRESSED_IMAGE_TYPE)
     infos = [t for t, k in types.items() if k == CAMERA_INFO_TYPE]
     same_ns = [t for t in infos if _namespace(t) == _namespace(camera_topic(image_topic))]
-    info_topic = _pick("camera_info", "--camera-info-topic", same_ns or infos, camera_info, types,
-                       CAMERA_INFO_TYPE)
+    info_topic = None if camera_info_file else _pick(
+        "camera_info (or pass its calibration file with --camera-info)", "--camera-info-topic", same_ns or infos,
+        camera_info, types, CAMERA_INFO_TYPE)
     clouds = [t for t, k in types.items() if k == POINTCLOUD_TYPE]
     points_topic = _pick("LiDAR", "--points-topic", [t for t in clouds if "depth" not in t] or clouds, points,
                          types, POINTCLOUD_TYPE)
@@ -160,7 +165,7 @@ def index_bag(path: str | os.PathLike, topics: BagTopics, types: dict[str, str],
     ``types`` is the bag's ``{topic: type}`` (see :func:`topic_types`).
     """
     path = Path(path)
-    read = [topics.image, topics.camera_info, topics.points] + ([topics.gt] if topics.gt else [])
+    read = [topics.image, topics.points] + [t for t in (topics.camera_info, topics.gt) if t]
     tf_topics = _tf_topics(path, types, moving_tf)
     stamps: dict[str, list[int]] = {t: [] for t in read}
     frames: dict[str, set[str]] = {t: set() for t in read}
@@ -178,7 +183,9 @@ def index_bag(path: str | os.PathLike, topics: BagTopics, types: dict[str, str],
     def arr(topic: str | None) -> np.ndarray:
         return np.asarray(stamps[topic] if topic else [], dtype=np.int64)
 
-    return BagIndex(path, topics, arr(topics.image), arr(topics.camera_info), arr(topics.points), arr(topics.gt),
+    # Without a camera_info topic every image is its own calibration's stamp (one camera from a file).
+    info_stamps = arr(topics.camera_info) if topics.camera_info else arr(topics.image)
+    return BagIndex(path, topics, arr(topics.image), info_stamps, arr(topics.points), arr(topics.gt),
                     infos, _frame_of(frames[topics.image], topics.image),
                     _frame_of(frames[topics.points], topics.points), edges[TF_STATIC_TOPIC],
                     TF_STATIC_TOPIC in tf_topics, edges[TF_TOPIC])
@@ -226,6 +233,8 @@ class BagSamples:
         fixed_frame: a frame that stays put while the robot moves (``odom``, ``map``): each sweep is moved
             from its stamp to its image's through it with the bag's /tf and /tf_static; pairs without TF
             at both stamps are skipped (counted as ``no_tf``). None: one static extrinsic for every pair.
+        camera_info_file: a camera calibration YAML (:mod:`mf_ros.calibration`) for a bag recorded without
+            camera_info; no camera_info topic is read then.
         point_time: with ``fixed_frame``: the clouds' per-point time field, each return moved from its own
             time (:func:`mf_ros.deskew.point_time_field`: "auto", "none" or a field name); returns whose
             time lies outside the recorded /tf keep the sweep stamp's transform (counted in
@@ -235,14 +244,18 @@ class BagSamples:
     def __init__(self, path: str | os.PathLike, slop_s: float = DEFAULT_SLOP_S, extrinsic: np.ndarray | None = None,
                  image_topic: str | None = None, camera_info_topic: str | None = None,
                  points_topic: str | None = None, gt_topic: str | None = None, fixed_frame: str | None = None,
-                 point_time: str = AUTO):
+                 point_time: str = AUTO, camera_info_file: str | os.PathLike | None = None):
         self.path = Path(path)
+        self._file_camera = None if camera_info_file is None else read_camera_calibration(camera_info_file)
+        self._camera_source = str(camera_info_file) if camera_info_file is not None else None
         check_fixed_frame(fixed_frame, extrinsic)
         check_point_time(point_time, fixed_frame)
         self.fixed_frame, self.point_time = fixed_frame, point_time
         self.points_without_tf = 0  # returns that kept their sweep stamp's transform (deskewing)
         types = topic_types(self.path)
-        topics = select_topics(types, image_topic, camera_info_topic, points_topic, gt_topic)
+        topics = select_topics(types, image_topic, camera_info_topic, points_topic, gt_topic,
+                               camera_info_file=camera_info_file is not None)
+        self._camera_source = self._camera_source or topics.camera_info
         self.index = index_bag(self.path, topics, types, moving_tf=fixed_frame is not None)
         self.sync: SyncResult = pair_stamps(self.index.image_stamps, self.index.info_stamps,
                                             self.index.lidar_stamps, slop_to_ns(slop_s))
@@ -302,13 +315,16 @@ class BagSamples:
                              "choose another --image-topic") from err
 
     def _camera(self, info_index: int, image: np.ndarray) -> PinholeCamera:
-        if info_index not in self._cameras:
-            self._cameras[info_index] = camera_info_to_camera(self.index.camera_infos[info_index])
-        camera = self._cameras[info_index]
+        if self._file_camera is not None:
+            camera = self._file_camera
+        else:
+            if info_index not in self._cameras:
+                self._cameras[info_index] = camera_info_to_camera(self.index.camera_infos[info_index])
+            camera = self._cameras[info_index]
         if (camera.width, camera.height) != (image.shape[1], image.shape[0]):
-            raise InputError(f"{self.topics.camera_info} says {camera.width}x{camera.height} but "
+            raise InputError(f"{self._camera_source} says {camera.width}x{camera.height} but "
                              f"{self.topics.image} is {image.shape[1]}x{image.shape[0]}; pass the camera_info "
-                             "that belongs to the image (--camera-info-topic)")
+                             "that belongs to the image (--camera-info-topic or --camera-info)")
         return camera
 
     def _gt_positions(self) -> np.ndarray:

@@ -42,6 +42,7 @@ class SourceConfig:
     # this frame (odom, map) to its image's stamp with the bag's /tf, each return from its own time.
     fixed_frame: str = ""
     point_time: str = "auto"
+    camera_info_file: str = ""  # a bag recorded without camera_info: its calibration YAML (as --camera-info)
     # Only for sim: sources (passed to `mf sim`); generated once into data.cache_dir.
     frames: int = 8
     seed: int = 0
@@ -62,8 +63,9 @@ class SourceConfig:
             raise InputError(f"data source {self.path}: a split: val source is all validation; drop val_count")
         if self.point_time != "auto" and not self.fixed_frame:
             raise InputError(f"data source {self.path}: point_time needs fixed_frame (the motion to deskew with)")
-        if self.fixed_frame and (self.is_sim or self.split):
-            raise InputError(f"data source {self.path}: fixed_frame applies to your own bags only; drop it")
+        if (self.fixed_frame or self.camera_info_file) and (self.is_sim or self.split):
+            raise InputError(f"data source {self.path}: fixed_frame and camera_info_file apply to your own bags "
+                             "only; drop them")
         if self.is_sim and self.sim_scene not in SCENE_KINDS:
             raise InputError(f"data source {self.path}: the scene after {SIM_PREFIX!r} must be one of "
                              f"{', '.join(SCENE_KINDS)}")

@@ -73,8 +73,9 @@ def read_source(source: SourceConfig, cache_dir: str | Path) -> list[Sample]:
         if not samples:
             raise InputError(f"data source {source.path} has no frames in split {source.split}")
         return samples
-    motion = {"fixed_frame": source.fixed_frame, "point_time": source.point_time} if source.fixed_frame else {}
-    samples = list(open_samples(path, limit=limit, **motion))
+    options = ({"fixed_frame": source.fixed_frame, "point_time": source.point_time} if source.fixed_frame else {}) | (
+        {"camera_info_file": source.camera_info_file} if source.camera_info_file else {})  # a bag's own options
+    samples = list(open_samples(path, limit=limit, **options))
     if len(samples) <= source.val_count:
         raise InputError(f"data source {source.path} has {len(samples)} samples, not enough to hold out "
                          f"val_count={source.val_count} and still train; lower val_count")
