@@ -48,6 +48,7 @@ from mf_training.eval.metrics import geometric_mean
 
 REPORTED = ("rmse", "mae", "abs_rel", "delta1")
 REFERENCE_LABEL = "reference model"  # the --reference checkpoint's row in the tables
+PRIOR_LABEL = "mf prior (scan-line fill)"  # the model's own LiDAR prior, shown beside the classical methods
 RESAMPLES = 2000  # bootstrap draws of a set's test frames
 INTERVAL_PERCENTILES = (5.0, 95.0)  # a 90 % interval
 
@@ -220,7 +221,7 @@ def run(args: argparse.Namespace) -> dict:
         protocol = make_protocol(real_set.protocol)
         predictions: list = []  # the model's DepthResult of every frame: confidence and LiDAR fit
         recorded = estimator_method(estimator, str(args.model), mode, on_result=predictions.append)
-        baselines = [("mf prior (scan-line fill)", baseline_method("scanline"))]
+        baselines = [(PRIOR_LABEL, baseline_method("scanline"))]
         baselines += [(f"baseline:{b}", baseline_method(b)) for b in CLASSICAL_BASELINES]
         result: dict = {"frames": len(samples), "frame_names": [sample.name for sample in samples],
                         "protocol": real_set.protocol, "provenance": real_set.provenance}

@@ -20,6 +20,8 @@ BENCHMARKS: dict[str, str] = {
     "quality": "a model vs the classical baselines on the held-out real data (RMSE ratios, monocular vs row prior)",
     "lift": "peak memory and time of mf lift on a random FLUX.2-shaped transformer (streaming: about 1x its size)",
     "stability": "flicker on a static scene: depth std over noisy LiDAR sweeps, the model vs the classical fills",
+    "consistency": "depth change between consecutive frames of a moving camera (7-Scenes), the model vs the "
+                   "classical fills",
 }
 
 
