@@ -141,6 +141,8 @@ DEPTH_NODE_OPTIONS = (
     Option("image_topic", "image", "input image topic (remappings apply)"),
     _IMAGE_TRANSPORT,
     Option("camera_info_topic", "camera_info", "input camera_info topic"),
+    Option("camera_info_file", "", "camera calibration YAML (camera_calibration's ost.yaml) for a camera that "
+           "publishes no camera_info; set: camera_info_topic is not subscribed"),
     Option("points_topic", "points", "input LiDAR PointCloud2 topic"),
     Option("output_namespace", "depth", "outputs go to <ns>/image, <ns>/camera_info, <ns>/points, ..."),
     Option("max_range", 0.0, "no depth (NaN) farther than this, in metres; 0 = no cap beyond the model's "

@@ -290,11 +290,37 @@ def test_flooding_keeps_latency_bounded_and_memory_flat(rig, sim):
     ([Parameter("model", value="/no/such/checkpoint")], "model"),
     ([Parameter("mode", value="classical"), Parameter("extrinsic", value=[1.0, 2.0])], "extrinsic"),
     ([*MODEL, Parameter("nearest_share", value="lots")], "nearest_share must be 'auto'"),
+    ([Parameter("mode", value="classical"), Parameter("camera_info_file", value="/no/ost.yaml")],
+     "cannot read camera calibration /no/ost.yaml"),
 ])
 def test_bad_parameters_stop_the_node_with_a_message(rig, overrides, needle):
     r = rig(overrides)
     assert not r.node.start()
     assert needle in r.node.config_error
+
+
+def test_a_camera_without_camera_info_runs_on_its_calibration_file(rig, sim, tmp_path):
+    """camera_info_file: the node does not subscribe to camera_info and gives each image the file's camera:
+    the classical depth of a frame is that of its LiDAR projected through the file's camera."""
+    camera = conv.camera_info_to_camera(sim["infos"][1])
+    (tmp_path / "ost.yaml").write_text(
+        f"image_width: {camera.width}\nimage_height: {camera.height}\ncamera_matrix:\n  rows: 3\n  cols: 3\n"
+        f"  data: [{camera.fx}, 0.0, {camera.cx}, 0.0, {camera.fy}, {camera.cy}, 0.0, 0.0, 1.0]\n"
+        "distortion_model: plumb_bob\ndistortion_coefficients:\n  rows: 1\n  cols: 5\n  data: [0, 0, 0, 0, 0]\n")
+    r = rig([Parameter("mode", value="classical"), Parameter("extrinsic", value=sim["extrinsic"]),
+             Parameter("camera_info_file", value=str(tmp_path / "ost.yaml")), Parameter("stats_period", value=0.2)])
+    assert r.node.start(), r.node.config_error
+    assert r.spin_until(lambda: r.pubs["image"].get_subscription_count() and r.pubs["points"].get_subscription_count(),
+                        10)
+    r.pubs["points"].publish(sim["clouds"][1])
+    r.pubs["image"].publish(sim["images"][1])
+    assert r.spin_until(lambda: r.received["image"] and r.received["camera_info"] and r.received["stats"], 20)
+    assert conv.camera_info_to_camera(r.received["camera_info"][0]) == camera
+    lidar = points_to_depth_map(conv.pointcloud2_to_xyz(sim["clouds"][1]), sim["T"], camera)
+    completed = complete_classical(conv.image_to_rgb(sim["images"][1]), lidar, camera)
+    expected = np.where(lidar_support(completed, lidar), completed, 0.0)
+    np.testing.assert_array_equal(np.nan_to_num(conv.image_to_depth(r.received["image"][0])), expected)
+    assert "received_camera_info" not in json.loads(r.received["stats"][-1].data)["counts"]
 
 
 def test_compressed_images_are_decoded(sim):

@@ -36,6 +36,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from mf_core.errors import InputError
 from mf_ros import conversions as conv
+from mf_ros.calibration import read_camera_calibration
 from mf_ros.depth_pipeline import DepthPipeline, FrameError, PipelineOptions, load_estimator
 from mf_ros.extrinsics import parse_extrinsic
 from mf_ros.heap import keep_heap_memory
@@ -80,6 +81,7 @@ class DepthNode(LifecycleNode):
         self._stats_publisher: StatsPublisher | None = None
         self._stats_timer = None
         self._extrinsics: ExtrinsicSource | None = None
+        self._file_camera = None  # the camera_info_file's camera, when the camera publishes no camera_info
         self._last_warning: dict[str, float] = {}
         self._traced: set[str] = set()  # exception kinds already logged with a traceback
         watch_runtime_parameters(self, DEPTH_NODE_OPTIONS, self.p, self._apply_runtime_parameters)
@@ -95,6 +97,7 @@ class DepthNode(LifecycleNode):
         static = parse_extrinsic(p["extrinsic"], "parameter 'extrinsic'")
         if p["mode"] == "classical" and not p["use_lidar"]:
             raise InputError("mode 'classical' completes LiDAR depth and needs use_lidar:=true")
+        self._file_camera = read_camera_calibration(p["camera_info_file"]) if p["camera_info_file"] else None
         options = PipelineOptions(p["mode"], p["steps"], p["seed"], p["max_range"], p["stride"],
                                   p["confidence"], p["max_pixels"], p["max_points"])
         estimator = None
@@ -145,7 +148,9 @@ class DepthNode(LifecycleNode):
         if p["image_transport"] == "compressed":  # image_transport's name: the remapped image topic + /compressed
             image_type, image_topic = CompressedImage, self.resolve_topic_name(p["image_topic"]) + "/compressed"
         self._worker = LatestFrameWorker(self._process, lambda _: self.stats.drop("replaced"))
-        topics = [(image_type, image_topic, "image"), (CameraInfo, p["camera_info_topic"], "camera_info")]
+        topics = [(image_type, image_topic, "image")]
+        if self._file_camera is None:
+            topics.append((CameraInfo, p["camera_info_topic"], "camera_info"))
         if p["use_lidar"]:
             topics.append((PointCloud2, p["points_topic"], "points"))
         self._sync = StampSync(round(p["slop"] * 1e9), p["use_lidar"], p["queue_size"])
@@ -219,7 +224,11 @@ class DepthNode(LifecycleNode):
         self.stats.count(f"received_{kind}")
         add = {"image": self._sync.add_image, "camera_info": self._sync.add_info,
                "points": self._sync.add_cloud}[kind]
-        frames = add(conv.header_stamp_ns(msg), msg)
+        frames = []
+        if kind == "image" and self._file_camera is not None:  # the calibration file as this image's camera_info
+            frames += self._sync.add_info(conv.header_stamp_ns(msg), conv.camera_to_camera_info(
+                self._file_camera, conv.header_stamp_ns(msg), msg.header.frame_id, conv.RclpyMessages()))
+        frames += add(conv.header_stamp_ns(msg), msg)
         for reason in self.stats.drops_from_totals(self._sync.drops):
             self._warn(reason, f"frame dropped: {reason.replace('_', ' ')} (slop {self.p['slop']} s)")
         for frame in frames:
