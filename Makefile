@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/mf bench eval --model default
 	$(BIN)/mf bench model
 	$(BIN)/mf bench quality --out-dir out/quality
+	$(BIN)/mf bench consistency
 
 clean:
 	rm -rf $(VENV) out build *.egg-info
