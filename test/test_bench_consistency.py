@@ -41,3 +41,8 @@ def test_the_shipped_model_on_the_first_test_frames(shared_data):
     best = report["most_consistent_classical"]
     assert report["model_ratio_to_most_consistent"]["change_mean"] == \
         round(rows[model]["change_mean"] / rows[best]["change_mean"], 3)
+
+
+def test_an_absent_sequence_is_reported_as_skipped(tmp_path):
+    args = argparse.Namespace(model="default", data_root=str(tmp_path), limit=0, visible=0.03, device="cpu")
+    assert "7-Scenes not found" in consistency.run(args)["skipped"]

@@ -71,7 +71,10 @@ def run(args: argparse.Namespace) -> dict:
         raise InputError("--limit must be >= 0 and --visible in (0, 1)")
     cv2.setNumThreads(1)
     real_set = get_real_set("sevenscenes")
-    frames = SevenScenes(data_root(args.data_root) / real_set.folder)
+    folder = data_root(args.data_root) / real_set.folder
+    if not folder.exists():  # as mf bench quality skips an absent set: said, not an error
+        return {"skipped": f"7-Scenes not found at {folder}; set --data-root or $MF_DATA_ROOT"}
+    frames = SevenScenes(folder)
     order = [i for i in range(len(frames)) if real_set.part_of(frames.frame_stems[i]) == "test"]
     order = order[:args.limit] if args.limit else order
     if len(order) < 2:
