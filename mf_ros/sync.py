@@ -32,7 +32,8 @@ BAD_STAMP = "bad_stamp"
 CLOCK_JUMP = "clock_jump"
 NO_TF = "no_tf"
 DROP_REASONS = {
-    NO_CAMERA_INFO: "no camera_info at or before the image stamp",
+    NO_CAMERA_INFO: "no camera_info at or before the image stamp (a camera that publishes none: give its calibration "
+                    "file, camera_info_file / --camera-info)",
     NO_LIDAR_IN_SLOP: "no LiDAR sweep within the slop",
     BAD_STAMP: "message stamp far from its stream's (a clock glitch): the message was dropped",
     CLOCK_JUMP: "image left waiting when its clock jumped back (bag loop, clock reset)",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 
@@ -211,6 +212,22 @@ def test_stamps_beyond_slop_give_no_output_and_a_counted_drop(rig, sim):
     assert r.spin_until(lambda: r.node.stats.drops["no_lidar_in_slop"] == 1, 10)
     r.spin_until(lambda: bool(r.received["image"]), 1.0)
     assert not r.received["image"]
+
+
+def test_a_camera_without_camera_info_is_told_what_to_set(rig, sim, capfd):
+    """Images that never get a camera_info are dropped as no_camera_info once the queue is full, and the warning
+    names the fix (camera_info_file)."""
+    r = rig([Parameter("mode", value="classical"), Parameter("extrinsic", value=sim["extrinsic"]),
+             Parameter("queue_size", value=2)])
+    assert r.start()
+    t = conv.header_stamp_ns(sim["images"][0])
+    for k in range(5):
+        r.pubs["points"].publish(restamp(copy.deepcopy(sim["clouds"][0]), t + k * 100_000_000))
+        r.pubs["image"].publish(restamp(copy.deepcopy(sim["images"][0]), t + k * 100_000_000))
+        r.spin_until(lambda: False, 0.1)
+    assert r.spin_until(lambda: r.node.stats.drops["no_camera_info"] >= 1, 10)
+    warned = capfd.readouterr().err
+    assert "frame dropped: no camera_info at or before the image stamp" in warned and "camera_info_file" in warned
 
 
 def test_every_bad_message_kind_is_survived_and_counted(rig, sim):

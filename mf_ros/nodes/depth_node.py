@@ -47,7 +47,7 @@ from mf_ros.nodes.params import declare_and_read, watch_runtime_parameters
 from mf_ros.nodes.stats import NodeStats, StatsPublisher
 from mf_ros.nodes.tf_source import ExtrinsicSource
 from mf_ros.options import DEPTH_NODE_OPTIONS, processing_size
-from mf_ros.sync import StampSync, SyncedFrame
+from mf_ros.sync import DROP_REASONS, StampSync, SyncedFrame
 
 # Output QoS: reliable keep-last-1 matches reliable (RViz, rosbag) and best-effort subscribers.
 OUTPUT_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
@@ -230,7 +230,8 @@ class DepthNode(LifecycleNode):
                 self._file_camera, conv.header_stamp_ns(msg), msg.header.frame_id, conv.RclpyMessages()))
         frames += add(conv.header_stamp_ns(msg), msg)
         for reason in self.stats.drops_from_totals(self._sync.drops):
-            self._warn(reason, f"frame dropped: {reason.replace('_', ' ')} (slop {self.p['slop']} s)")
+            self._warn(reason, f"frame dropped: {DROP_REASONS.get(reason, reason.replace('_', ' '))} "
+                               f"(slop {self.p['slop']} s)")
         for frame in frames:
             self.stats.count("synced")
             self._worker.submit(frame)
