@@ -112,6 +112,8 @@ _QOS = Option("qos_reliability", "auto", "input QoS: auto = reliable (best effor
 _EXTRINSIC = Option("extrinsic", "", "T_camera_from_lidar: 'x y z qx qy qz qw' or 16 row-major numbers "
                     "(a string, or a list in YAML); empty = TF at the LiDAR stamp", numbers=True)
 
+_CAMERA_INFO_FILE = Option("camera_info_file", "", "camera calibration YAML (camera_calibration's ost.yaml) for a "
+                           "camera that publishes no camera_info; set: camera_info_topic is not subscribed")
 _IMAGE_TRANSPORT = Option("image_transport", "raw", "raw Image, or CompressedImage on <image_topic>/compressed",
                           choices=("raw", "compressed"))
 
@@ -141,8 +143,7 @@ DEPTH_NODE_OPTIONS = (
     Option("image_topic", "image", "input image topic (remappings apply)"),
     _IMAGE_TRANSPORT,
     Option("camera_info_topic", "camera_info", "input camera_info topic"),
-    Option("camera_info_file", "", "camera calibration YAML (camera_calibration's ost.yaml) for a camera that "
-           "publishes no camera_info; set: camera_info_topic is not subscribed"),
+    _CAMERA_INFO_FILE,
     Option("points_topic", "points", "input LiDAR PointCloud2 topic"),
     Option("output_namespace", "depth", "outputs go to <ns>/image, <ns>/camera_info, <ns>/points, ..."),
     Option("max_range", 0.0, "no depth (NaN) farther than this, in metres; 0 = no cap beyond the model's "
@@ -166,6 +167,7 @@ RECORDER_OPTIONS = (
     Option("image_topic", "image", "camera image topic (sensor_msgs/Image)"),
     _IMAGE_TRANSPORT,
     Option("camera_info_topic", "camera_info", "camera_info topic"),
+    _CAMERA_INFO_FILE,
     Option("points_topic", "points", "LiDAR PointCloud2 topic"),
     _SLOP,
     Option("queue_size", 100, "input messages kept per topic (QoS depth) and images waiting to pair; deep, so "

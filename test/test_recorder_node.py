@@ -64,7 +64,8 @@ RUNS = itertools.count()
 
 
 def start_recorder(talker, out: Path, T: np.ndarray, limit_bytes: int | None = None,
-                   depth: int = 5, udp_only: bool = False, compressed: bool = False) -> subprocess.Popen:
+                   depth: int = 5, udp_only: bool = False, compressed: bool = False,
+                   camera_info_file: Path | None = None) -> subprocess.Popen:
     """Start a recorder subprocess in a namespace of its own, with the talker's publishers of its inputs
     (``process.pubs``, keyed by the sim bag's topics, keeping ``depth``) and its stats (``process.stats``);
     ``udp_only``: without Fast DDS's shared-memory transport; ``compressed``: image_transport:=compressed, the
@@ -91,13 +92,16 @@ def start_recorder(talker, out: Path, T: np.ndarray, limit_bytes: int | None = N
            "-p", f"output_dir:={out}", "-p", f"extrinsic:=[{values}]", "-p", "stats_period:=0.2"]
     if compressed:
         cmd += ["-p", "image_transport:=compressed"]
+    if camera_info_file is not None:
+        cmd += ["-p", f"camera_info_file:={camera_info_file}"]
     env = dict(os.environ)
     if limit_bytes or udp_only:  # Fast DDS shared-memory segments are files too: keep a file limit off them
         env["FASTDDS_BUILTIN_TRANSPORTS"] = "UDPv4"
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                preexec_fn=limit_file_size if limit_bytes else None)
     process.pubs, process.stats = pubs, stats
-    process.connected = lambda: inputs_connected(list(pubs.values()), stats)
+    listened = [pub for topic, pub in pubs.items() if camera_info_file is None or topic != "/camera/camera_info"]
+    process.connected = lambda: inputs_connected(listened, stats)
     return process
 
 
@@ -159,6 +163,29 @@ def test_sigint_closes_the_bag_with_every_sample(talker, sim, tmp_path, compress
         np.testing.assert_array_equal(sample.image, conv.image_to_rgb(msg))
         assert (sample.sparse_depth > 0).sum() > 1000
     np.testing.assert_allclose(source.T_cam_from_lidar, T, atol=1e-9)
+
+
+def test_a_camera_without_camera_info_is_recorded_with_its_calibration_file(talker, sim, tmp_path):
+    """camera_info_file: the recorder does not take camera_info and writes the file's camera as each sample's
+    camera_info (here a calibration that differs from what the talker publishes, which must not be used)."""
+    messages, T = sim
+    camera = conv.camera_info_to_camera(messages["/camera/camera_info"][0])
+    (tmp_path / "ost.yaml").write_text(
+        f"image_width: {camera.width}\nimage_height: {camera.height}\ncamera_matrix:\n  rows: 3\n  cols: 3\n"
+        f"  data: [{1.1 * camera.fx}, 0.0, {camera.cx}, 0.0, {1.1 * camera.fy}, {camera.cy}, 0.0, 0.0, 1.0]\n")
+    out = tmp_path / "bags"
+    process = start_recorder(talker, out, T, camera_info_file=tmp_path / "ost.yaml")
+    try:
+        assert record(talker, sim, process, 3) == 3
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 0, output
+    (bag,) = out.iterdir()
+    samples = list(BagSamples(bag))
+    assert len(samples) == 3
+    assert all(s.camera.fx == pytest.approx(1.1 * camera.fx) and s.camera.cx == camera.cx for s in samples)
 
 
 def mcap_images(path: Path, topic: str) -> list[Image]:

@@ -35,11 +35,20 @@ from typing import Any
 
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from mf_core.errors import InputError
 from mf_ros.bags import BagWriter
-from mf_ros.conversions import NS_PER_S, TfEdge, edges_to_tf_message, rosbags_messages
+from mf_ros.calibration import read_camera_calibration
+from mf_ros.conversions import (
+    NS_PER_S,
+    RclpyMessages,
+    TfEdge,
+    camera_to_camera_info,
+    edges_to_tf_message,
+    rosbags_messages,
+)
 from mf_ros.extrinsics import parse_extrinsic
 from mf_ros.nodes.inputs import InputSubscriptions
 from mf_ros.nodes.lifetime import run_until_signal
@@ -67,6 +76,17 @@ def cdr_header_stamp_ns(raw: bytes) -> int:
     order = "<" if raw[1] & 1 else ">"
     sec, nanosec = struct.unpack_from(f"{order}iI", raw, 4)
     return sec * NS_PER_S + nanosec
+
+
+def cdr_header_frame_id(raw: bytes) -> str:
+    """Header frame_id of a serialized stamped message: the CDR string after the stamp (uint32 length with
+    its NUL, then the bytes)."""
+    if len(raw) < 16:
+        raise InputError(f"serialized message of {len(raw)} bytes is too short for a header")
+    (length,) = struct.unpack_from("<I" if raw[1] & 1 else ">I", raw, 12)
+    if not 1 <= length <= len(raw) - 16:
+        raise InputError(f"serialized header has a frame_id of {length} bytes in a {len(raw)}-byte message")
+    return bytes(raw[16:16 + length - 1]).decode("utf-8", errors="replace")
 
 
 def _tf2_msgs() -> Any:
@@ -97,6 +117,8 @@ class RecorderNode(Node):
             messages = rosbags_messages()
             self._static_cdr.append(bytes(messages.typestore.serialize_cdr(
                 edges_to_tf_message([edge], messages), "tf2_msgs/msg/TFMessage")))
+        self._file_camera = read_camera_calibration(self.p["camera_info_file"]) if self.p["camera_info_file"] \
+            else None  # read before anything is created, so a bad file leaves no empty directory
         self._dir = Path(out)
         try:
             self._dir.mkdir(parents=True, exist_ok=True)
@@ -118,7 +140,9 @@ class RecorderNode(Node):
         self._writer_thread.start()
         self._inputs = InputSubscriptions(self, self.p["qos_reliability"], self.p["queue_size"])
         image_type = CompressedImage if self._compressed else Image
-        for kind, cls in (("image", image_type), ("camera_info", CameraInfo), ("points", PointCloud2)):
+        inputs = (("image", image_type), ("points", PointCloud2)) + (
+            (("camera_info", CameraInfo),) if self._file_camera is None else ())
+        for kind, cls in inputs:
             self._inputs.add(cls, self._topic_name(kind), lambda raw, k=kind: self._on_raw(k, raw), raw=True)
         tf2 = _tf2_msgs()
         if tf2 is not None:
@@ -239,7 +263,17 @@ class RecorderNode(Node):
             self.get_logger().warning(f"{kind} skipped: {err}", throttle_duration_sec=5.0)
             return
         add = {"image": self._sync.add_image, "camera_info": self._sync.add_info, "points": self._sync.add_cloud}
-        frames = add[kind](stamp, bytes(raw))
+        frames = []
+        if kind == "image" and self._file_camera is not None:  # the calibration file as this image's camera_info
+            try:
+                frame_id = cdr_header_frame_id(raw)
+            except InputError as err:
+                self.stats.drop("bad_message")
+                self.get_logger().warning(f"{kind} skipped: {err}", throttle_duration_sec=5.0)
+                return
+            info = camera_to_camera_info(self._file_camera, stamp, frame_id, RclpyMessages())
+            frames += self._sync.add_info(stamp, serialize_message(info))
+        frames += add[kind](stamp, bytes(raw))
         self.stats.drops_from_totals(self._sync.drops)
         self._submit(frames)
 
