@@ -99,3 +99,11 @@ def flux2_statistics_folder(folder: Path, channels: int = 32, seed: int = 0) -> 
     save_file({"bn.running_mean": mean, "bn.running_var": var, "bn.num_batches_tracked": torch.tensor(1)},
               str(folder / "diffusion_pytorch_model.safetensors"))
     return mean, torch.sqrt(var + 1e-4)
+
+
+def calibration_yaml(camera, focal_scale: float = 1.0) -> str:
+    """camera_calibration's ost.yaml of a pinhole ``camera`` (its focal lengths times ``focal_scale``)."""
+    fx, fy = focal_scale * camera.fx, focal_scale * camera.fy
+    return (f"image_width: {camera.width}\nimage_height: {camera.height}\ncamera_matrix:\n  rows: 3\n  cols: 3\n"
+            f"  data: [{fx}, 0.0, {camera.cx}, 0.0, {fy}, {camera.cy}, 0.0, 0.0, 1.0]\n"
+            "distortion_model: plumb_bob\ndistortion_coefficients:\n  rows: 1\n  cols: 5\n  data: [0, 0, 0, 0, 0]\n")

@@ -12,7 +12,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from helpers import png_header_claiming, random_model, sim_bag_as_rclpy  # noqa: E402
+from helpers import calibration_yaml, png_header_claiming, random_model, sim_bag_as_rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
@@ -320,10 +320,7 @@ def test_a_camera_without_camera_info_runs_on_its_calibration_file(rig, sim, tmp
     """camera_info_file: the node does not subscribe to camera_info and gives each image the file's camera:
     the classical depth of a frame is that of its LiDAR projected through the file's camera."""
     camera = conv.camera_info_to_camera(sim["infos"][1])
-    (tmp_path / "ost.yaml").write_text(
-        f"image_width: {camera.width}\nimage_height: {camera.height}\ncamera_matrix:\n  rows: 3\n  cols: 3\n"
-        f"  data: [{camera.fx}, 0.0, {camera.cx}, 0.0, {camera.fy}, {camera.cy}, 0.0, 0.0, 1.0]\n"
-        "distortion_model: plumb_bob\ndistortion_coefficients:\n  rows: 1\n  cols: 5\n  data: [0, 0, 0, 0, 0]\n")
+    (tmp_path / "ost.yaml").write_text(calibration_yaml(camera))
     r = rig([Parameter("mode", value="classical"), Parameter("extrinsic", value=sim["extrinsic"]),
              Parameter("camera_info_file", value=str(tmp_path / "ost.yaml")), Parameter("stats_period", value=0.2)])
     assert r.node.start(), r.node.config_error

@@ -20,7 +20,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from helpers import inputs_connected, sim_bag_as_rclpy, spin_until  # noqa: E402
+from helpers import calibration_yaml, inputs_connected, sim_bag_as_rclpy, spin_until  # noqa: E402
 from mcap.records import Channel, Message  # noqa: E402
 from mcap.stream_reader import StreamReader  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -99,7 +99,7 @@ def start_recorder(talker, out: Path, T: np.ndarray, limit_bytes: int | None = N
         env["FASTDDS_BUILTIN_TRANSPORTS"] = "UDPv4"
     process = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                                preexec_fn=limit_file_size if limit_bytes else None)
-    process.pubs, process.stats = pubs, stats
+    process.pubs, process.stats, process.out = pubs, stats, out
     listened = [pub for topic, pub in pubs.items() if camera_info_file is None or topic != "/camera/camera_info"]
     process.connected = lambda: inputs_connected(listened, stats)
     return process
@@ -136,6 +136,19 @@ def png_image(image: Image) -> CompressedImage:
     return CompressedImage(header=image.header, format="rgb8; png compressed bgr8", data=data.ravel().tobytes())
 
 
+def record_then_stop(talker, sim, process, frames: int) -> Path:
+    """Record ``frames`` samples, stop the recorder with SIGINT (exit 0) and return its one bag."""
+    try:
+        assert record(talker, sim, process, frames) == frames
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 0, output
+    (bag,) = process.out.iterdir()
+    return bag
+
+
 @pytest.mark.parametrize("compressed", [False, True])
 def test_sigint_closes_the_bag_with_every_sample(talker, sim, tmp_path, compressed):
     """Raw, and with image_transport:=compressed (the CompressedImage on <image>/compressed written as received):
@@ -143,15 +156,7 @@ def test_sigint_closes_the_bag_with_every_sample(talker, sim, tmp_path, compress
     messages, T = sim
     if compressed:
         messages = dict(messages) | {"/camera/image_raw": [png_image(m) for m in messages["/camera/image_raw"]]}
-    process = start_recorder(talker, tmp_path, T, compressed=compressed)
-    try:
-        assert record(talker, (messages, T), process, 3) == 3
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=20)
-    finally:
-        process.kill()
-    assert process.returncode == 0, output
-    (bag,) = tmp_path.iterdir()
+    bag = record_then_stop(talker, (messages, T), start_recorder(talker, tmp_path, T, compressed=compressed), 3)
     assert (bag / "metadata.yaml").exists()
     source = BagSamples(bag)  # the training reader, /tf_static from the recorder's extrinsic
     assert source.topics.image.endswith("/image/compressed" if compressed else "/image")
@@ -170,20 +175,9 @@ def test_a_camera_without_camera_info_is_recorded_with_its_calibration_file(talk
     camera_info (here a calibration that differs from what the talker publishes, which must not be used)."""
     messages, T = sim
     camera = conv.camera_info_to_camera(messages["/camera/camera_info"][0])
-    (tmp_path / "ost.yaml").write_text(
-        f"image_width: {camera.width}\nimage_height: {camera.height}\ncamera_matrix:\n  rows: 3\n  cols: 3\n"
-        f"  data: [{1.1 * camera.fx}, 0.0, {camera.cx}, 0.0, {1.1 * camera.fy}, {camera.cy}, 0.0, 0.0, 1.0]\n")
-    out = tmp_path / "bags"
-    process = start_recorder(talker, out, T, camera_info_file=tmp_path / "ost.yaml")
-    try:
-        assert record(talker, sim, process, 3) == 3
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=20)
-    finally:
-        process.kill()
-    assert process.returncode == 0, output
-    (bag,) = out.iterdir()
-    samples = list(BagSamples(bag))
+    (tmp_path / "ost.yaml").write_text(calibration_yaml(camera, focal_scale=1.1))
+    process = start_recorder(talker, tmp_path / "bags", T, camera_info_file=tmp_path / "ost.yaml")
+    samples = list(BagSamples(record_then_stop(talker, sim, process, 3)))
     assert len(samples) == 3
     assert all(s.camera.fx == pytest.approx(1.1 * camera.fx) and s.camera.cx == camera.cx for s in samples)
 

@@ -256,21 +256,17 @@ class RecorderNode(Node):
         if self.failed is not None:
             return
         self.stats.count(f"received_{kind}")
+        with_file_info = kind == "image" and self._file_camera is not None
         try:
             stamp = cdr_header_stamp_ns(raw)
+            frame_id = cdr_header_frame_id(raw) if with_file_info else ""
         except InputError as err:
             self.stats.drop("bad_message")
             self.get_logger().warning(f"{kind} skipped: {err}", throttle_duration_sec=5.0)
             return
         add = {"image": self._sync.add_image, "camera_info": self._sync.add_info, "points": self._sync.add_cloud}
         frames = []
-        if kind == "image" and self._file_camera is not None:  # the calibration file as this image's camera_info
-            try:
-                frame_id = cdr_header_frame_id(raw)
-            except InputError as err:
-                self.stats.drop("bad_message")
-                self.get_logger().warning(f"{kind} skipped: {err}", throttle_duration_sec=5.0)
-                return
+        if with_file_info:  # the calibration file as this image's camera_info
             info = camera_to_camera_info(self._file_camera, stamp, frame_id, RclpyMessages())
             frames += self._sync.add_info(stamp, serialize_message(info))
         frames += add[kind](stamp, bytes(raw))
