@@ -21,6 +21,7 @@ import numpy as np
 
 from mf_core.errors import InputError
 from mf_ros.conversions import header_stamp_ns, pointcloud2_fields, pointcloud2_to_xyz
+from mf_ros.extrinsics import TfTimeline
 
 # The per-point time fields of common drivers, looked for in this order by "auto": Ouster ``t`` (uint32 ns from
 # the header stamp), Velodyne / Unitree ``time`` (float32 s from the header stamp), Hesai / RoboSense / Livox
@@ -111,11 +112,12 @@ class SweepMotion:
             return xyz
         start = int(stamps.min())
         bins = (stamps - start) // BIN_NS  # (N,)
-        used = np.flatnonzero(np.bincount(bins))  # (B,) bins with returns
+        counts = np.bincount(bins)  # returns per bin
+        used = np.flatnonzero(counts)  # (B,) bins with returns
         transforms = np.empty((int(bins.max()) + 1, 4, 4))  # one per bin, at its middle
         transforms[used], known = self.transforms_at(start + used * BIN_NS + BIN_NS // 2)
         transforms[used[~known]] = self.fallback
-        self.fallback_points += int(np.isin(bins, used[~known]).sum())
+        self.fallback_points += int(counts[used[~known]].sum())
         # Row by row of the transforms, gathered per return: 3x faster than gathering (N, 4, 4) matrices.
         x, y, z = (xyz[:, axis].astype(np.float64) for axis in range(3))
         moved = np.empty_like(xyz)  # (N, 3) float32
@@ -123,6 +125,19 @@ class SweepMotion:
             row = transforms[:, axis]  # (B, 4)
             moved[:, axis] = row[bins, 0] * x + row[bins, 1] * y + row[bins, 2] * z + row[bins, 3]
         return moved
+
+
+def sweep_motion(cloud: Any, timeline: TfTimeline, camera_frame: str, image_stamp_ns: int, fixed_frame: str,
+                 point_time: str, sweep: np.ndarray) -> np.ndarray | SweepMotion:
+    """How PointCloud2 ``cloud`` reaches the camera at its image's stamp through ``fixed_frame``: ``sweep`` (the
+    (4, 4) transform at the cloud's stamp) where it has no time field to deskew with (``point_time``, see
+    :func:`point_time_field`), else each return's own (:class:`SweepMotion`, ``sweep`` its fallback)."""
+    field = point_time_field(cloud, point_time)
+    if field is None:
+        return sweep
+    lidar_frame = cloud.header.frame_id
+    return SweepMotion(lambda stamps: timeline.across_stamps(camera_frame, image_stamp_ns, lidar_frame, stamps,
+                                                             fixed_frame), sweep, field)
 
 
 def without_tf_note(count: int) -> str:
@@ -133,9 +148,9 @@ def without_tf_note(count: int) -> str:
 
 def check_point_time(choice: str, fixed_frame: str | None) -> None:
     """InputError unless ``--point-time`` is left at "auto" or a fixed frame gives the motion to deskew with."""
+    if not choice:
+        raise InputError("--point-time must be 'auto', 'none' or a PointCloud2 field name")
     if choice != AUTO and fixed_frame is None:
         raise InputError(f"--point-time {choice} needs --fixed-frame: returns are moved by the robot's motion "
                          "between their times, which only /tf through a fixed frame gives")
-    if not choice:
-        raise InputError("--point-time must be 'auto', 'none' or a PointCloud2 field name")
 

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from mf_ros.calibration import read_camera_calibration
     from mf_ros.conversions import camera_to_camera_info, header_stamp_ns, rosbags_messages
     from mf_ros.depth_pipeline import FrameError
-    from mf_ros.deskew import SweepMotion, check_point_time, point_time_field, without_tf_note
+    from mf_ros.deskew import SweepMotion, check_point_time, sweep_motion, without_tf_note
     from mf_ros.extrinsics import TfTimeline, check_fixed_frame, parse_extrinsic, static_transform
     from mf_ros.sync import NO_TF, StampSync, slop_to_ns
     from mf_training.data.bag_samples import camera_topic, read_tf, select_topics
@@ -109,13 +109,9 @@ def run(args: argparse.Namespace) -> int:
         except InputError as err:
             raise FrameError(NO_TF, str(err)) from err
         try:
-            field = point_time_field(cloud, args.point_time)
+            return sweep_motion(cloud, timeline, camera, image_stamp, args.fixed_frame, args.point_time, sweep)
         except InputError as err:
             raise FrameError("bad_cloud", f"LiDAR cloud skipped: {err}") from err
-        if field is None:
-            return sweep
-        return SweepMotion(lambda stamps: timeline.across_stamps(camera, image_stamp, cloud.header.frame_id, stamps,
-                                                                 args.fixed_frame), sweep, field)
 
     def densify(frames, log_ns: int, bag: BagWriter) -> None:
         nonlocal points_without_tf

@@ -48,7 +48,7 @@ from mf_ros.conversions import (
     pointcloud2_to_xyz,
     tf_message_to_edges,
 )
-from mf_ros.deskew import AUTO, SweepMotion, check_point_time, point_time_field
+from mf_ros.deskew import AUTO, SweepMotion, check_point_time, sweep_motion
 from mf_ros.extrinsics import TfTimeline, check_fixed_frame, static_transform
 from mf_ros.sync import DEFAULT_SLOP_S, NO_TF, SyncResult, pair_stamps, slop_to_ns
 from mf_ros.topics import GT_TOPIC, TF_STATIC_TOPIC, TF_TOPIC
@@ -374,14 +374,11 @@ class BagSamples:
         """The pair's sweep as (N, 3) points and the transform that takes them into the camera frame."""
         if self._pair_transforms is None:
             return pointcloud2_to_xyz(cloud), self.T_cam_from_lidar
-        fallback = self._pair_transforms[pair]
-        field = point_time_field(cloud, self.point_time)
-        if field is None:
-            return pointcloud2_to_xyz(cloud), fallback
-        index, image_stamp = self.index, int(self.index.image_stamps[self.sync.image_index[pair]])
-        motion = SweepMotion(lambda stamps: self._timeline.across_stamps(index.image_frame, image_stamp,
-                                                                         index.lidar_frame, stamps, self.fixed_frame),
-                             fallback, field)
+        motion = sweep_motion(cloud, self._timeline, self.index.image_frame,
+                              int(self.index.image_stamps[self.sync.image_index[pair]]), self.fixed_frame,
+                              self.point_time, self._pair_transforms[pair])
+        if not isinstance(motion, SweepMotion):  # no per-return times: the sweep moves as one
+            return pointcloud2_to_xyz(cloud), motion
         points = motion.camera_points(cloud)  # (N, 3) in the camera frame at the image's stamp
         self.points_without_tf += motion.fallback_points
         return points, np.eye(4)
