@@ -103,19 +103,30 @@ def complete_classical(image: np.ndarray, sparse_depth: np.ndarray, camera: Pinh
     return np.where(filled, max_depth - depth, 0.0).astype(np.float32)
 
 
-def complete_nearest(image: np.ndarray, sparse_depth: np.ndarray, camera: PinholeCamera) -> np.ndarray:
-    """Every pixel takes the depth of its nearest LiDAR pixel (Euclidean in the image plane).
+def nearest_lidar_pixel(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every pixel of ``points`` (H, W) bool (the LiDAR pixels, at least one): the distance in pixels to
+    the nearest LiDAR pixel (H, W) float32 and that pixel's position in ``np.flatnonzero(points)`` (H, W) int.
 
-    ``cv2.distanceTransformWithLabels`` labels every pixel with its nearest zero pixel of the
-    input (here: the LiDAR pixels), numbered 1..N in raster order, which is the order of
-    ``np.flatnonzero``; it is ~10x faster than a cKDTree query over all pixels.
+    ``cv2.distanceTransformWithLabels`` labels every pixel with its nearest zero pixel of the input,
+    numbered 1..N in raster order, the order of ``np.flatnonzero``; it is ~10x faster than a cKDTree
+    query over all pixels and ~15x faster than scipy's exact transform with indices (2.35 MP). With
+    labels it uses a 5x5 distance mask: distances within 2 % of the exact ones, and at near-ties (under
+    0.1 % of the pixels of a random 3 % of points) the label may be the second-nearest point.
     """
+    not_lidar = np.ones(points.shape, np.uint8)
+    not_lidar[points] = 0
+    distance, labels = cv2.distanceTransformWithLabels(not_lidar, cv2.DIST_L2, cv2.DIST_MASK_PRECISE,
+                                                       labelType=cv2.DIST_LABEL_PIXEL)  # (H, W), labels 1..N
+    return distance, labels - 1
+
+
+def complete_nearest(image: np.ndarray, sparse_depth: np.ndarray, camera: PinholeCamera) -> np.ndarray:
+    """Every pixel takes the depth of its nearest LiDAR pixel (Euclidean in the image plane;
+    :func:`nearest_lidar_pixel`)."""
     index, values = _lidar_points(image, sparse_depth)
-    not_lidar = np.ones(sparse_depth.shape, np.uint8)
-    not_lidar.flat[index] = 0
-    _, labels = cv2.distanceTransformWithLabels(not_lidar, cv2.DIST_L2, cv2.DIST_MASK_PRECISE,
-                                                labelType=cv2.DIST_LABEL_PIXEL)  # (H, W) int32 in 1..N
-    return values[labels - 1]
+    points = np.zeros(sparse_depth.shape, bool)
+    points.flat[index] = True
+    return values[nearest_lidar_pixel(points)[1]]
 
 
 def _rasterise_triangles(corners: np.ndarray, values: np.ndarray, shape: tuple[int, int],

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from scipy.spatial import ConvexHull, cKDTree
 
-from mf_core.completion import BASELINES, complete_classical, complete_linear, complete_nearest, get_baseline
+from mf_core.completion import (
+    BASELINES,
+    complete_classical,
+    complete_linear,
+    complete_nearest,
+    get_baseline,
+    nearest_lidar_pixel,
+)
 from mf_core.errors import InputError
 from mf_training.eval.synthetic import default_camera, lidar_scan, plane_depth, synthetic_sample
 
@@ -103,6 +110,10 @@ def test_nearest_takes_the_depth_of_the_nearest_point():
     excess = np.hypot(rows[chosen] - grid[:, 0], cols[chosen] - grid[:, 1]) - best
     # Exact up to ties and OpenCV's sub-pixel distance-mask error.
     assert np.mean(chosen == nearest) > 0.98 and excess.max() < 0.6
+    distance, index = nearest_lidar_pixel(sparse > 0)  # what the confidence reads: distances too
+    assert np.all(np.abs(distance.ravel() - best) <= 0.02 * best)  # OpenCV's 5x5 mask: within 2 %
+    assert np.array_equal(np.flatnonzero(sparse > 0)[index.ravel()], np.ravel_multi_index((rows[chosen], cols[chosen]),
+                                                                                          (240, 320)))
 
 
 def test_lidar_only_is_the_input_itself():
