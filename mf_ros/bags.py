@@ -20,6 +20,7 @@ from rosbags.interfaces import Connection, Qos, QosDurability, QosHistory, QosLi
 from rosbags.rosbag2 import ReaderError, StoragePlugin, Writer, WriterError
 from rosbags.rosbag2.storage_mcap import McapWriter
 from rosbags.serde import SerdeError
+from rosbags.typesys import Stores, TypesysError, get_typestore
 
 from mf_core.errors import InputError
 from mf_core.files import remove_tree
@@ -170,6 +171,16 @@ def bag_topics(path: str | Path) -> list[BagTopic]:
         return sorted(BagTopic(name, info.msgtype or "", info.msgcount) for name, info in reader.topics.items())
 
 
+def bag_message_types(path: str | Path) -> dict[str, Any]:
+    """The message types a bag defines beyond the ROS 2 Jazzy typestore (a vendor's LiDAR or GNSS messages),
+    parsed from the definitions the bag records, as rosbags field definitions (name -> definition) for
+    :meth:`BagWriter.register_types`; empty when every type is a Jazzy one."""
+    path = Path(path)
+    known = rosbags_messages().typestore.fielddefs
+    with _opened_reader(path) as reader:  # AnyReader registers the bag's own definitions in its typestore
+        return {name: definition for name, definition in reader.typestore.fielddefs.items() if name not in known}
+
+
 def bag_time_range(path: str | Path) -> tuple[int, int]:
     """(first, last) message log time of a bag in nanoseconds; an empty bag raises InputError."""
     path = Path(path)
@@ -207,7 +218,7 @@ class BagWriter:
             raise InputError(f"bag storage {storage!r} is not supported; use one of {sorted(STORAGE_PLUGINS)}")
         self.storage = storage
         self.overwrite = overwrite
-        self.typestore = rosbags_messages().typestore
+        self.typestore = get_typestore(Stores.ROS2_JAZZY)  # its own: register_types leaves the shared one as it is
         self._writer: Writer | None = None
         self._connections: dict[str, Connection] = {}
 
@@ -247,6 +258,13 @@ class BagWriter:
             raise InputError(f"bag {self.path} is not open; use BagWriter as a context manager (with ...)")
         return self._writer
 
+    def register_types(self, types: dict[str, Any]) -> None:
+        """Make message types beyond ROS 2 Jazzy writable, e.g. :func:`bag_message_types` of the bag being copied."""
+        try:
+            self.typestore.register(types)
+        except TypesysError as err:
+            raise InputError(f"cannot add message types {sorted(types)} to bag {self.path}: {err}") from err
+
     def add_topic(self, topic: str, msgtype: str) -> None:
         """Declare ``topic`` with ROS type ``msgtype`` (e.g. ``sensor_msgs/msg/Image``); must precede its writes."""
         writer = self._open_writer()
@@ -254,7 +272,7 @@ class BagWriter:
             raise InputError(f"topic {topic} was already added to bag {self.path}")
         if msgtype not in self.typestore.types:
             raise InputError(f"message type {msgtype!r} is unknown to the ROS 2 Jazzy typestore; check the spelling "
-                             "(package/msg/Name)")
+                             "(package/msg/Name), or register its definition first (register_types)")
         self._connections[topic] = writer.add_connection(topic, msgtype, typestore=self.typestore,
                                                          offered_qos_profiles=[offered_qos(topic)])
 

@@ -160,3 +160,32 @@ def test_densify_reads_a_compressed_camera_stream(tmp_path, capsys):
     assert len(depths["png"]) == 3
     for a, b in zip(depths["raw"], depths["png"], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_densify_copies_a_vendor_message_topic(sim_bag, tmp_path, capsys):
+    """A topic whose type ROS 2 Jazzy does not define (here a made-up LiDAR status message) is copied byte for
+    byte with the definition the input bag records: drivers publish such messages beside the sensor topics."""
+    from rosbags.typesys import get_types_from_msg
+
+    from mf_ros.bags import BagWriter, bag_message_types
+
+    vendor = get_types_from_msg("std_msgs/Header header\nacme_msgs/Return[] returns\n" + "=" * 80
+                                + "\nMSG: acme_msgs/Return\nfloat32 range\nuint8 ring\n", "acme_msgs/msg/Status")
+    bag = tmp_path / "with_vendor"
+    with BagWriter(bag) as writer:
+        for m in read_messages(sim_bag, decode=False):
+            writer.write_raw(m.topic, m.raw, m.stamp_ns, m.msgtype)
+        writer.register_types(vendor)
+        status, ret = writer.typestore.types["acme_msgs/msg/Status"], writer.typestore.types["acme_msgs/msg/Return"]
+        header = conv.make_header(7, "lidar")
+        writer.write("/acme/status", status(header=header, returns=[ret(range=4.5, ring=3)]), 7)
+    assert set(bag_message_types(bag)) == {"acme_msgs/msg/Status", "acme_msgs/msg/Return"}
+    assert bag_message_types(sim_bag) == {}
+
+    out = tmp_path / "dense"
+    assert run_densify("--bag", str(bag), "--out", str(out), "--mode", "classical") == 0
+    assert f"{FRAMES} frames with depth" in capsys.readouterr().out
+    copied = list(read_messages(out, ["/acme/status"]))
+    original = list(read_messages(bag, ["/acme/status"]))
+    assert len(copied) == 1 and bytes(copied[0].raw) == bytes(original[0].raw)
+    assert copied[0].msg.returns[0].ring == 3 and copied[0].msgtype == "acme_msgs/msg/Status"

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     from tqdm import tqdm
 
-    from mf_ros.bags import ROS1_SUFFIX, BagWriter, bag_topics, read_messages, ros1_conversion
+    from mf_ros.bags import ROS1_SUFFIX, BagWriter, bag_message_types, bag_topics, read_messages, ros1_conversion
     from mf_ros.calibration import read_camera_calibration
     from mf_ros.conversions import camera_to_camera_info, header_stamp_ns, rosbags_messages
     from mf_ros.depth_pipeline import FrameError
@@ -135,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
         {topics.camera_info: sync.add_info} if topics.camera_info else {})
     factory = rosbags_messages()  # builds the calibration file's camera_info messages
     with BagWriter(args.out, overwrite=args.overwrite) as bag:
+        bag.register_types(bag_message_types(args.bag))  # vendor messages are copied too
         last_ns = 0
         # Original topics are copied as CDR bytes: no re-encoding, and only the synced inputs are decoded.
         messages = read_messages(args.bag, decode=list(add))
