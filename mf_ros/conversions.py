@@ -160,8 +160,12 @@ def header_stamp_ns(msg: Any) -> int:
 # mosaic made from a known image).
 BAYER_CODES: dict[str, int] = {"bayer_rggb8": cv2.COLOR_BayerBG2RGB, "bayer_bggr8": cv2.COLOR_BayerRG2RGB,
                                "bayer_gbrg8": cv2.COLOR_BayerGR2RGB, "bayer_grbg8": cv2.COLOR_BayerGB2RGB}
+# Packed YUV 4:2:2 (USB cameras through usb_cam or v4l2_camera) -> OpenCV's conversion code (BT.601, video range);
+# sensor_msgs names each byte order twice: uyvy = yuv422 (deprecated name), yuyv = yuv422_yuy2 (deprecated name).
+YUV422_CODES: dict[str, int] = {"uyvy": cv2.COLOR_YUV2RGB_UYVY, "yuv422": cv2.COLOR_YUV2RGB_UYVY,
+                                "yuyv": cv2.COLOR_YUV2RGB_YUYV, "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUYV}
 COLOR_ENCODINGS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1,
-                                   **dict.fromkeys(BAYER_CODES, 1)}
+                                   **dict.fromkeys(BAYER_CODES, 1), **dict.fromkeys(YUV422_CODES, 2)}
 # Element type (little-endian form) of each supported depth encoding.
 DEPTH_ENCODINGS: dict[str, str] = {"32FC1": "<f4", "16UC1": "<u2"}
 MM_PER_M = 1000.0
@@ -194,8 +198,8 @@ def _image_pixels(msg: Any, element: np.dtype, channels: int) -> np.ndarray:
 
 
 def image_to_rgb(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8, 8-bit Bayer) -> (H, W, 3) uint8 RGB (a new array);
-    Bayer mosaics are demosaiced by OpenCV's bilinear method, as image_proc's default does."""
+    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8, 8-bit Bayer, packed YUV 4:2:2) -> (H, W, 3) uint8 RGB
+    (a new array); Bayer mosaics are demosaiced by OpenCV's bilinear method, as image_proc's default does."""
     channels = COLOR_ENCODINGS.get(msg.encoding)
     if channels is None:
         raise InputError(f"colour image encoding {msg.encoding!r} is not supported; "
@@ -203,6 +207,10 @@ def image_to_rgb(msg: Any) -> np.ndarray:
     pixels = _image_pixels(msg, np.dtype(np.uint8), channels)  # (H, W, C)
     if msg.encoding in BAYER_CODES:
         return cv2.cvtColor(np.ascontiguousarray(pixels[:, :, 0]), BAYER_CODES[msg.encoding])
+    if msg.encoding in YUV422_CODES:  # two pixels share one U and one V sample
+        if pixels.shape[1] % 2:
+            raise InputError(f"{msg.encoding} image has odd width {pixels.shape[1]}; 4:2:2 pixels come in pairs")
+        return cv2.cvtColor(np.ascontiguousarray(pixels), YUV422_CODES[msg.encoding])
     if msg.encoding == "mono8":
         return np.repeat(pixels, 3, axis=2)
     order = [2, 1, 0] if msg.encoding.startswith("bgr") else [0, 1, 2]

@@ -121,6 +121,27 @@ def test_bayer_mosaics_are_demosaiced_in_their_own_pattern(pattern):
     assert np.abs(got.astype(int) - rgb)[2:-2, 2:-2].mean() < 1.0
 
 
+@pytest.mark.parametrize("encoding", ["uyvy", "yuv422", "yuyv", "yuv422_yuy2"])
+def test_packed_yuv422_images_decode_in_their_own_byte_order(encoding):
+    """A USB camera's YUV 4:2:2 image_raw, encoded here with the BT.601 video-range formulas from colours that are
+    constant over each pixel pair: decoded within 2 of them (the other byte order swaps luma and chroma)."""
+    rng = np.random.default_rng(3)
+    rgb = np.repeat(rng.integers(0, 256, (6, 4, 3)), 2, axis=1).astype(np.uint8)  # (6, 8, 3), pairs equal
+    r, g, b = np.moveaxis(rgb / 255.0, -1, 0)
+    y = np.rint(16 + 65.481 * r + 128.553 * g + 24.966 * b)
+    u = np.rint(128 - 37.797 * r - 74.203 * g + 112.0 * b)[:, ::2]
+    v = np.rint(128 + 112.0 * r - 93.786 * g - 18.214 * b)[:, ::2]
+    chroma = np.stack([u, v], axis=-1).reshape(6, 8)  # U0 V0 U2 V2 ...: one chroma byte per pixel
+    pairs = np.stack([chroma, y] if encoding in ("uyvy", "yuv422") else [y, chroma], axis=-1)  # (6, 8, 2)
+    msg = TS.types["sensor_msgs/msg/Image"](header=conv.make_header(0, "cam"), height=6, width=8, encoding=encoding,
+                                             is_bigendian=0, step=16, data=pairs.astype(np.uint8).ravel())
+    assert np.abs(conv.image_to_rgb(msg).astype(int) - rgb).max() <= 2
+    odd = TS.types["sensor_msgs/msg/Image"](header=conv.make_header(0, "cam"), height=6, width=7, encoding=encoding,
+                                            is_bigendian=0, step=14, data=np.zeros(84, np.uint8))
+    with pytest.raises(InputError, match="odd width 7"):
+        conv.image_to_rgb(odd)
+
+
 @pytest.mark.parametrize("kind", TRANSPORTS)
 def test_depth_32fc1_round_trip_is_exact(tmp_path, kind):
     depth = random_depth()
@@ -160,10 +181,10 @@ def test_big_endian_depth_images_are_decoded():
 
 def test_bad_images_raise_input_error():
     msg = conv.rgb_to_image(random_rgb(), 0, "cam")
-    msg.encoding = "yuv422"
-    with pytest.raises(InputError, match=r"yuv422.*bgr8.*rgb8"):
+    msg.encoding = "nv12"  # planar 4:2:0: not supported
+    with pytest.raises(InputError, match=r"'nv12'.*bgr8.*rgb8"):
         conv.image_to_rgb(msg)
-    with pytest.raises(InputError, match=r"'yuv422'.*32FC1"):
+    with pytest.raises(InputError, match=r"'nv12'.*32FC1"):
         conv.image_to_depth(msg)
     msg = conv.rgb_to_image(random_rgb(), 0, "cam")
     msg.data = msg.data[:-1]
