@@ -45,3 +45,27 @@ def test_quality_scores_the_val_split_against_a_reference_model(shared_data, tmp
     assert json.loads((tmp_path / "quality.json").read_text())["reference"] == "default"
     table = (tmp_path / "quality.md").read_text()
     assert "## kitti: 1 val frames" in table and "against the reference default: RMSE ratio **1.000**" in table
+
+
+def test_line_every_scores_a_sweep_with_fewer_scan_lines(shared_data):
+    """--line-every N stands for a LiDAR with 1/N of the beams: about 1/N of a KITTI sweep's returns kept, as
+    recorded; a bad N is refused before anything runs."""
+    import argparse
+
+    import pytest
+
+    from mf_core.errors import InputError
+    from mf_training.bench import quality
+    from mf_training.data.real_sets import read_real_split
+
+    sample = read_real_split("kitti", "val", shared_data)[0]
+    assert quality._with_lines_every(sample, 1) is sample
+    for every in (2, 4):
+        thinned = quality._with_lines_every(sample, every).sparse_depth
+        kept = thinned > 0
+        np.testing.assert_array_equal(thinned[kept], sample.sparse_depth[kept])
+        assert abs(kept.sum() / (sample.sparse_depth > 0).sum() - 1 / every) < 0.05
+    parser = argparse.ArgumentParser()
+    quality.add_arguments(parser)
+    with pytest.raises(InputError, match="--line-every must be at least 1"):
+        quality.run(parser.parse_args(["--line-every", "0", "--data-root", str(shared_data)]))

@@ -63,6 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", help="folder with the real sets (default $MF_DATA_ROOT or ../shared/data)")
     parser.add_argument("--sets", help="comma-separated subset of the real sets (default: all present)")
     parser.add_argument("--limit", type=int, help="score at most this many test frames per set (quick runs)")
+    parser.add_argument("--line-every", type=int, default=1,
+                        help="keep only every N-th scan line of each sweep before scoring: 2 or 4 stand for a LiDAR "
+                             "with half or a quarter of the beams (default 1: the sweeps as recorded)")
     parser.add_argument("--device", default="cpu", help="torch device for the model (default cpu)")
     parser.add_argument("--no-mono", action="store_true", help="skip the monocular (i2d vs row prior) rows")
     parser.add_argument("--out-dir", help="write quality.json and quality.md here")
@@ -89,10 +92,21 @@ def _lidar_as_ground_truth(samples: list) -> list:
     return [s if s.gt_depth is not None else replace(s, gt_depth=s.sparse_depth) for s in samples]
 
 
+def _with_lines_every(sample, every: int):
+    """``sample`` with only every ``every``-th scan line of its sweep (:func:`thin_scan_lines`); itself for 1."""
+    from mf_training.train.data import thin_scan_lines
+
+    if every == 1:
+        return sample
+    kept = thin_scan_lines(sample.sparse_depth, every, 0)  # (H, W) bool
+    return replace(sample, sparse_depth=np.where(kept, sample.sparse_depth, 0.0).astype(np.float32))
+
+
 def markdown(report: dict) -> str:
     """The per-set tables of a quality report, then the ratios."""
-    lines = [f"# mf bench quality: {report['model']} (mode {report['mode']}), {report['split']} split of each real set",
-             ""]
+    thinned = f", every {report['line_every']}th scan line" if report["line_every"] > 1 else ""
+    lines = [f"# mf bench quality: {report['model']} (mode {report['mode']}), {report['split']} split of each real "
+             f"set{thinned}", ""]
     for name, result in report["sets"].items():
         lines += [f"## {name}: {result['frames']} {report['split']} frames, protocol {result['protocol']}",
                   f"{result['provenance']}", "",
@@ -190,6 +204,8 @@ def run(args: argparse.Namespace) -> dict:
         raise InputError(f"unknown real set(s) {unknown}; use some of {', '.join(REAL_SETS)}")
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be at least 1, got {args.limit}")
+    if args.line_every < 1:
+        raise InputError(f"--line-every must be at least 1 (1 = every scan line), got {args.line_every}")
     if args.panels and not args.out_dir:
         raise InputError("--panels needs --out-dir (where the PNGs go)")
     mode = args.mode or _recommended_mode(args.model)
@@ -202,8 +218,8 @@ def run(args: argparse.Namespace) -> dict:
     mono = None if args.no_mono else estimator_method(estimator, str(args.model), "i2d")
     out_dir = Path(args.out_dir) if args.out_dir else None
 
-    report: dict = {"model": str(args.model), "mode": mode, "split": args.split, "data_root": str(root), "sets": {},
-                    "skipped": {}}
+    report: dict = {"model": str(args.model), "mode": mode, "split": args.split, "data_root": str(root),
+                    "line_every": args.line_every, "sets": {}, "skipped": {}}
     if reference is not None:
         report["reference"] = str(args.reference)
     resamples: dict[str, np.ndarray] = {}  # per set: bootstrap ratios under its protocol ...
@@ -214,7 +230,8 @@ def run(args: argparse.Namespace) -> dict:
         if not (root / real_set.folder).exists():
             report["skipped"][name] = f"not found at {root / real_set.folder}"
             continue
-        samples = read_real_split(name, args.split, root)[: args.limit]
+        samples = [_with_lines_every(sample, args.line_every) for sample in read_real_split(name, args.split, root)
+                   [: args.limit]]
         if not samples:
             report["skipped"][name] = f"no {args.split} frames"
             continue
