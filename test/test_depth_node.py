@@ -129,7 +129,9 @@ def test_classical_depth_matches_lidar_and_keeps_the_input_header(rig, sim):
     image, info, cloud = sim["images"][1], sim["infos"][1], sim["clouds"][1]
     r.send(image, info, cloud)
     assert r.spin_until(lambda: r.received["points"] and r.received["image"] and r.received["camera_info"], 20)
-    assert r.spin_until(lambda: r.received["stats"], 5)
+    # The worker counts a frame as published after publishing it: wait for a stats message from after that.
+    assert r.spin_until(lambda: r.received["stats"] and "published" in json.loads(r.received["stats"][-1].data)[
+        "counts"], 5)
     depth_msg, info_msg, points_msg = r.received["image"][0], r.received["camera_info"][0], r.received["points"][0]
     for msg in (depth_msg, info_msg, points_msg):
         assert msg.header.stamp == image.header.stamp and msg.header.frame_id == image.header.frame_id

@@ -224,11 +224,12 @@ class DepthNode(LifecycleNode):
         self.stats.count(f"received_{kind}")
         add = {"image": self._sync.add_image, "camera_info": self._sync.add_info,
                "points": self._sync.add_cloud}[kind]
+        stamp = conv.header_stamp_ns(msg)
         frames = []
         if kind == "image" and self._file_camera is not None:  # the calibration file as this image's camera_info
-            frames += self._sync.add_info(conv.header_stamp_ns(msg), conv.camera_to_camera_info(
-                self._file_camera, conv.header_stamp_ns(msg), msg.header.frame_id, conv.RclpyMessages()))
-        frames += add(conv.header_stamp_ns(msg), msg)
+            frames += self._sync.add_info(stamp, conv.camera_to_camera_info(self._file_camera, stamp,
+                                                                            msg.header.frame_id, conv.RclpyMessages()))
+        frames += add(stamp, msg)
         for reason in self.stats.drops_from_totals(self._sync.drops):
             self._warn(reason, f"frame dropped: {DROP_REASONS.get(reason, reason.replace('_', ' '))} "
                                f"(slop {self.p['slop']} s)")
