@@ -120,3 +120,21 @@ def test_bad_sampler_inputs():
         sample(model, "i2d", steps=1)
     with pytest.raises(InputError, match="unknown sampling mode"):
         sample(model, "d2d", image=IMAGE, steps=1)
+
+
+def test_i2d_with_a_vae_tokenizer_returns_the_given_image_without_decoding(tmp_path):
+    from helpers import random_taef2
+
+    from mf_core.model import ModelConfig, build_model
+
+    config = ModelConfig("tiny-taef2", patch_size=8, width=32, heads=2, n_joint=1, n_single=1, n_dec=1,
+                         image_tokenizer="vae", vae_path=str(random_taef2(tmp_path / "taef2")))
+    model = build_model(config).eval()
+    decoded = []
+    decode = model.decode_image  # count the decoder passes
+    model.decode_image = lambda latents: decoded.append(latents.shape) or decode(latents)
+    out = sample(model, "i2d", image=IMAGE, steps=2, generator=torch.Generator().manual_seed(0))
+    assert decoded == [] and torch.equal(out.image, IMAGE)
+    assert out.depth.shape == (2, 1, 16, 24)
+    joint = sample(model, "joint", size=(2, 16, 24), steps=1, generator=torch.Generator().manual_seed(0))
+    assert decoded == [(2, 32, 2, 3)] and joint.image.shape == (2, 3, 16, 24)
