@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,13 +18,14 @@ from safetensors.torch import load_file, save_file
 
 from mf_core.errors import InputError
 from mf_core.files import atomic_path, atomic_write
-from mf_core.model.config import ModelConfig
+from mf_core.model.config import VAE_PATHS, ModelConfig
 from mf_core.model.dit import ModalityForcingDiT
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 SHIPPED_MODEL_NAME = "default"  # what users write (model:=default, --model default) for the shipped model
 SHIPPED_MODEL_DIR = Path("models") / "mf-default"
+VAE_DIR = "vae"  # a released VAE-tokenizer model's copy of its VAE folder, inside the model folder
 
 
 def shipped_model_path() -> Path:
@@ -56,18 +58,25 @@ def save_model(
     model: ModalityForcingDiT,
     metadata: dict | None = None,
     dtype: torch.dtype | None = None,
+    carry_vae: bool = False,
 ) -> Path:
     """Save ``model`` to ``directory`` (created); floating weights cast to ``dtype`` if given.
 
     ``metadata`` (JSON-able: step, data, losses...) is stored in config.json beside the
-    model config and returned by :func:`load_model`. Returns the directory.
+    model config and returned by :func:`load_model`. ``carry_vae``: a VAE-tokenizer model's VAE folder is
+    copied to ``directory/vae`` and recorded by that relative path, so the folder works wherever it is
+    moved (a release); otherwise the config records where the VAE is. Returns the directory.
     """
     directory = Path(directory)
+    model_config = model.config
+    if carry_vae and model_config.image_tokenizer == "vae":
+        shutil.copytree(model_config.vae_path, directory / VAE_DIR, dirs_exist_ok=True)
+        model_config = model_config.updated(vae_path=VAE_DIR)
     state = {
         name: (t.to(dtype) if dtype is not None and t.is_floating_point() else t).detach().cpu().contiguous()
         for name, t in model.state_dict().items()
     }
-    config = {"model": model.config.to_dict(), "metadata": metadata or {}}
+    config = {"model": model_config.to_dict(), "metadata": metadata or {}}
     # Weights first, config last: a config.json always describes complete weights. save_file writes
     # from the tensors' own memory (no second copy of a multi-GB model).
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
@@ -87,7 +96,15 @@ def read_checkpoint_config(directory: str | Path) -> tuple[ModelConfig, dict]:
         raise InputError(f"{path} is not valid JSON ({exc}); the checkpoint is corrupt, re-save it") from exc
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
         raise InputError(f"{path} has no 'model' config object; it was not written by save_model")
-    return ModelConfig.from_dict(data["model"]), dict(data.get("metadata") or {})
+    return _vae_paths_in(ModelConfig.from_dict(data["model"]), Path(directory)), dict(data.get("metadata") or {})
+
+
+def _vae_paths_in(config: ModelConfig, directory: Path) -> ModelConfig:
+    """``config`` with a relative VAE folder taken as relative to the checkpoint folder ``directory`` (a released
+    model carries its VAE there, :func:`save_model` ``carry_vae``); absolute ones as they are."""
+    relative = {key: str(directory / value) for key in VAE_PATHS
+                if (value := getattr(config, key)) and not Path(value).is_absolute()}
+    return config.updated(**relative) if relative else config
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:

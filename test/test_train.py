@@ -576,3 +576,38 @@ def test_a_bag_from_a_moving_robot_trains_on_deskewed_sweeps(tmp_path):
     assert mf_main(["export", "--bag", str(bag), "--out", str(tmp_path / "folder"), "--fixed-frame", "odom"]) == 0
     with pytest.raises(InputError, match=r"\['fixed_frame', 'point_time'\] do not apply to a folder"):
         read_source(SourceConfig(path=str(tmp_path / "folder"), fixed_frame="odom"), tmp_path)
+
+
+def test_a_released_vae_model_carries_its_vae_and_loads_anywhere(sim_cache, tmp_path, monkeypatch):
+    from helpers import random_taef2
+
+    from mf_core.checkpoint import VAE_DIR, read_checkpoint_config
+    from mf_core.model.taef2 import ENCODER_FILE
+
+    random_taef2(tmp_path / "weights" / "taef2")
+    monkeypatch.chdir(tmp_path)  # the config names the VAE relative to the working directory, as ../shared/... is
+    run = tmp_path / "run"
+    train(tiny(sim_cache, "steps=1", "batch_size=1", "model.overrides={patch_size: 8, image_tokenizer: vae, "
+               "vae_path: weights/taef2}"), run)
+    trained, _ = read_checkpoint_config(latest_checkpoint(run) / "model")
+    assert trained.vae_path == str(tmp_path / "weights" / "taef2")  # recorded absolute: loads from any directory
+    assert mf_main(["release", "--run", str(run), "--out", str(tmp_path / "model"), "--latest"]) == 0
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["model"]["vae_path"] == VAE_DIR
+    assert (tmp_path / "model" / VAE_DIR / ENCODER_FILE).read_bytes() == \
+        (tmp_path / "weights" / "taef2" / ENCODER_FILE).read_bytes()
+    full, _ = load_model(latest_checkpoint(run) / "model")
+    image = torch.rand(1, 3, 64, 80) * 2 - 1
+    expected = full.encode_image(image)
+    moved = tmp_path / "elsewhere" / "model"
+    shutil.move(tmp_path / "model", moved)
+    shutil.rmtree(tmp_path / "weights")  # the folder the run trained with is gone
+    monkeypatch.chdir(sim_cache)
+    released, _ = load_model(moved)
+    assert released.config.vae_path == str(moved / VAE_DIR)
+    torch.testing.assert_close(released.encode_image(image), expected)
+    # init_from the released model with a config naming another copy of the VAE: its location is not part of the
+    # weights
+    shutil.copytree(moved / VAE_DIR, tmp_path / "copy")
+    model, _ = build_models(tiny(sim_cache, f"init_from={moved}", "model.overrides={patch_size: 8, "
+                                 f"image_tokenizer: vae, vae_path: {tmp_path / 'copy'}}}"))
+    assert model.config.vae_path == str(tmp_path / "copy")

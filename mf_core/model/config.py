@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from mf_core.errors import InputError
 
 IMAGE_TOKENIZERS = ("pixel", "vae")
-# Settings that change how a model runs, not its weights: a trained model loads under either value.
-RUN_SETTINGS = ("refine_reads_transformer",)
+# Settings that change how a model runs, not its weights: a trained model loads under either value. The frozen
+# VAE's folders are among them: its weights are never in our checkpoints, and a released model carries its own copy.
+VAE_PATHS = ("vae_path", "vae_statistics_path")
+RUN_SETTINGS = ("refine_reads_transformer", *VAE_PATHS)
 ROPE_AXES = 4  # (modality, row, col, context index), as in FLUX.2's 4-axis position ids
 
 

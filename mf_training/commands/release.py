@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         "data": [source.path for source in config.data.sources],
         "train_resolution": [config.data.height, config.data.width],
     }
-    out = save_model(args.out, model, metadata, dtype=getattr(torch, args.dtype))
+    out = save_model(args.out, model, metadata, dtype=getattr(torch, args.dtype), carry_vae=True)
     size_mb = (out / "model.safetensors").stat().st_size / 2**20
     score = metadata.get("validation", {}).get("score")
     chosen = f"best by validation (score {score:.4f})" if source == best else "newest"

@@ -24,6 +24,7 @@ from mf_core.checkpoint import load_model, read_checkpoint_config, resolve_model
 from mf_core.errors import InputError
 from mf_core.flow import flow_matching_losses
 from mf_core.model import ModalityForcingDiT, ModelConfig, build_model, get_model_config
+from mf_core.model.config import VAE_PATHS
 from mf_core.model.dit import ModelOutput
 from mf_training.lift import LIFT_METADATA_KEY
 from mf_training.train.config import MODEL_FROM_INIT, LoraSettings, TrainConfig, save_config
@@ -75,10 +76,14 @@ def noise_seed(seed: int, step: int, micro_index: int) -> int:
 def model_config_of(config: TrainConfig) -> ModelConfig:
     """The registry entry named by the run config with its overrides (InputError for unknown names);
     ``model.name: init_from`` takes the init_from checkpoint's own config (a lifted FLUX.2, say)."""
+    # A VAE folder named relative to the working directory is recorded absolute: the run's checkpoints then
+    # load from anywhere (a relative path in a checkpoint means relative to the checkpoint folder).
+    overrides = {key: str(Path(value).resolve()) if key in VAE_PATHS and value else value
+                 for key, value in config.model.overrides.items()}
     if config.model.name == MODEL_FROM_INIT:
         found, _ = read_checkpoint_config(model_dir_of(config.init_from))
-        return found.updated(**config.model.overrides)
-    return get_model_config(config.model.name, **config.model.overrides)
+        return found.updated(**overrides)
+    return get_model_config(config.model.name, **overrides)
 
 
 def _check_same_model(found: ModelConfig, wanted: ModelConfig, where: str, exact: bool = True) -> None:
